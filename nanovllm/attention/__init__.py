@@ -1,0 +1,49 @@
+"""Attention backends behind one small interface, chosen by name with lazy imports.
+
+``torch_ref`` always exists (CPU and GPU). ``triton`` is the GPU default. ``flash_attn`` and
+``flashinfer`` are optional extras. Importing nanovllm never imports triton or those libraries.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from nanovllm.attention.base import AttentionBackend
+from nanovllm.attention.metadata import AttentionMetadata
+from nanovllm.errors import ConfigError
+
+_BACKENDS = {
+    "torch_ref": ("nanovllm.attention.torch_ref", "TorchRefBackend", None),
+    "triton": ("nanovllm.attention.triton_backend", "TritonBackend", "triton"),
+    "flash_attn": ("nanovllm.attention.flash_attn_backend", "FlashAttnBackend", "flash_attn"),
+    "flashinfer": ("nanovllm.attention.flashinfer_backend", "FlashInferBackend", "flashinfer"),
+}
+
+
+def available_backends(device: str) -> list[str]:
+    names = ["torch_ref"]
+    if device.startswith("cuda"):
+        names += [n for n, (_, _, pkg) in _BACKENDS.items() if pkg and importlib.util.find_spec(pkg)]
+    return names
+
+
+def resolve_backend_name(name: str, device: str) -> str:
+    """``auto``: triton on CUDA when importable, else torch_ref."""
+    if name == "auto":
+        return "triton" if "triton" in available_backends(device) else "torch_ref"
+    if name not in _BACKENDS:
+        raise ConfigError(f"attention_backend={name!r} is unknown; choose from {sorted(_BACKENDS)}")
+    if name != "torch_ref" and not device.startswith("cuda"):
+        raise ConfigError(f"attention_backend={name!r} needs a CUDA device; on {device} use 'torch_ref'")
+    if name not in available_backends(device):
+        raise ConfigError(f"attention_backend={name!r}: package {_BACKENDS[name][2]!r} is not installed")
+    return name
+
+
+def get_backend(name: str) -> AttentionBackend:
+    module, cls, _ = _BACKENDS[name]
+    return getattr(importlib.import_module(module), cls)()
+
+
+__all__ = ["AttentionBackend", "AttentionMetadata", "available_backends", "get_backend", "resolve_backend_name"]

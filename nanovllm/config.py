@@ -1,0 +1,221 @@
+"""Engine configuration: a frozen, validated dataclass.
+
+``Config.from_model(path, **overrides)`` does the file I/O (reads the checkpoint's config.json) and
+resolves the ``"auto"`` values; ``__post_init__`` only validates, so a ``Config`` in hand is always
+consistent. Every error names the bad value and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nanovllm.errors import ConfigError, KVCacheTooSmallError, ModelLoadError
+
+DTYPES = ("float32", "bfloat16", "float16")
+ATTENTION_BACKENDS = ("auto", "torch_ref", "triton", "flash_attn", "flashinfer")
+CPU_KVCACHE_BYTES = 512 * 2**20  # default KV-cache budget on CPU, where there is no memory probe
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The few facts of a checkpoint's config.json the engine needs, read once."""
+
+    architecture: str
+    vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    intermediate_size: int
+    max_position_embeddings: int
+    rms_norm_eps: float
+    rope_theta: float
+    tie_word_embeddings: bool
+    eos_token_id: tuple[int, ...]
+    torch_dtype: str | None = None
+    attention_bias: bool = False
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ModelSpec:
+        archs = raw.get("architectures") or []
+        heads = raw["num_attention_heads"]
+        eos = raw.get("eos_token_id")
+        eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,))
+        return cls(
+            architecture=archs[0] if archs else raw.get("model_type", "unknown"),
+            vocab_size=raw["vocab_size"],
+            hidden_size=raw["hidden_size"],
+            num_hidden_layers=raw["num_hidden_layers"],
+            num_attention_heads=heads,
+            num_key_value_heads=raw.get("num_key_value_heads") or heads,
+            head_dim=raw.get("head_dim") or raw["hidden_size"] // heads,
+            intermediate_size=raw["intermediate_size"],
+            max_position_embeddings=raw.get("max_position_embeddings", 4096),
+            rms_norm_eps=raw.get("rms_norm_eps", 1e-6),
+            rope_theta=raw.get("rope_theta", 10000.0),
+            tie_word_embeddings=raw.get("tie_word_embeddings", False),
+            eos_token_id=eos_ids,
+            torch_dtype=raw.get("torch_dtype") or raw.get("dtype"),
+            attention_bias=raw.get("attention_bias", False),
+        )
+
+    def kv_bytes_per_token(self, dtype_bytes: int, tp_size: int = 1) -> int:
+        kv_heads = max(1, self.num_key_value_heads // tp_size)
+        return 2 * self.num_hidden_layers * kv_heads * self.head_dim * dtype_bytes
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that shapes one engine. Build it with ``Config.from_model``."""
+
+    model: str
+    spec: ModelSpec
+    max_num_batched_tokens: int = 16384
+    max_num_seqs: int = 512
+    max_model_len: int = 4096
+    gpu_memory_utilization: float = 0.9
+    tensor_parallel_size: int = 1
+    enforce_eager: bool = False
+    kvcache_block_size: int = 256
+    num_kvcache_blocks: int | None = None
+    device: str = "cpu"
+    dtype: str = "float32"
+    enable_prefix_caching: bool = True
+    attention_backend: str = "auto"
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._check_positive("max_num_batched_tokens", "max_num_seqs", "max_model_len")
+        self._check_positive("tensor_parallel_size")
+        bs = self.kvcache_block_size
+        if bs < 16 or bs & (bs - 1):
+            raise ConfigError(
+                f"kvcache_block_size={bs} must be a power of two >= 16; pass 16, 32, 64, 128 or 256"
+            )
+        if self.max_model_len > self.spec.max_position_embeddings:
+            raise ConfigError(
+                f"max_model_len={self.max_model_len} exceeds the model's max_position_embeddings="
+                f"{self.spec.max_position_embeddings}; pass "
+                f"max_model_len<={self.spec.max_position_embeddings}"
+            )
+        if not 0.0 < self.gpu_memory_utilization <= 1.0:
+            raise ConfigError(
+                f"gpu_memory_utilization={self.gpu_memory_utilization} must be in (0, 1], e.g. 0.9"
+            )
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype={self.dtype!r} is not one of {DTYPES} (or 'auto')")
+        if self.attention_backend not in ATTENTION_BACKENDS:
+            raise ConfigError(
+                f"attention_backend={self.attention_backend!r} is not one of {ATTENTION_BACKENDS}"
+            )
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ConfigError(f"device={self.device!r} must be 'auto', 'cpu' or 'cuda[:N]'")
+        self._check_tensor_parallel()
+        if self.num_kvcache_blocks is not None:
+            self._check_kv_cache_fits(self.num_kvcache_blocks)
+
+    def _check_positive(self, *names: str) -> None:
+        for name in names:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name}={value!r} must be a positive integer")
+
+    def _check_tensor_parallel(self) -> None:
+        tp, spec = self.tensor_parallel_size, self.spec
+        for what, n in (("num_attention_heads", spec.num_attention_heads),
+                        ("num_key_value_heads", spec.num_key_value_heads)):
+            if n % tp:
+                divisors = [d for d in range(1, n + 1) if n % d == 0]
+                raise ConfigError(
+                    f"tensor_parallel_size={tp} does not divide the model's {what}={n}; "
+                    f"pass one of {divisors}"
+                )
+
+    def _check_kv_cache_fits(self, num_blocks: int) -> None:
+        if num_blocks < self.max_blocks_per_seq:
+            raise KVCacheTooSmallError(
+                f"num_kvcache_blocks={num_blocks} x kvcache_block_size={self.kvcache_block_size} "
+                f"= {num_blocks * self.kvcache_block_size} tokens cannot hold one sequence of "
+                f"max_model_len={self.max_model_len}; pass num_kvcache_blocks>="
+                f"{self.max_blocks_per_seq}, a smaller max_model_len, or more memory"
+            )
+
+    @property
+    def max_blocks_per_seq(self) -> int:
+        return math.ceil(self.max_model_len / self.kvcache_block_size)
+
+    @property
+    def dtype_bytes(self) -> int:
+        return 4 if self.dtype == "float32" else 2
+
+    @property
+    def kv_bytes_per_block(self) -> int:
+        per_token = self.spec.kv_bytes_per_token(self.dtype_bytes, self.tensor_parallel_size)
+        return per_token * self.kvcache_block_size
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        return self.spec.eos_token_id
+
+    def with_num_blocks(self, num_blocks: int) -> Config:
+        """The same config with the KV-cache size decided (after a memory probe)."""
+        return dataclasses.replace(self, num_kvcache_blocks=num_blocks)
+
+    def default_cpu_num_blocks(self) -> int:
+        """CPU has no memory probe: a fixed budget, capped at what max_num_seqs can ever use."""
+        by_budget = CPU_KVCACHE_BYTES // self.kv_bytes_per_block
+        by_use = self.max_blocks_per_seq * self.max_num_seqs
+        return max(self.max_blocks_per_seq, min(by_budget, by_use))
+
+    @classmethod
+    def from_model(cls, model: str | Path, **overrides: Any) -> Config:
+        """Read ``model``'s config.json, resolve ``"auto"`` values and validate."""
+        path = Path(model).expanduser()
+        if not path.is_dir():
+            raise ModelLoadError(
+                f"model directory {str(model)!r} does not exist; pass the path of a local Hugging "
+                f"Face checkpoint, or use nanovllm.testing.make_tiny_model(dir) to build one"
+            )
+        config_file = path / "config.json"
+        if not config_file.is_file():
+            raise ModelLoadError(
+                f"{str(path)!r} has no config.json, so it is not a Hugging Face model directory"
+            )
+        try:
+            raw = json.loads(config_file.read_text())
+            spec = ModelSpec.from_dict(raw)
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ModelLoadError(f"cannot read {config_file}: {e!r}") from e
+        known = {f.name for f in dataclasses.fields(cls)} - {"model", "spec", "extra"}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown config keyword(s) {unknown}; valid keywords are {sorted(known)}"
+            )
+        overrides = dict(overrides)
+        overrides["device"] = resolve_device(overrides.get("device", "auto"))
+        overrides["dtype"] = resolve_dtype(overrides.get("dtype", "auto"), overrides["device"])
+        if overrides.get("max_model_len") is None:
+            overrides["max_model_len"] = min(4096, spec.max_position_embeddings)
+        return cls(model=str(path), spec=spec, **overrides)
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    if dtype != "auto":
+        return {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(dtype, dtype)
+    return "bfloat16" if device.startswith("cuda") else "float32"

@@ -1,0 +1,81 @@
+"""ScheduledBatch -> StepInputs: the flat arrays one forward pass needs. Host-side numpy only.
+
+Built once per step on rank 0; tensor-parallel workers receive the same ``StepInputs``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nanovllm.engine.scheduler import ScheduledBatch
+from nanovllm.layers.sampler import SamplingBatch
+
+
+@dataclass
+class StepInputs:
+    input_ids: np.ndarray  # int64 [T]
+    positions: np.ndarray  # int64 [T]
+    slot_mapping: np.ndarray  # int64 [T]
+    cu_seqlens_q: np.ndarray  # int32 [B + 1]
+    seq_lens: np.ndarray  # int32 [B]
+    block_tables: np.ndarray  # int32 [B, max_blocks]
+    logits_indices: np.ndarray  # int64 [S]: rows whose logits are sampled
+    sampling: SamplingBatch
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def num_seqs(self) -> int:
+        return len(self.seq_lens)
+
+    @property
+    def is_decode_only(self) -> bool:
+        return self.num_tokens == self.num_seqs
+
+
+def prepare_inputs(batch: ScheduledBatch, block_size: int) -> StepInputs:
+    starts = np.asarray(batch.starts, dtype=np.int64)
+    counts = np.asarray(batch.num_new_tokens, dtype=np.int64)
+    cu = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=cu[1:])
+    seq_lens = starts + counts
+    # positions: start_b + 0..n_b-1 for each sequence b, without a Python loop per token
+    seq_of_token = np.repeat(np.arange(len(counts)), counts)
+    positions = starts[seq_of_token] + (np.arange(cu[-1]) - cu[:-1][seq_of_token])
+    width = max(len(s.block_table) for s in batch.seqs)
+    tables = np.zeros((len(counts), width), dtype=np.int32)
+    for row, seq in enumerate(batch.seqs):
+        tables[row, : len(seq.block_table)] = seq.block_table
+    slots = tables[seq_of_token, positions // block_size].astype(np.int64) * block_size + positions % block_size
+    input_ids = np.fromiter(
+        (t for seq, s, n in zip(batch.seqs, batch.starts, batch.num_new_tokens) for t in seq.token_ids[s : s + n]),
+        dtype=np.int64, count=int(cu[-1]),
+    )
+    samples = batch.samples
+    rows = [i for i, x in enumerate(samples) if x]
+    return StepInputs(
+        input_ids=input_ids,
+        positions=positions,
+        slot_mapping=slots,
+        cu_seqlens_q=cu.astype(np.int32),
+        seq_lens=seq_lens.astype(np.int32),
+        block_tables=tables,
+        logits_indices=cu[1:][rows] - 1,
+        sampling=_sampling_batch(batch, rows),
+    )
+
+
+def _sampling_batch(batch: ScheduledBatch, rows: list[int]) -> SamplingBatch:
+    seqs = [batch.seqs[i] for i in rows]
+    return SamplingBatch(
+        temperatures=[s.params.temperature for s in seqs],
+        top_ks=[s.params.top_k for s in seqs],
+        top_ps=[s.params.top_p for s in seqs],
+        seeds=[s.params.seed for s in seqs],
+        positions=[s.num_completion_tokens for s in seqs],
+        num_logprobs=[s.params.logprobs for s in seqs],
+    )

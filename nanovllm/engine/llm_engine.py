@@ -1,0 +1,306 @@
+"""LLMEngine: requests in, one scheduled step at a time, outputs out.
+
+::
+
+    step():  Scheduler.schedule() -> ScheduledBatch
+             prepare_inputs()     -> StepInputs            (host arrays)
+             executor.run()       -> sampled tokens         (ModelRunner, or TP workers)
+             Scheduler.postprocess()
+             StepRecord           -> returned, and handed to every subscriber
+
+All state lives on the instance (sequence ids, cache, workers), so two engines in one process never
+collide. ``close()`` is idempotent and also runs on garbage collection and at exit.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nanovllm.config import Config
+from nanovllm.engine.block_manager import BlockManager
+from nanovllm.engine.events import ScheduledEntry, StepRecord, StepTiming
+from nanovllm.engine.inputs import prepare_inputs
+from nanovllm.engine.metrics import MetricsCollector
+from nanovllm.engine.scheduler import ScheduledBatch, Scheduler
+from nanovllm.engine.sequence import FinishReason, Sequence, SequenceStatus
+from nanovllm.errors import (
+    EngineClosedError,
+    ModelLoadError,
+    RequestError,
+    StepError,
+    UnknownRequestError,
+)
+from nanovllm.models import check_supported
+from nanovllm.sampling_params import SamplingParams
+
+Prompt = str | list[int]
+Observer = Callable[[StepRecord], None]
+
+
+class LLMEngine:
+    def __init__(self, model: str | Path, **config: Any):
+        cfg = Config.from_model(model, **config)
+        check_supported(cfg.spec.architecture)
+        self.tokenizer = _load_tokenizer(cfg.model)
+        self.executor = _make_executor(cfg)
+        self._finalizer = weakref.finalize(self, self.executor.close)
+        try:
+            cfg = cfg.with_num_blocks(self.executor.num_kvcache_blocks)
+        except Exception:
+            self._finalizer()
+            raise
+        self.config = cfg
+        self.block_manager = BlockManager(cfg.num_kvcache_blocks, cfg.kvcache_block_size, cfg.enable_prefix_caching)
+        self.scheduler = Scheduler(
+            self.block_manager, max_num_seqs=cfg.max_num_seqs,
+            max_num_batched_tokens=cfg.max_num_batched_tokens, max_model_len=cfg.max_model_len,
+            eos_token_ids=cfg.eos_token_ids,
+        )
+        self.sequences: dict[int, Sequence] = {}  # unfinished, and finished but not yet collected
+        self._next_id = 0
+        self._added: list[int] = []
+        self._observers: list[Observer] = []
+        self.metrics = MetricsCollector()
+        self.subscribe(self.metrics.on_step)
+
+    # ---- lifecycle -----------------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    def close(self) -> None:
+        """Free workers, device memory and shared memory. Safe to call more than once."""
+        self._finalizer()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise EngineClosedError("this engine was closed; create a new LLM to go on")
+
+    # ---- requests ------------------------------------------------------------------------------------
+    def add_request(self, prompt: Prompt, params: SamplingParams | None = None) -> int:
+        """Queue one request; returns its id. Raises ``RequestError`` for bad input (nothing queued)."""
+        self._check_open()
+        token_ids, params = self._validate(prompt, params)
+        return self._enqueue(token_ids, params)
+
+    def _enqueue(self, token_ids: list[int], params: SamplingParams) -> int:
+        seq = Sequence(self._next_id, token_ids, params)
+        self._next_id += 1
+        self.sequences[seq.seq_id] = seq
+        self.scheduler.add(seq)
+        self._added.append(seq.seq_id)
+        self.metrics.on_request_added(seq.seq_id, seq.num_prompt_tokens)
+        return seq.seq_id
+
+    def _validate(self, prompt: Prompt, params: SamplingParams | None) -> tuple[list[int], SamplingParams]:
+        params = SamplingParams() if params is None else params
+        if not isinstance(params, SamplingParams):
+            raise RequestError(f"sampling params must be a SamplingParams, got {type(params).__name__}")
+        if isinstance(prompt, str):
+            token_ids = self.tokenizer.encode(prompt)
+        elif isinstance(prompt, (list, tuple)) and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+            token_ids = list(prompt)
+        else:
+            raise RequestError(f"a prompt must be a str or a list of token ids, got {type(prompt).__name__}")
+        if not token_ids:
+            raise RequestError("the prompt is empty; pass at least one token")
+        vocab = self.config.spec.vocab_size
+        bad = [t for t in token_ids if not 0 <= t < vocab]
+        if bad:
+            raise RequestError(f"token id(s) {bad[:5]} are outside the vocabulary [0, {vocab})")
+        total = len(token_ids) + params.max_tokens
+        if total > self.config.max_model_len:
+            raise RequestError(
+                f"prompt of {len(token_ids)} tokens + max_tokens={params.max_tokens} = {total} exceeds "
+                f"max_model_len={self.config.max_model_len}; shorten the prompt or lower max_tokens"
+            )
+        return token_ids, params
+
+    def abort(self, request_id: int) -> None:
+        """Stop a request now; its blocks are freed and it finishes with reason "abort"."""
+        seq = self._get(request_id)
+        if not seq.is_finished:
+            self.scheduler.abort(seq, FinishReason.ABORT)
+            self.metrics.on_request_finished(seq, time.perf_counter())
+
+    def fail_request(self, request_id: int, error: str) -> None:
+        """Finish a request as failed (reason "error"); used when its steps keep raising."""
+        seq = self._get(request_id)
+        if not seq.is_finished:
+            seq.error = error
+            self.scheduler.abort(seq, FinishReason.ERROR)
+            self.metrics.on_request_finished(seq, time.perf_counter())
+
+    def _get(self, request_id: int) -> Sequence:
+        try:
+            return self.sequences[request_id]
+        except KeyError:
+            raise UnknownRequestError(f"no request with id {request_id!r} (finished ones are "
+                                      "forgotten once their output is collected)") from None
+
+    def has_unfinished(self) -> bool:
+        return self.scheduler.has_unfinished()
+
+    def get_output(self, request_id: int, *, pop: bool = True) -> dict[str, Any]:
+        """The output of a finished request (by default, forgetting it)."""
+        seq = self._get(request_id)
+        if not seq.is_finished:
+            raise RequestError(f"request {request_id} has not finished yet ({seq.status.value})")
+        if pop:
+            del self.sequences[request_id]
+        return self._output(seq)
+
+    def _output(self, seq: Sequence) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "request_id": seq.seq_id,
+            "text": self.tokenizer.decode(seq.completion_token_ids),
+            "token_ids": seq.completion_token_ids,
+            "finish_reason": seq.finish_reason.value if seq.finish_reason else None,
+            "num_cached_tokens": seq.num_cached_tokens,
+        }
+        if seq.params.logprobs is not None:
+            out["logprobs"] = list(seq.logprobs)
+            if seq.params.logprobs > 0:
+                out["top_logprobs"] = list(seq.top_logprobs)
+        if seq.error is not None:
+            out["error"] = seq.error
+        return out
+
+    # ---- observers -----------------------------------------------------------------------------------
+    def subscribe(self, callback: Observer) -> Callable[[], None]:
+        """Call ``callback(record)`` after every step; returns a function that unsubscribes."""
+        self._observers.append(callback)
+        return lambda: self._observers.remove(callback) if callback in self._observers else None
+
+    def _notify(self, record: StepRecord) -> None:
+        for callback in list(self._observers):
+            try:
+                callback(record)
+            except Exception as e:  # an observer must never break the engine
+                warnings.warn(f"step observer {callback!r} raised {e!r}", RuntimeWarning, stacklevel=2)
+
+    # ---- stepping ------------------------------------------------------------------------------------
+    def step(self) -> StepRecord:
+        """Schedule and run one step. On an exception the step is rolled back (no sequence advances,
+        the cache stays consistent) and ``StepError`` is raised with the step's context."""
+        self._check_open()
+        t0 = time.perf_counter()
+        batch = self.scheduler.schedule()
+        t1 = time.perf_counter()
+        if not batch.seqs:
+            return self._finish_step(batch, [], StepTiming(schedule=t1 - t0, total=t1 - t0), t0)
+        try:
+            inputs = prepare_inputs(batch, self.config.kvcache_block_size)
+            t2 = time.perf_counter()
+            out, run_timing = self.executor.run(inputs)
+        except Exception as e:
+            error = f"{type(e).__name__}: {e}"
+            self._finish_step(batch, [], StepTiming(schedule=t1 - t0), t0, error=error)
+            raise StepError(
+                f"step {batch.step} ({batch.phase}, requests {[s.seq_id for s in batch.seqs]}) failed: "
+                f"{error}; the step was rolled back", step=batch.step,
+                request_ids=[s.seq_id for s in batch.seqs], phase=batch.phase,
+            ) from e
+        t3 = time.perf_counter()
+        sampled = self._apply_samples(batch, out)
+        finished = self.scheduler.postprocess(batch, sampled)
+        t4 = time.perf_counter()
+        timing = StepTiming(schedule=t1 - t0, prepare=(t2 - t1) + run_timing.prepare,
+                            forward=run_timing.forward, sample=run_timing.sample,
+                            postprocess=t4 - t3, total=t4 - t0)
+        return self._finish_step(batch, sampled, timing, t0, finished)
+
+    def _apply_samples(self, batch: ScheduledBatch, out) -> list[int | None]:
+        sampled: list[int | None] = []
+        row = 0
+        for seq, samples in zip(batch.seqs, batch.samples):
+            if not samples:
+                sampled.append(None)
+                continue
+            sampled.append(out.token_ids[row])
+            if seq.params.logprobs is not None:
+                seq.logprobs.append(out.logprobs[row])
+                if seq.params.logprobs > 0:
+                    seq.top_logprobs.append(out.top_logprobs[row])
+            row += 1
+        return sampled
+
+    def _finish_step(self, batch: ScheduledBatch, sampled: list[int | None], timing: StepTiming,
+                     t0: float, finished: list[int] = (), error: str | None = None) -> StepRecord:
+        now = time.perf_counter()
+        events = tuple(e.__class__(e.step, e.seq_id, e.before, e.after, e.reason, now)
+                       for e in self.scheduler.events)
+        self.scheduler.events.clear()
+        bm = self.block_manager
+        samples = batch.samples
+        record = StepRecord(
+            step=batch.step,
+            scheduled=tuple(
+                ScheduledEntry(s.seq_id, "decode" if d else "prefill", n, st, smp)
+                for s, n, st, d, smp in zip(batch.seqs, batch.num_new_tokens, batch.starts, batch.is_decode, samples)
+            ),
+            admitted_ids=tuple(batch.admitted_ids),
+            preempted_ids=tuple(batch.preempted_ids),
+            finished_ids=tuple(finished),
+            added_ids=tuple(self._added),
+            new_tokens=tuple((s.seq_id, t) for s, t in zip(batch.seqs, sampled) if t is not None),
+            kv_blocks_used=bm.num_blocks - bm.num_free_blocks,
+            kv_blocks_free=bm.num_free_blocks,
+            kv_blocks_cached=bm.num_cached_free_blocks,
+            kv_blocks_total=bm.num_blocks,
+            prefix_hit_tokens=batch.prefix_hit_tokens,
+            num_running=len(self.scheduler.running),
+            num_waiting=len(self.scheduler.waiting),
+            timing=timing,
+            events=events,
+            error=error,
+            time=now,
+        )
+        self._added = []
+        for seq_id in finished:
+            self.metrics.on_request_finished(self.sequences[seq_id], now)
+        self._notify(record)
+        return record
+
+    def check_integrity(self) -> list[str]:
+        """Every violated cache/scheduler invariant, as readable strings (empty when healthy)."""
+        return self.scheduler.check_integrity()
+
+    def get_metrics(self) -> dict[str, Any]:
+        return self.metrics.summary()
+
+    def reset_metrics(self) -> None:
+        self.metrics.reset()
+
+
+def _load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except Exception as e:
+        raise ModelLoadError(f"cannot load a tokenizer from {path!r}: {e}") from e
+
+
+def _make_executor(config: Config):
+    if config.tensor_parallel_size == 1:
+        from nanovllm.engine.model_runner import ModelRunner
+
+        return ModelRunner(config)
+    from nanovllm.engine.workers import WorkerGroup
+
+    return WorkerGroup(config)
+
+
+__all__ = ["LLMEngine", "SequenceStatus"]

@@ -1,0 +1,210 @@
+"""Scheduler: decides, each step, which sequences compute how many tokens. Pure Python, no torch.
+
+One token budget (``max_num_batched_tokens``) per step is shared, in this order, by
+  1. running sequences that decode (one token each),
+  2. running sequences in the middle of a chunked prefill (or a recompute after preemption),
+  3. waiting sequences, admitted first-come first-served while blocks, budget and
+     ``max_num_seqs`` allow; a prompt longer than what is left of the budget is prefilled in chunks.
+So prefill chunks and decodes share one batch. When a running sequence needs a block and none is
+free, the most recently admitted unscheduled sequence is preempted: its blocks are freed and it goes
+back to the front of the waiting queue, to be recomputed later (its cached prefix may survive).
+
+``schedule()`` returns a ``ScheduledBatch``: plain data that the model runner, the observers and the
+tests all read. ``postprocess()`` applies the sampled tokens.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from nanovllm.engine.block_manager import BlockManager
+from nanovllm.engine.events import SequenceEvent
+from nanovllm.engine.sequence import FinishReason, Sequence, SequenceStatus
+
+
+@dataclass
+class ScheduledBatch:
+    """What one step computes. ``seqs[i]`` computes ``num_new_tokens[i]`` tokens starting at
+    ``starts[i]``; it samples a token iff the chunk reaches its last token."""
+
+    step: int
+    seqs: list[Sequence] = field(default_factory=list)
+    num_new_tokens: list[int] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    is_decode: list[bool] = field(default_factory=list)
+    preempted_ids: list[int] = field(default_factory=list)
+    admitted_ids: list[int] = field(default_factory=list)
+    prefix_hit_tokens: int = 0
+
+    def add(self, seq: Sequence, n: int, decode: bool) -> None:
+        self.seqs.append(seq)
+        self.num_new_tokens.append(n)
+        self.starts.append(seq.num_computed_tokens)
+        self.is_decode.append(decode)
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(self.num_new_tokens)
+
+    @property
+    def samples(self) -> list[bool]:
+        """Per sequence: does this step's chunk end at its last token (so a token is sampled)?"""
+        return [s + n == seq.num_tokens for seq, s, n in zip(self.seqs, self.starts, self.num_new_tokens)]
+
+    @property
+    def phase(self) -> str:
+        kinds = set(self.is_decode)
+        return "empty" if not kinds else "mixed" if len(kinds) == 2 else "decode" if True in kinds else "prefill"
+
+    def _repr_html_(self) -> str:
+        from nanovllm.engine.html import batch_html
+
+        return batch_html(self)
+
+
+class Scheduler:
+    def __init__(self, block_manager: BlockManager, *, max_num_seqs: int, max_num_batched_tokens: int,
+                 max_model_len: int, eos_token_ids: tuple[int, ...] = ()):
+        self.bm = block_manager
+        self.max_num_seqs = max_num_seqs
+        self.max_num_batched_tokens = max_num_batched_tokens
+        self.max_model_len = max_model_len
+        self.eos_token_ids = frozenset(eos_token_ids)
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []  # in admission order: later ones are preempted first
+        self.events: list[SequenceEvent] = []  # drained by the engine after each step
+        self.num_steps = 0  # steps scheduled so far; the next step's index
+
+    # ---- requests --------------------------------------------------------------------------------
+    def add(self, seq: Sequence) -> None:
+        assert seq.status is SequenceStatus.WAITING
+        self.waiting.append(seq)
+        self._event(seq, None, SequenceStatus.WAITING, "added", self.num_steps)
+
+    def abort(self, seq: Sequence, reason: FinishReason = FinishReason.ABORT) -> None:
+        """Finish an unfinished ``seq`` now (aborted by the user, or failed); frees its blocks."""
+        if seq in self.running:
+            self.running.remove(seq)
+        elif seq in self.waiting:
+            self.waiting.remove(seq)
+        self._finish(seq, reason, self.num_steps)
+
+    def has_unfinished(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    @property
+    def live_seqs(self) -> list[Sequence]:
+        return [*self.running, *self.waiting]
+
+    # ---- scheduling ------------------------------------------------------------------------------
+    def schedule(self) -> ScheduledBatch:
+        batch = ScheduledBatch(step=self.num_steps)
+        budget = self.max_num_batched_tokens
+        # Decodes first, then running prefills; stable sort keeps admission order within each kind.
+        for seq in sorted(self.running, key=lambda s: s.num_uncomputed_tokens > 1):
+            if budget == 0:
+                break
+            if seq.status is not SequenceStatus.RUNNING:
+                continue  # preempted earlier in this loop
+            n = min(seq.num_uncomputed_tokens, budget)
+            if self._make_room(seq, seq.num_computed_tokens + n, batch):
+                batch.add(seq, n, decode=seq.num_uncomputed_tokens == 1 and seq.num_completion_tokens > 0)
+                budget -= n
+        if not batch.preempted_ids:
+            self._admit(batch, budget)
+        self.num_steps += 1
+        return batch
+
+    def _make_room(self, seq: Sequence, num_tokens: int, batch: ScheduledBatch) -> bool:
+        """Grow ``seq`` to ``num_tokens``, preempting later unscheduled sequences as needed."""
+        while not self.bm.grow(seq, num_tokens):
+            victim = next((s for s in reversed(self.running) if s is not seq and s not in batch.seqs), None)
+            self._preempt(victim or seq, batch)
+            if victim is None:
+                return False
+        return True
+
+    def _preempt(self, seq: Sequence, batch: ScheduledBatch) -> None:
+        self.running.remove(seq)
+        self.bm.free_seq(seq)
+        seq.status = SequenceStatus.PREEMPTED
+        seq.num_preemptions += 1
+        self.waiting.appendleft(seq)
+        batch.preempted_ids.append(seq.seq_id)
+        self._event(seq, SequenceStatus.RUNNING, SequenceStatus.PREEMPTED, "out of KV blocks", batch.step)
+
+    def _admit(self, batch: ScheduledBatch, budget: int) -> None:
+        while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
+            seq = self.waiting[0]
+            hits = self.bm.match_prefix(seq)
+            num_cached = len(hits) * self.bm.block_size
+            n = min(seq.num_tokens - num_cached, budget)
+            if not self.bm.can_admit(hits, num_cached + n):
+                break
+            self.waiting.popleft()
+            self.bm.admit(seq, hits, num_cached + n)
+            before, seq.status = seq.status, SequenceStatus.RUNNING
+            self.running.append(seq)
+            reason = "resumed" if before is SequenceStatus.PREEMPTED else "scheduled"
+            self._event(seq, before, SequenceStatus.RUNNING, reason, batch.step)
+            batch.add(seq, n, decode=False)
+            batch.admitted_ids.append(seq.seq_id)
+            batch.prefix_hit_tokens += num_cached
+            budget -= n
+
+    # ---- after the forward -----------------------------------------------------------------------
+    def postprocess(self, batch: ScheduledBatch, sampled: list[int | None]) -> list[int]:
+        """Advance every scheduled sequence; ``sampled[i]`` is seq i's new token (None when its chunk
+        did not reach the end). Returns the ids of sequences that finished."""
+        finished = []
+        for seq, n, token in zip(batch.seqs, batch.num_new_tokens, sampled):
+            if seq.status is not SequenceStatus.RUNNING:
+                continue  # aborted while the step ran
+            seq.num_computed_tokens += n
+            self.bm.commit(seq)
+            if token is None:
+                continue
+            seq.token_ids.append(token)
+            reason = self._finish_reason(seq, token)
+            if reason is not None:
+                self.running.remove(seq)
+                self._finish(seq, reason, batch.step)
+                finished.append(seq.seq_id)
+        return finished
+
+    def _finish_reason(self, seq: Sequence, token: int) -> FinishReason | None:
+        params = seq.params
+        if not params.ignore_eos and token in self.eos_token_ids:
+            return FinishReason.STOP
+        if token in params.stop_token_ids:
+            return FinishReason.STOP
+        if seq.num_completion_tokens >= params.max_tokens or seq.num_tokens >= self.max_model_len:
+            return FinishReason.LENGTH
+        return None
+
+    def _finish(self, seq: Sequence, reason: FinishReason, step: int) -> None:
+        before = seq.status
+        if seq.block_table:
+            self.bm.free_seq(seq)
+        seq.status, seq.finish_reason = SequenceStatus.FINISHED, reason
+        self._event(seq, before, SequenceStatus.FINISHED, reason.value, step)
+
+    def _event(self, seq: Sequence, before: SequenceStatus | None, after: SequenceStatus,
+               reason: str, step: int) -> None:
+        self.events.append(SequenceEvent(step, seq.seq_id, before, after, reason))
+
+    def check_integrity(self) -> list[str]:
+        problems = self.bm.check_integrity(self.running)
+        for seq in self.waiting:
+            if seq.block_table:
+                problems.append(f"waiting seq {seq.seq_id} holds blocks {seq.block_table}")
+        for seq in self.running:
+            if seq.status is not SequenceStatus.RUNNING:
+                problems.append(f"seq {seq.seq_id} is in the running list with status {seq.status}")
+        if len(self.running) > self.max_num_seqs:
+            problems.append(f"{len(self.running)} running sequences exceed max_num_seqs")
+        return problems

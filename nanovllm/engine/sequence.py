@@ -1,0 +1,100 @@
+"""Sequence: one request's tokens and progress. Pure Python, no torch.
+
+::
+
+    token_ids: [ p0 p1 p2 ... p(P-1) | g0 g1 ... ]      P = num_prompt_tokens
+               |<--- num_computed_tokens --->|          KV of these is in the cache
+               |<- num_cached ->|                       of those, found in the prefix cache
+
+A sequence needs ``num_tokens - num_computed_tokens`` more tokens computed before it can sample:
+more than one means a prefill (or a recompute after preemption), exactly one means a decode.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from nanovllm.sampling_params import SamplingParams
+
+
+class SequenceStatus(str, Enum):
+    WAITING = "WAITING"
+    RUNNING = "RUNNING"
+    PREEMPTED = "PREEMPTED"
+    FINISHED = "FINISHED"
+
+
+class FinishReason(str, Enum):
+    STOP = "stop"  # an EOS or stop token
+    LENGTH = "length"  # max_tokens or max_model_len reached
+    ABORT = "abort"  # abort(request_id)
+    ERROR = "error"  # the request failed inside a step
+
+
+class Sequence:
+    __slots__ = (
+        "seq_id", "token_ids", "num_prompt_tokens", "params", "status", "finish_reason",
+        "num_computed_tokens", "num_cached_tokens", "block_table", "block_hashes",
+        "num_hashed_blocks", "logprobs", "top_logprobs", "num_preemptions", "error",
+    )
+
+    def __init__(self, seq_id: int, prompt_token_ids: list[int], params: SamplingParams):
+        assert prompt_token_ids, "the engine rejects empty prompts before building a Sequence"
+        self.seq_id = seq_id
+        self.token_ids: list[int] = list(prompt_token_ids)
+        self.num_prompt_tokens = len(self.token_ids)
+        self.params = params
+        self.status = SequenceStatus.WAITING
+        self.finish_reason: FinishReason | None = None
+        self.num_computed_tokens = 0
+        self.num_cached_tokens = 0
+        self.block_table: list[int] = []
+        self.block_hashes: list[int] = []  # chained hash of each full block, filled lazily
+        self.num_hashed_blocks = 0  # blocks of block_table registered in the prefix cache
+        self.logprobs: list[float] = []
+        self.top_logprobs: list[dict[int, float]] = []
+        self.num_preemptions = 0
+        self.error: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    def __repr__(self) -> str:
+        return (
+            f"Sequence(id={self.seq_id}, {self.status.value}, tokens={self.num_tokens} "
+            f"(prompt {self.num_prompt_tokens}), computed={self.num_computed_tokens}, "
+            f"blocks={self.block_table})"
+        )
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def num_completion_tokens(self) -> int:
+        return len(self.token_ids) - self.num_prompt_tokens
+
+    @property
+    def completion_token_ids(self) -> list[int]:
+        return self.token_ids[self.num_prompt_tokens :]
+
+    @property
+    def prompt_token_ids(self) -> list[int]:
+        return self.token_ids[: self.num_prompt_tokens]
+
+    @property
+    def num_uncomputed_tokens(self) -> int:
+        return len(self.token_ids) - self.num_computed_tokens
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status is SequenceStatus.FINISHED
+
+    @property
+    def max_total_tokens(self) -> int:
+        return self.num_prompt_tokens + self.params.max_tokens
+
+    def _repr_html_(self) -> str:
+        from nanovllm.engine.html import sequence_html
+
+        return sequence_html(self)

@@ -1,0 +1,63 @@
+"""Typed errors. Users get these; internal invariants use ``assert``.
+
+Every message names the bad value and says how to fix it. Errors about the user's configuration or
+request also subclass ``ValueError`` so generic ``except ValueError`` code keeps working.
+"""
+
+from __future__ import annotations
+
+
+class NanoVLLMError(Exception):
+    """Base class of every error nanovllm raises on purpose."""
+
+
+class ConfigError(NanoVLLMError, ValueError):
+    """A configuration value is invalid or inconsistent with the model."""
+
+
+class KVCacheTooSmallError(ConfigError):
+    """The KV cache cannot hold even one sequence of ``max_model_len`` tokens."""
+
+
+class ModelLoadError(NanoVLLMError):
+    """The model directory is missing, incomplete or unreadable."""
+
+
+class UnsupportedModelError(ModelLoadError, ValueError):
+    """The checkpoint's architecture has no implementation here."""
+
+
+class RequestError(NanoVLLMError, ValueError):
+    """A request (prompt or sampling parameters) is invalid. The engine stays usable."""
+
+
+class UnknownRequestError(NanoVLLMError, KeyError):
+    """A request id that the engine does not know (never added, or already finished and collected)."""
+
+
+class EngineClosedError(NanoVLLMError, RuntimeError):
+    """The engine was closed; create a new ``LLM``."""
+
+
+class StepError(NanoVLLMError, RuntimeError):
+    """An exception escaped one engine step.
+
+    The engine rolled the step back before raising: blocks are freed or restored, and the sequences
+    of the step are back in a valid state. ``step``, ``request_ids`` and ``phase`` say where it happened;
+    ``__cause__`` holds the original exception.
+    """
+
+    def __init__(self, message: str, *, step: int, request_ids: list[int], phase: str):
+        super().__init__(message)
+        self.step = step
+        self.request_ids = list(request_ids)
+        self.phase = phase
+
+
+class WorkerError(NanoVLLMError, RuntimeError):
+    """A tensor-parallel worker process died or raised; ``worker_traceback`` holds its traceback."""
+
+    def __init__(self, message: str, *, rank: int | None = None, worker_traceback: str = ""):
+        super().__init__(message if not worker_traceback else f"{message}\n\n{worker_traceback}")
+        self.rank = rank
+        self.worker_traceback = worker_traceback

@@ -1,0 +1,103 @@
+"""Sampler: greedy, temperature, top-k, top-p, per-request seeds, log-probabilities.
+
+Sampling uses the exponential-race form of the Gumbel trick: ``argmax(probs / E)`` with
+``E ~ Exp(1)`` draws from ``probs``. A seeded request draws its ``E`` from a generator seeded by
+``(seed, number of tokens it has generated)``, so its samples do not depend on its batch-mates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class SamplingBatch:
+    """Per-row sampling parameters of the sequences that sample this step (host lists)."""
+
+    temperatures: list[float]
+    top_ks: list[int | None]
+    top_ps: list[float]
+    seeds: list[int | None]
+    positions: list[int]  # tokens generated so far by each row's sequence
+    num_logprobs: list[int | None]
+
+
+@dataclass
+class SamplerOutput:
+    token_ids: list[int]
+    logprobs: list[float | None]
+    top_logprobs: list[dict[int, float] | None]
+
+
+class Sampler:
+    def __init__(self, device: torch.device, seed: int = 0):
+        self.device = device
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+
+    @torch.inference_mode()
+    def __call__(self, logits: torch.Tensor, batch: SamplingBatch) -> SamplerOutput:
+        logits = logits.float()
+        tokens = logits.argmax(dim=-1)
+        if not all(t == 0 for t in batch.temperatures):  # host check: no device sync
+            greedy = torch.tensor([t == 0 for t in batch.temperatures], device=logits.device)
+            tokens = torch.where(greedy, tokens, self._sample(logits, batch))
+        token_list = tokens.tolist()
+        logprobs, top = self._logprobs(logits, token_list, batch.num_logprobs)
+        return SamplerOutput(token_list, logprobs, top)
+
+    def _sample(self, logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
+        temps = torch.tensor([t if t > 0 else 1.0 for t in batch.temperatures], device=logits.device)
+        scaled = logits / temps[:, None]
+        if any(k is not None for k in batch.top_ks) or any(p < 1.0 for p in batch.top_ps):
+            scaled = _top_k_top_p(scaled, batch.top_ks, batch.top_ps)
+        probs = scaled.softmax(dim=-1)
+        noise = torch.empty_like(probs).exponential_(1.0, generator=self.generator)
+        for row, (seed, pos) in enumerate(zip(batch.seeds, batch.positions)):
+            if seed is not None:
+                gen = torch.Generator(device=logits.device).manual_seed(_mix(seed, pos))
+                noise[row].exponential_(1.0, generator=gen)
+        return (probs / noise).argmax(dim=-1)
+
+    @staticmethod
+    def _logprobs(logits, tokens: list[int], num_logprobs: list[int | None]):
+        rows = [i for i, n in enumerate(num_logprobs) if n is not None]
+        lp_out: list[float | None] = [None] * len(tokens)
+        top_out: list[dict[int, float] | None] = [None] * len(tokens)
+        if not rows:
+            return lp_out, top_out
+        idx = torch.tensor(rows, device=logits.device)
+        lps = logits[idx].log_softmax(dim=-1)
+        chosen = lps.gather(1, torch.tensor([[tokens[i]] for i in rows], device=logits.device))
+        k = max(num_logprobs[i] for i in rows)
+        top_v, top_i = lps.topk(k, dim=-1) if k > 0 else (None, None)
+        for j, i in enumerate(rows):
+            lp_out[i] = chosen[j, 0].item()
+            n = num_logprobs[i]
+            if n:
+                top_out[i] = dict(zip(top_i[j, :n].tolist(), top_v[j, :n].tolist()))
+        return lp_out, top_out
+
+
+def _top_k_top_p(logits: torch.Tensor, top_ks: list[int | None], top_ps: list[float]) -> torch.Tensor:
+    vocab = logits.size(-1)
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    ranks = torch.arange(vocab, device=logits.device)[None, :]
+    k = torch.tensor([min(x, vocab) if x else vocab for x in top_ks], device=logits.device)
+    drop = ranks >= k[:, None]
+    probs = sorted_logits.masked_fill(drop, float("-inf")).softmax(dim=-1)
+    p = torch.tensor(top_ps, device=logits.device, dtype=probs.dtype)
+    # drop a token when the tokens ranked above it already hold probability mass >= p
+    drop |= (probs.cumsum(dim=-1) - probs) >= p[:, None]
+    sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+    return torch.empty_like(logits).scatter_(1, order, sorted_logits)
+
+
+def _mix(seed: int, position: int) -> int:
+    """A 63-bit generator seed from (request seed, token position): splitmix64 finalizer."""
+    z = (seed * 0x9E3779B97F4A7C15 + position + 1) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return (z ^ (z >> 31)) >> 1
