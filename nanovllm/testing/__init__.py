@@ -1,0 +1,7 @@
+"""Helpers for tests and notebooks; the engine never imports this package."""
+
+from __future__ import annotations
+
+from nanovllm.testing.tiny import TINY_CONFIG, make_tiny_model, tiny_model_path
+
+__all__ = ["TINY_CONFIG", "make_tiny_model", "tiny_model_path"]
