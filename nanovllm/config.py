@@ -58,7 +58,7 @@ class ModelSpec:
             intermediate_size=raw["intermediate_size"],
             max_position_embeddings=raw.get("max_position_embeddings", 4096),
             rms_norm_eps=raw.get("rms_norm_eps", 1e-6),
-            rope_theta=raw.get("rope_theta", 10000.0),
+            rope_theta=raw.get("rope_theta") or (raw.get("rope_parameters") or {}).get("rope_theta", 10000.0),
             tie_word_embeddings=raw.get("tie_word_embeddings", False),
             eos_token_id=eos_ids,
             torch_dtype=raw.get("torch_dtype") or raw.get("dtype"),

@@ -171,8 +171,7 @@ class BlockManager:
                 self.free[block_id] = None
         seq.block_table = []
         seq.num_hashed_blocks = 0
-        seq.num_computed_tokens = 0
-        seq.num_cached_tokens = 0
+        seq.num_computed_tokens = 0  # num_cached_tokens stays: it reports the last admission
 
     # ---- checks -------------------------------------------------------------------------------------
     def check_integrity(self, seqs: Iterable[Sequence] = ()) -> list[str]:

@@ -26,13 +26,15 @@ from nanovllm.engine.sequence import FinishReason, Sequence, SequenceStatus
 @dataclass
 class ScheduledBatch:
     """What one step computes. ``seqs[i]`` computes ``num_new_tokens[i]`` tokens starting at
-    ``starts[i]``; it samples a token iff the chunk reaches its last token."""
+    ``starts[i]``; it samples a token iff ``samples[i]`` (the chunk reaches its last token).
+    Fixed at scheduling time: the sequences themselves move on in ``postprocess``."""
 
     step: int
     seqs: list[Sequence] = field(default_factory=list)
     num_new_tokens: list[int] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)
     is_decode: list[bool] = field(default_factory=list)
+    samples: list[bool] = field(default_factory=list)  # does the chunk reach the seq's last token?
     preempted_ids: list[int] = field(default_factory=list)
     admitted_ids: list[int] = field(default_factory=list)
     prefix_hit_tokens: int = 0
@@ -42,6 +44,7 @@ class ScheduledBatch:
         self.num_new_tokens.append(n)
         self.starts.append(seq.num_computed_tokens)
         self.is_decode.append(decode)
+        self.samples.append(seq.num_computed_tokens + n == seq.num_tokens)
 
     def __len__(self) -> int:
         return len(self.seqs)
@@ -49,11 +52,6 @@ class ScheduledBatch:
     @property
     def num_tokens(self) -> int:
         return sum(self.num_new_tokens)
-
-    @property
-    def samples(self) -> list[bool]:
-        """Per sequence: does this step's chunk end at its last token (so a token is sampled)?"""
-        return [s + n == seq.num_tokens for seq, s, n in zip(self.seqs, self.starts, self.num_new_tokens)]
 
     @property
     def phase(self) -> str:

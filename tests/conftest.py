@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny random-weight checkpoints, built once per machine (cached on disk)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+SECOND_CONFIG = dict(num_attention_heads=8, num_key_value_heads=2, head_dim=8, hidden_size=64,
+                     num_hidden_layers=3, tie_word_embeddings=False, intermediate_size=96)
+
+
+def pytest_configure(config):
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> str:
+    """A real model via NANOVLLM_MODEL, else the built-in tiny Qwen3."""
+    if os.environ.get("NANOVLLM_MODEL"):
+        return os.environ["NANOVLLM_MODEL"]
+    from nanovllm.testing import tiny_model_path
+
+    return str(tiny_model_path())
+
+
+@pytest.fixture(scope="session")
+def second_model() -> str:
+    """Other head counts (8 q / 2 kv heads, GQA 4), 3 layers, untied embeddings."""
+    from nanovllm.testing import tiny_model_path
+
+    return str(tiny_model_path(**SECOND_CONFIG))
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,141 @@
+"""Bad input gets a clear typed error; the engine stays usable and loses no other request."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+
+from nanovllm import (
+    LLM,
+    ConfigError,
+    EngineClosedError,
+    KVCacheTooSmallError,
+    ModelLoadError,
+    NanoVLLMError,
+    RequestError,
+    SamplingParams,
+    UnknownRequestError,
+    UnsupportedModelError,
+)
+
+GREEDY = SamplingParams(temperature=0, max_tokens=8, ignore_eos=True)
+
+
+@pytest.fixture(scope="module")
+def llm(tiny_model):
+    with LLM(tiny_model, kvcache_block_size=16, max_model_len=256) as engine:
+        yield engine
+
+
+def test_missing_model_directory(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        LLM(str(tmp_path / "nope"))
+
+
+def test_directory_that_is_not_a_model(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        LLM(str(tmp_path))
+
+
+def test_unsupported_architecture(tiny_model, tmp_path):
+    path = tmp_path / "llama"
+    shutil.copytree(tiny_model, path)
+    config = json.loads((path / "config.json").read_text())
+    config["architectures"] = ["LlamaForCausalLM"]
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UnsupportedModelError, match="LlamaForCausalLM.*Qwen3ForCausalLM"):
+        LLM(str(path))
+
+
+def test_unknown_config_keyword(tiny_model):
+    with pytest.raises(ConfigError, match="max_num_seq") as info:
+        LLM(tiny_model, max_num_seq=4)
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(kvcache_block_size=24), "power of two"),
+    (dict(max_model_len=10**6), "max_position_embeddings"),
+    (dict(max_num_seqs=0), "positive integer"),
+    (dict(tensor_parallel_size=3), "does not divide"),
+    (dict(dtype="int8"), "dtype"),
+    (dict(gpu_memory_utilization=1.5), r"\(0, 1\]"),
+])
+def test_bad_config_values(tiny_model, bad, match):
+    with pytest.raises(ConfigError, match=match):
+        LLM(tiny_model, **bad)
+
+
+def test_kv_cache_too_small_for_one_sequence(tiny_model):
+    with pytest.raises(KVCacheTooSmallError, match="num_kvcache_blocks>=8"):
+        LLM(tiny_model, kvcache_block_size=16, max_model_len=128, num_kvcache_blocks=3)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(temperature=-1.0), "temperature"),
+    (dict(temperature=math.nan), "temperature"),
+    (dict(top_p=0.0), "top_p"),
+    (dict(top_p=math.nan), "top_p"),
+    (dict(top_k=0), "top_k"),
+    (dict(max_tokens=0), "max_tokens"),
+    (dict(logprobs=-2), "logprobs"),
+    (dict(stop_token_ids=[-1]), "stop_token_ids"),
+])
+def test_bad_sampling_values(kwargs, match):
+    with pytest.raises(RequestError, match=match):
+        SamplingParams(**kwargs)
+
+
+@pytest.mark.parametrize("prompt, params, match", [
+    ([], GREEDY, "empty"),
+    ("", GREEDY, "empty"),
+    ([1, 2, 10**6], GREEDY, "outside the vocabulary"),
+    ([1, -5], GREEDY, "outside the vocabulary"),
+    ([1] * 250, SamplingParams(max_tokens=10), "exceeds max_model_len=256"),
+    (3.5, GREEDY, "str or a list of token ids"),
+    ([1, 2], "greedy", "SamplingParams"),
+])
+def test_bad_requests_leave_the_engine_usable(llm, prompt, params, match):
+    good = llm.add_request([5, 6, 7], GREEDY)
+    with pytest.raises(RequestError, match=match):
+        llm.add_request(prompt, params)
+    while llm.has_unfinished():
+        llm.step()
+    out = llm.get_output(good)
+    assert len(out["token_ids"]) == 8 and out["finish_reason"] == "length"
+    assert llm.check_integrity() == []
+
+
+def test_generate_validates_every_prompt_before_queueing_any(llm):
+    with pytest.raises(RequestError):
+        llm.generate([[1, 2, 3], [], [4, 5]], GREEDY, use_tqdm=False)
+    assert not llm.has_unfinished()
+    with pytest.raises(RequestError, match="2 SamplingParams for 3 prompts"):
+        llm.generate([[1], [2], [3]], [GREEDY, GREEDY], use_tqdm=False)
+
+
+def test_abort_and_unknown_ids(llm):
+    rid = llm.add_request([1, 2, 3, 4], SamplingParams(max_tokens=50, ignore_eos=True))
+    llm.step()
+    llm.abort(rid)
+    assert llm.get_output(rid)["finish_reason"] == "abort"
+    with pytest.raises(UnknownRequestError):
+        llm.abort(rid)  # collected, so forgotten
+    with pytest.raises(RequestError, match="not finished"):
+        other = llm.add_request([1, 2], GREEDY)
+        llm.get_output(other)
+    llm.abort(other)
+    assert llm.check_integrity() == []
+
+
+def test_closed_engine_raises_and_close_is_idempotent(tiny_model):
+    engine = LLM(tiny_model, kvcache_block_size=16)
+    engine.close()
+    engine.close()
+    with pytest.raises(EngineClosedError):
+        engine.generate("hello", use_tqdm=False)
+    assert issubclass(EngineClosedError, NanoVLLMError)
