@@ -18,7 +18,7 @@ class SequenceEvent:
     before: SequenceStatus | None
     after: SequenceStatus
     reason: str
-    time: float = 0.0  # time.perf_counter() when the step ended; set by the engine
+    time: float = 0.0  # time.perf_counter() when it happened
 
 
 @dataclass(frozen=True)

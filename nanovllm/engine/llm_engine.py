@@ -28,6 +28,7 @@ from nanovllm.engine.inputs import prepare_inputs
 from nanovllm.engine.metrics import MetricsCollector
 from nanovllm.engine.scheduler import ScheduledBatch, Scheduler
 from nanovllm.engine.sequence import FinishReason, Sequence, SequenceStatus
+from nanovllm.engine.snapshot import EngineSnapshot, take_snapshot
 from nanovllm.errors import (
     EngineClosedError,
     ModelLoadError,
@@ -213,34 +214,38 @@ class LLMEngine:
                 request_ids=[s.seq_id for s in batch.seqs], phase=batch.phase,
             ) from e
         t3 = time.perf_counter()
-        sampled = self._apply_samples(batch, out)
-        finished = self.scheduler.postprocess(batch, sampled)
+        sampled, failed = self._apply_samples(batch, out)
+        for seq in failed:  # before postprocess: their blocks must not enter the prefix cache
+            self.fail_request(seq.seq_id, "the model produced non-finite logits (NaN/inf)")
+        finished = [s.seq_id for s in failed] + self.scheduler.postprocess(batch, sampled)
         t4 = time.perf_counter()
         timing = StepTiming(schedule=t1 - t0, prepare=(t2 - t1) + run_timing.prepare,
                             forward=run_timing.forward, sample=run_timing.sample,
                             postprocess=t4 - t3, total=t4 - t0)
         return self._finish_step(batch, sampled, timing, t0, finished)
 
-    def _apply_samples(self, batch: ScheduledBatch, out) -> list[int | None]:
+    def _apply_samples(self, batch: ScheduledBatch, out) -> tuple[list[int | None], list[Sequence]]:
         sampled: list[int | None] = []
+        failed: list[Sequence] = []
         row = 0
         for seq, samples in zip(batch.seqs, batch.samples):
             if not samples:
                 sampled.append(None)
                 continue
+            if not out.finite[row]:
+                failed.append(seq)
             sampled.append(out.token_ids[row])
             if seq.params.logprobs is not None:
                 seq.logprobs.append(out.logprobs[row])
                 if seq.params.logprobs > 0:
                     seq.top_logprobs.append(out.top_logprobs[row])
             row += 1
-        return sampled
+        return sampled, failed
 
     def _finish_step(self, batch: ScheduledBatch, sampled: list[int | None], timing: StepTiming,
                      t0: float, finished: list[int] = (), error: str | None = None) -> StepRecord:
         now = time.perf_counter()
-        events = tuple(e.__class__(e.step, e.seq_id, e.before, e.after, e.reason, now)
-                       for e in self.scheduler.events)
+        events = tuple(self.scheduler.events)
         self.scheduler.events.clear()
         bm = self.block_manager
         samples = batch.samples
@@ -269,13 +274,19 @@ class LLMEngine:
         )
         self._added = []
         for seq_id in finished:
-            self.metrics.on_request_finished(self.sequences[seq_id], now)
+            seq = self.sequences[seq_id]
+            if seq.finish_reason is not FinishReason.ERROR:  # failures were counted when failed
+                self.metrics.on_request_finished(seq, now)
         self._notify(record)
         return record
 
     def check_integrity(self) -> list[str]:
         """Every violated cache/scheduler invariant, as readable strings (empty when healthy)."""
         return self.scheduler.check_integrity()
+
+    def snapshot(self, check: bool = False) -> EngineSnapshot:
+        """Blocks and sequences right now, as arrays; ``check=True`` adds check_integrity()'s result."""
+        return take_snapshot(self, check)
 
     def get_metrics(self) -> dict[str, Any]:
         return self.metrics.summary()

@@ -15,6 +15,7 @@ tests all read. ``postprocess()`` applies the sampled tokens.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -193,7 +194,7 @@ class Scheduler:
 
     def _event(self, seq: Sequence, before: SequenceStatus | None, after: SequenceStatus,
                reason: str, step: int) -> None:
-        self.events.append(SequenceEvent(step, seq.seq_id, before, after, reason))
+        self.events.append(SequenceEvent(step, seq.seq_id, before, after, reason, time.perf_counter()))
 
     def check_integrity(self) -> list[str]:
         problems = self.bm.check_integrity(self.running)

@@ -29,6 +29,7 @@ class SamplerOutput:
     token_ids: list[int]
     logprobs: list[float | None]
     top_logprobs: list[dict[int, float] | None]
+    finite: list[bool]  # False: the row's logits held NaN/inf, so its request fails
 
 
 class Sampler:
@@ -44,9 +45,9 @@ class Sampler:
         if not all(t == 0 for t in batch.temperatures):  # host check: no device sync
             greedy = torch.tensor([t == 0 for t in batch.temperatures], device=logits.device)
             tokens = torch.where(greedy, tokens, self._sample(logits, batch))
-        token_list = tokens.tolist()
+        token_list, finite = torch.stack([tokens, torch.isfinite(logits).all(dim=-1)]).tolist()
         logprobs, top = self._logprobs(logits, token_list, batch.num_logprobs)
-        return SamplerOutput(token_list, logprobs, top)
+        return SamplerOutput(token_list, logprobs, top, [bool(f) for f in finite])
 
     def _sample(self, logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
         temps = torch.tensor([t if t > 0 else 1.0 for t in batch.temperatures], device=logits.device)
