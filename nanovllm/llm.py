@@ -11,7 +11,7 @@ from collections.abc import Sequence as Seq
 from typing import Any
 
 from nanovllm.engine.llm_engine import LLMEngine, Prompt
-from nanovllm.errors import RequestError, StepError
+from nanovllm.errors import RequestError, StepError, WorkerError
 from nanovllm.sampling_params import SamplingParams
 
 MAX_CONSECUTIVE_STEP_FAILURES = 2  # a step that fails this often in a row fails its requests
@@ -56,6 +56,8 @@ class LLM(LLMEngine):
                     record = self.step()
                     failures = 0
                 except StepError as e:
+                    if isinstance(e.__cause__, WorkerError):
+                        raise  # the workers are gone: retrying cannot help, and no request can finish
                     failures += 1
                     if failures < MAX_CONSECUTIVE_STEP_FAILURES:
                         continue

@@ -44,9 +44,9 @@ def new_channel_token() -> str:
 
 
 class ShmWriter:
-    def __init__(self, token: str | None = None, initial_bytes: int = INITIAL_BYTES):
+    def __init__(self, token: str | None = None, initial_bytes: int | None = None):
         self.token = token or new_channel_token()
-        self.initial_bytes = initial_bytes
+        self.initial_bytes = INITIAL_BYTES if initial_bytes is None else initial_bytes
         self._shm: shared_memory.SharedMemory | None = None  # created on the first write
         self._generation = 0
 
@@ -54,6 +54,11 @@ class ShmWriter:
     def prefix(self) -> str:
         """Every segment this writer creates has a name starting with this."""
         return f"{SHM_PREFIX}{self.token}_"
+
+    @property
+    def generation(self) -> int:
+        """How many segments this writer has created so far (each one replaced the last)."""
+        return self._generation
 
     @property
     def capacity(self) -> int:

@@ -1,0 +1,312 @@
+"""Tensor-parallel worker processes: spawn, one round trip per step, shutdown.
+
+``WorkerGroup`` stands in for a ``ModelRunner`` when ``tensor_parallel_size > 1``. Every rank,
+rank 0 included, runs in its own spawned process, so the user's process (often a Jupyter kernel)
+never joins a process group, never touches the GPU, and survives a worker's death.
+
+::
+
+    main process: WorkerGroup                          worker r = 0 .. N-1: _worker_main
+      run(inputs)  -- ShmWriter.write(inputs) -->  segment "nanovllm_<token>_<gen>"  (any size)
+                   -- ("run", ticket)  pipe r -->  ShmReader.read(ticket)
+                                                   ModelRunner(config, TensorParallel(r, N))
+                   <-- ("ok", (SamplerOutput, RunTiming))   rank 0: forward + sample
+                   <-- ("ok", None)                         other ranks: forward_logits only
+                   <-- ("error", traceback)                 any rank that raised (then it exits)
+
+Rendezvous: rank 0 opens a ``TCPStore`` on 127.0.0.1, port 0 (the OS picks a free one), and reports
+the port; the main process forwards it to the other ranks. No fixed port, so engines never collide.
+Backend: NCCL when the device is CUDA (rank r uses cuda:r), gloo on CPU.
+
+Contract:
+- ``num_kvcache_blocks`` is the minimum over ranks; ``run()`` returns rank 0's output.
+- A worker that dies, raises, or does not answer within ``step_timeout`` makes ``run()`` raise
+  ``WorkerError`` (carrying the worker's traceback when there is one); the survivors are terminated
+  and every later ``run()`` raises ``WorkerError`` at once.
+- A step interrupted in the main process (KeyboardInterrupt) is completed and its replies drained
+  at the start of the next ``run()``, so the group stays in step with the engine.
+- ``close()`` asks the workers to exit (each destroys its process group), joins them (terminating
+  stragglers), closes the pipes and unlinks the shared memory. It is idempotent, and also runs on
+  garbage collection and at interpreter exit (``weakref.finalize``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+import traceback
+import weakref
+from datetime import timedelta
+from multiprocessing.connection import Connection, wait
+
+from nanovllm.config import Config
+from nanovllm.engine.inputs import StepInputs
+from nanovllm.engine.shm_channel import ShmReader, ShmWriter, Ticket
+from nanovllm.errors import EngineClosedError, WorkerError
+
+STARTUP_TIMEOUT_S = 1800.0  # loading a large checkpoint and capturing CUDA graphs takes a while
+STEP_TIMEOUT_S = 600.0
+JOIN_TIMEOUT_S = 10.0  # a clean exit takes well under a second; then we terminate
+DEATH_GRACE_S = 0.5  # when a rank raises, wait this long to see whether a peer died first
+
+
+class WorkerGroup:
+    def __init__(self, config: Config, *, startup_timeout: float = STARTUP_TIMEOUT_S,
+                 step_timeout: float = STEP_TIMEOUT_S):
+        self.size = config.tensor_parallel_size
+        self.step_timeout = step_timeout
+        self.channel = ShmWriter()
+        self.port: int | None = None
+        self._procs: list[mp.process.BaseProcess] = []
+        self._conns: list[Connection] = []
+        self._broken: WorkerError | None = None
+        self._in_flight: tuple[Ticket, set[int]] | None = None  # (ticket, ranks not yet sent it)
+        self._finalizer = weakref.finalize(self, _shutdown, self._procs, self._conns, self.channel)
+        try:
+            self._spawn(config)
+            self.port = self._collect("port", startup_timeout, ranks=[0])[0]
+            for rank in range(1, self.size):
+                self._send(rank, ("port", self.port))
+            self.num_kvcache_blocks: int = min(self._collect("ready", startup_timeout))
+        except BaseException:
+            self.close()
+            raise
+
+    def _spawn(self, config: Config) -> None:
+        ctx = mp.get_context("spawn")  # fork would copy the caller's threads, CUDA state and locks
+        for rank in range(self.size):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker_main, args=(config, rank, child, self.step_timeout),
+                               name=f"nanovllm-tp{rank}", daemon=True)
+            try:
+                proc.start()
+            finally:
+                child.close()  # keep only the worker's copy, so its death reads as EOF here
+            self._procs.append(proc)
+            self._conns.append(parent)
+
+    # ---- the executor interface -----------------------------------------------------------------
+    def run(self, inputs: StepInputs):
+        """Broadcast ``inputs`` to every rank; return rank 0's ``(SamplerOutput, RunTiming)``.
+        The time spent on pickling and the round trip is counted as ``prepare``."""
+        self._check_usable()
+        t0 = time.perf_counter()
+        if self._in_flight is not None:
+            self._finish_interrupted_step()
+        ticket = self.channel.write(inputs)
+        self._in_flight = (ticket, set(range(self.size)))
+        self._send_ticket()
+        out, timing = self._collect("ok", self.step_timeout)[0]
+        self._in_flight = None
+        wall = time.perf_counter() - t0
+        timing.prepare += max(0.0, wall - timing.prepare - timing.forward - timing.sample)
+        return out, timing
+
+    def close(self) -> None:
+        """Stop the workers and free the shared memory. Safe to call more than once."""
+        self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._procs]
+
+    @property
+    def shm_prefix(self) -> str:
+        return self.channel.prefix
+
+    # ---- sending and receiving ------------------------------------------------------------------
+    def _check_usable(self) -> None:
+        if self.closed:
+            raise EngineClosedError("the tensor-parallel workers were closed; create a new LLM")
+        if self._broken is not None:
+            raise WorkerError(
+                f"the tensor-parallel workers failed earlier and were stopped ({self._broken.args[0]}); "
+                "close this engine and create a new one", rank=self._broken.rank,
+            )
+
+    def _send_ticket(self) -> None:
+        ticket, unsent = self._in_flight
+        for rank in sorted(unsent):
+            self._send(rank, ("run", ticket))
+            unsent.discard(rank)
+
+    def _finish_interrupted_step(self) -> None:
+        """A KeyboardInterrupt left a step half sent or its replies unread: complete it, drop it."""
+        self._send_ticket()
+        self._collect("ok", self.step_timeout)
+        self._in_flight = None
+
+    def _send(self, rank: int, msg: tuple) -> None:
+        try:
+            self._conns[rank].send(msg)
+        except OSError:  # BrokenPipeError and friends: the worker is gone
+            self._fail(self._death_error(rank))
+
+    def _collect(self, tag: str, timeout: float, ranks: list[int] | None = None) -> list:
+        """Wait for one ``(tag, payload)`` reply from each of ``ranks``; return the payloads.
+        Raises ``WorkerError`` as soon as any worker raises or dies, or at the timeout."""
+        ranks = list(range(self.size)) if ranks is None else ranks
+        waiting = {self._conns[r]: r for r in ranks}
+        sentinels = {p.sentinel: r for r, p in enumerate(self._procs)}
+        replies: dict[int, object] = {}
+        deadline = time.monotonic() + timeout
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._fail(WorkerError(
+                    f"no reply from tensor-parallel worker rank(s) {sorted(waiting.values())} "
+                    f"within {timeout:.0f} s", rank=min(waiting.values()),
+                ))
+            ready = wait([*waiting, *sentinels], timeout=left)
+            for conn in [c for c in ready if c in waiting]:
+                replies[waiting.pop(conn)] = self._receive(conn, self._conns.index(conn), tag)
+            for sentinel in [s for s in ready if s in sentinels]:
+                self._fail(self._death_error(sentinels[sentinel]))
+        return [replies[r] for r in ranks]
+
+    def _receive(self, conn: Connection, rank: int, tag: str):
+        try:
+            got, payload = conn.recv()
+        except (EOFError, OSError):
+            self._fail(self._death_error(rank))
+        if got == "error":
+            dead = self._first_dead(DEATH_GRACE_S, rank)  # a dead peer often makes this rank raise
+            if dead is not None:
+                self._fail(self._death_error(dead, also=f"rank {rank} raised too:\n{payload}"))
+            self._fail(WorkerError(f"tensor-parallel worker rank {rank} raised", rank=rank,
+                                   worker_traceback=payload))
+        assert got == tag, f"worker rank {rank} answered {got!r}, expected {tag!r}"
+        return payload
+
+    def _first_dead(self, grace: float, raised: int) -> int | None:
+        """A peer of rank ``raised`` that died abnormally within ``grace`` seconds, if any. (A rank
+        that raised exits cleanly, with code 0, after sending its traceback.)"""
+        sentinels = {p.sentinel: r for r, p in enumerate(self._procs) if r != raised}
+        deadline = time.monotonic() + grace
+        while sentinels:
+            ready = wait(list(sentinels), timeout=max(0.0, deadline - time.monotonic()))
+            if not ready:
+                return None
+            for s in ready:
+                proc = self._procs[sentinels.pop(s)]
+                proc.join(timeout=1.0)
+                if proc.exitcode:
+                    return self._procs.index(proc)
+        return None
+
+    def _death_error(self, rank: int, also: str = "") -> WorkerError:
+        proc = self._procs[rank]
+        proc.join(timeout=1.0)  # reap it, so the exit code is known
+        code = proc.exitcode
+        if code is None:
+            how = "closed its pipe"
+        elif code < 0:
+            how = f"was killed by {signal.Signals(-code).name}"
+        else:
+            how = f"exited with code {code}"
+        return WorkerError(f"tensor-parallel worker rank {rank} (pid {proc.pid}) {how}",
+                           rank=rank, worker_traceback=also)
+
+    def _fail(self, error: WorkerError):
+        """Mark the group unusable, stop every worker now (survivors may be stuck in a collective
+        waiting for the dead one), and raise. ``close()`` still joins them and unlinks memory."""
+        self._broken = error
+        for proc in self._procs:
+            if proc.exitcode is None:
+                proc.terminate()
+        raise error
+
+
+def _shutdown(procs: list, conns: list[Connection], channel: ShmWriter) -> None:
+    """Everything ``close()`` does; a plain function so that the finalizer holds no ``self``."""
+    for conn in conns:
+        try:
+            conn.send(("close", None))
+        except OSError:
+            pass
+    deadline = time.monotonic() + JOIN_TIMEOUT_S
+    for proc in procs:
+        proc.join(timeout=max(0.0, deadline - time.monotonic()))
+    for proc in procs:
+        if proc.exitcode is None:
+            proc.terminate()
+            proc.join(timeout=2.0)
+        if proc.exitcode is None:
+            proc.kill()
+            proc.join()
+        proc.close()
+    for conn in conns:
+        conn.close()
+    channel.close()
+
+
+# ---- the worker process -------------------------------------------------------------------------
+def _worker_main(config: Config, rank: int, conn: Connection, timeout_s: float) -> None:
+    """One rank: rendezvous, build its ModelRunner, then serve steps until told to close."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
+    import torch
+    import torch.distributed as dist
+
+    size, is_cuda = config.tensor_parallel_size, config.device.startswith("cuda")
+    runner, reader = None, ShmReader()
+    try:
+        if is_cuda:
+            torch.cuda.set_device(rank)
+        else:  # share the cores instead of oversubscribing them
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // size))
+        store = _rendezvous(rank, size, conn, timedelta(seconds=timeout_s))
+        dist.init_process_group("nccl" if is_cuda else "gloo", store=store, rank=rank,
+                                world_size=size, timeout=timedelta(seconds=timeout_s))
+        from nanovllm.engine.model_runner import ModelRunner
+        from nanovllm.layers.parallel import TensorParallel
+
+        runner = ModelRunner(config, TensorParallel(rank, size))
+        conn.send(("ready", runner.num_kvcache_blocks))
+        _serve(runner, reader, conn, rank)
+    except (EOFError, BrokenPipeError):
+        pass  # the main process went away: nobody to answer
+    except BaseException:
+        try:
+            conn.send(("error", traceback.format_exc()))
+        except OSError:
+            pass
+    finally:
+        reader.close()
+        if runner is not None:
+            runner.close()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        conn.close()
+
+
+def _rendezvous(rank: int, size: int, conn: Connection, timeout: timedelta):
+    import torch.distributed as dist
+
+    if rank == 0:  # port 0: the OS picks a free port, so two engines never collide
+        store = dist.TCPStore("127.0.0.1", 0, size, is_master=True, wait_for_workers=False,
+                              timeout=timeout)
+        conn.send(("port", store.port))
+        return store
+    tag, port = conn.recv()
+    assert tag == "port", tag
+    return dist.TCPStore("127.0.0.1", port, size, is_master=False, timeout=timeout)
+
+
+def _serve(runner, reader: ShmReader, conn: Connection, rank: int) -> None:
+    while True:
+        tag, ticket = conn.recv()
+        if tag == "close":
+            return
+        inputs = reader.read(ticket)
+        if rank == 0:
+            conn.send(("ok", runner.run(inputs)))
+        else:  # the LM head gathers the logits on rank 0, which samples
+            runner.forward_logits(inputs)
+            conn.send(("ok", None))

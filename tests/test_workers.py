@@ -1,0 +1,379 @@
+"""Tensor-parallel workers: lifecycle, failure handling and the shared-memory channel (CPU, gloo).
+
+What must hold: every engine spawns its own workers, rendezvous port and shared-memory segment;
+``close()`` (explicit, ``with``, garbage collection, interpreter exit) leaves no process, segment or
+listening port behind; a worker that dies or raises surfaces as ``WorkerError`` within seconds;
+a KeyboardInterrupt in the middle of ``generate`` leaves the engine usable and closable.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from multiprocessing import resource_tracker
+
+import numpy as np
+import pytest
+
+from nanovllm import LLM, SamplingParams
+from nanovllm.engine import shm_channel, workers
+from nanovllm.engine.inputs import StepInputs
+from nanovllm.engine.shm_channel import SHM_PREFIX, ShmReader, ShmWriter
+from nanovllm.errors import EngineClosedError, StepError, WorkerError
+from nanovllm.layers.sampler import SamplingBatch
+
+KW = dict(num_kvcache_blocks=32, kvcache_block_size=16, max_model_len=256)
+PROMPTS = ["Hello world", "The KV cache is the largest consumer", "A block table maps"]
+SHORT = SamplingParams(temperature=0, max_tokens=6, ignore_eos=True)
+LONG = SamplingParams(temperature=0, max_tokens=200, ignore_eos=True)  # ~200 steps: time to interfere
+
+
+# ---- what an engine may leave behind ----------------------------------------------------------------
+def children() -> set[int]:
+    """Pids whose parent is this process (zombies included: an unreaped worker counts as left)."""
+    me, found = os.getpid(), set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == me:
+            found.add(int(entry))
+    return found
+
+
+def shm_segments() -> set[str]:
+    return set(os.listdir("/dev/shm"))
+
+
+def listening_ports() -> set[int]:
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.readlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A":  # TCP_LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+class Leftovers:
+    """Snapshot of children, shared memory and listening ports; ``check()`` asserts nothing new."""
+
+    def __init__(self):
+        resource_tracker.ensure_running()  # started once per process, not per engine: not a leak
+        self.children, self.shm, self.ports = children(), shm_segments(), listening_ports()
+        self.engine_ports: set[int] = set()
+
+    def note(self, llm: LLM) -> None:
+        port = getattr(llm.executor, "port", None)
+        if port is not None:
+            self.engine_ports.add(port)
+
+    def check(self) -> None:
+        assert mp.active_children() == []
+        assert children() - self.children == set()
+        new_shm = shm_segments() - self.shm
+        assert not {s for s in new_shm if s.startswith(SHM_PREFIX)}
+        assert new_shm == set()
+        assert listening_ports() & self.engine_ports == set()
+        assert listening_ports() - self.ports == set()
+
+
+def gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model) -> list[list[int]]:
+    with LLM(tiny_model, **KW) as llm:
+        return [o["token_ids"] for o in llm.generate(PROMPTS, SHORT, use_tqdm=False)]
+
+
+def tokens(llm: LLM, params: SamplingParams = SHORT) -> list[list[int]]:
+    return [o["token_ids"] for o in llm.generate(PROMPTS, params, use_tqdm=False)]
+
+
+# ---- the shared-memory channel ------------------------------------------------------------------------
+def test_channel_carries_messages_of_any_size_and_unlinks_what_it_replaced():
+    before = shm_segments()
+    writer, reader = ShmWriter(), ShmReader()
+    try:
+        for n in (10, 3 << 20, 100, 9 << 20):  # past the initial 1 MiB twice
+            msg = {"n": n, "data": np.arange(n // 8, dtype=np.int64)}
+            got = reader.read(writer.write(msg))
+            assert got["n"] == n and np.array_equal(got["data"], msg["data"])
+            mine = {s for s in shm_segments() - before if s.startswith(writer.prefix)}
+            assert len(mine) == 1  # the outgrown segment is unlinked at once
+        assert writer.generation == 3 and writer.capacity >= 9 << 20
+    finally:
+        reader.close()
+        writer.close()
+        writer.close()  # idempotent
+    assert shm_segments() - before == set()
+
+
+def test_each_channel_has_its_own_name():
+    a, b = ShmWriter(), ShmWriter()
+    assert a.prefix != b.prefix and a.prefix.startswith(SHM_PREFIX)
+    try:
+        assert a.write(1).name != b.write(2).name
+    finally:
+        a.close()
+        b.close()
+
+
+# ---- lifecycle ------------------------------------------------------------------------------------
+def test_messages_outgrow_the_segment_between_steps(tiny_model, reference, monkeypatch):
+    monkeypatch.setattr(shm_channel, "INITIAL_BYTES", 256)
+    long_prompt = list(range(3, 203))  # its prefill message is ~4x the first one
+    with LLM(tiny_model, **KW) as llm:
+        expected = llm.generate([long_prompt], SHORT, use_tqdm=False)[0]["token_ids"]
+    with LLM(tiny_model, tensor_parallel_size=2, **KW) as llm:
+        assert tokens(llm) == reference
+        first = llm.executor.channel.generation
+        assert llm.generate([long_prompt], SHORT, use_tqdm=False)[0]["token_ids"] == expected
+        assert llm.executor.channel.generation > first >= 1
+
+
+def test_close_is_idempotent_and_with_closes_workers(tiny_model, reference):
+    leftovers = Leftovers()
+    with LLM(tiny_model, tensor_parallel_size=2, **KW) as llm:
+        leftovers.note(llm)
+        pids = llm.executor.pids
+        assert len(pids) == 2 and all(not gone(p) for p in pids)
+        assert tokens(llm) == reference
+    assert all(gone(p) for p in pids)
+    llm.close()
+    llm.executor.close()
+    with pytest.raises(EngineClosedError):
+        llm.generate(PROMPTS, SHORT, use_tqdm=False)
+    leftovers.check()
+
+
+def test_dropping_the_last_reference_closes_workers(tiny_model):
+    leftovers = Leftovers()
+    llm = LLM(tiny_model, tensor_parallel_size=2, **KW)
+    leftovers.note(llm)
+    pids, prefix = llm.executor.pids, llm.executor.shm_prefix
+    llm.generate(PROMPTS, SHORT, use_tqdm=False)
+    assert any(s.startswith(prefix) for s in shm_segments())
+    del llm
+    gc.collect()
+    assert all(gone(p) for p in pids)
+    leftovers.check()
+
+
+def test_ten_cycles_leave_no_process_segment_or_port(tiny_model, reference):
+    leftovers = Leftovers()
+    ports = set()
+    for cycle in range(10):
+        llm = LLM(tiny_model, tensor_parallel_size=1 + cycle % 2, **KW)
+        leftovers.note(llm)
+        if cycle % 2:
+            ports.add(llm.executor.port)
+        assert tokens(llm) == reference
+        llm.close()
+    assert len(ports) >= 2  # a fresh free port per engine, never a fixed one
+    leftovers.check()
+
+
+def test_interpreter_exit_closes_workers(tiny_model, tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(f"""
+        from nanovllm import LLM, SamplingParams
+
+        if __name__ == "__main__":
+            llm = LLM({str(tiny_model)!r}, tensor_parallel_size=2, **{KW!r})
+            llm.generate(["hi"], SamplingParams(temperature=0, max_tokens=3), use_tqdm=False)
+            print(*llm.executor.pids, llm.executor.shm_prefix, flush=True)
+            # no close(): interpreter exit must do it
+    """))
+    before = shm_segments()
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.returncode == 0, proc.stderr
+    *pids, prefix = proc.stdout.split()
+    assert all(gone(int(p)) for p in pids)
+    assert not any(s.startswith(prefix) for s in shm_segments())
+    assert shm_segments() - before == set()
+    assert "leaked" not in proc.stderr, proc.stderr
+
+
+# ---- failures -------------------------------------------------------------------------------------
+def _expect_worker_error(call) -> WorkerError:
+    with pytest.raises((WorkerError, StepError)) as info:
+        call()
+    err = info.value if isinstance(info.value, WorkerError) else info.value.__cause__
+    assert isinstance(err, WorkerError), repr(info.value)
+    return err
+
+
+def _kill_between_steps(llm: LLM, pid: int) -> None:
+    steps = []
+
+    def observer(record):
+        steps.append(record.step)
+        if len(steps) == 3:
+            os.kill(pid, signal.SIGKILL)
+
+    llm.subscribe(observer)
+
+
+def _kill_mid_step(llm: LLM, pid: int) -> None:
+    started = threading.Event()
+    llm.subscribe(lambda record: started.set())
+
+    def killer():
+        if started.wait(30):
+            time.sleep(0.05)
+            os.kill(pid, signal.SIGKILL)
+
+    threading.Thread(target=killer, daemon=True).start()
+
+
+@pytest.mark.parametrize("kill", [_kill_between_steps, _kill_mid_step], ids=["between", "mid"])
+@pytest.mark.parametrize("victim", [0, 1])
+def test_killed_worker_raises_worker_error_then_a_new_engine_works(tiny_model, reference, kill, victim):
+    leftovers = Leftovers()
+    llm = LLM(tiny_model, tensor_parallel_size=2, **KW)
+    leftovers.note(llm)
+    pid = llm.executor.pids[victim]
+    kill(llm, pid)
+    t0 = time.monotonic()
+    err = _expect_worker_error(lambda: llm.generate(PROMPTS, LONG, use_tqdm=False))
+    assert time.monotonic() - t0 < 30
+    assert err.rank == victim and "SIGKILL" in str(err) and str(pid) in str(err)
+    t0 = time.monotonic()  # from now on the group refuses at once
+    again = _expect_worker_error(lambda: llm.generate(PROMPTS, SHORT, use_tqdm=False))
+    assert time.monotonic() - t0 < 1 and "failed earlier" in str(again)
+    llm.close()
+    leftovers.check()
+    with LLM(tiny_model, tensor_parallel_size=2, **KW) as fresh:
+        leftovers.note(fresh)
+        assert tokens(fresh) == reference
+    leftovers.check()
+
+
+def _bad_inputs() -> StepInputs:
+    """Well-formed arrays that point past the KV cache: every rank raises in its forward pass."""
+    return StepInputs(
+        input_ids=np.array([5], dtype=np.int64), positions=np.array([0], dtype=np.int64),
+        slot_mapping=np.array([10**9], dtype=np.int64), cu_seqlens_q=np.array([0, 1], dtype=np.int32),
+        seq_lens=np.array([1], dtype=np.int32), block_tables=np.array([[10**6]], dtype=np.int32),
+        logits_indices=np.array([0], dtype=np.int64),
+        sampling=SamplingBatch([0.0], [None], [1.0], [None], [0], [None]),
+    )
+
+
+def test_worker_that_raises_sends_its_traceback(tiny_model):
+    leftovers = Leftovers()
+    llm = LLM(tiny_model, tensor_parallel_size=2, **KW)
+    leftovers.note(llm)
+    err = _expect_worker_error(lambda: llm.executor.run(_bad_inputs()))
+    assert "raised" in str(err) and "Traceback (most recent call last)" in err.worker_traceback
+    assert "Error" in err.worker_traceback.strip().splitlines()[-1]
+    _expect_worker_error(lambda: llm.generate(PROMPTS, SHORT, use_tqdm=False))
+    llm.close()
+    leftovers.check()
+
+
+# ---- KeyboardInterrupt ----------------------------------------------------------------------------
+def test_interrupt_while_waiting_for_replies_keeps_the_engine_usable(tiny_model, reference, monkeypatch):
+    leftovers = Leftovers()
+    with LLM(tiny_model, tensor_parallel_size=2, **KW) as llm:
+        leftovers.note(llm)
+        calls = []
+        real_wait = workers.wait
+
+        def interrupted_wait(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return real_wait(*args, **kwargs)
+
+        monkeypatch.setattr(workers, "wait", interrupted_wait)
+        with pytest.raises(KeyboardInterrupt):
+            llm.generate(PROMPTS, LONG, use_tqdm=False)
+        assert llm.executor._in_flight is not None  # the replies of that step are still unread
+        assert tokens(llm) == reference
+        assert llm.check_integrity() == []
+    leftovers.check()
+
+
+def test_interrupt_between_sends_keeps_the_engine_usable(tiny_model, reference):
+    leftovers = Leftovers()
+    with LLM(tiny_model, tensor_parallel_size=2, **KW) as llm:
+        leftovers.note(llm)
+        group, sends = llm.executor, []
+        real_send = group._send
+
+        def interrupted_send(rank, msg):
+            sends.append(rank)
+            if len(sends) == 6:  # the third step reached rank 0 but not rank 1
+                assert rank == 1
+                raise KeyboardInterrupt
+            real_send(rank, msg)
+
+        group._send = interrupted_send
+        with pytest.raises(KeyboardInterrupt):
+            llm.generate(PROMPTS, LONG, use_tqdm=False)
+        group._send = real_send
+        assert tokens(llm) == reference
+    leftovers.check()
+
+
+def test_real_sigint_mid_generate_then_close(tiny_model):
+    leftovers = Leftovers()
+    llm = LLM(tiny_model, tensor_parallel_size=2, **KW)
+    leftovers.note(llm)
+    pids = llm.executor.pids
+    armed = threading.Event()
+
+    def handler(signum, frame):  # only raise while generate runs, so a late signal cannot escape
+        if armed.is_set():
+            armed.clear()
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        started = threading.Event()
+        llm.subscribe(lambda record: started.set())
+
+        def ctrl_c():  # as a terminal does: the whole foreground process group gets SIGINT
+            if started.wait(30):
+                time.sleep(0.2)
+                for pid in (*pids, os.getpid()):
+                    os.kill(pid, signal.SIGINT)
+
+        threading.Thread(target=ctrl_c, daemon=True).start()
+        armed.set()
+        with pytest.raises(KeyboardInterrupt):
+            llm.generate(PROMPTS * 4, LONG, use_tqdm=False)
+    finally:
+        armed.clear()
+        signal.signal(signal.SIGINT, previous)
+    assert all(not gone(p) for p in pids)  # workers ignore SIGINT: the main process decides
+    t0 = time.monotonic()
+    llm.close()
+    assert time.monotonic() - t0 < 15
+    assert all(gone(p) for p in pids)
+    leftovers.check()
