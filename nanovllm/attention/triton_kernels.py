@@ -58,7 +58,7 @@ def _store_kvcache_kernel(
     NUM_KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
     KVH_PAD: tl.constexpr, HEAD_DIM_PAD: tl.constexpr,
 ):  # fmt: skip
-    token = tl.program_id(0)
+    token = tl.program_id(0).to(tl.int64)  # token * stride can pass 2**31 on long prefills
     slot = tl.load(slot_mapping + token)
     if slot < 0:  # padding token of a CUDA-graph batch
         return
@@ -85,6 +85,7 @@ def store_kvcache(
     assert k_cache.shape[2:] == (num_kv_heads, head_dim), (
         f"cache {tuple(k_cache.shape)} does not hold [*, *, {num_kv_heads}, {head_dim}] tokens"
     )
+    assert v_cache.shape == k_cache.shape, f"k {k_cache.shape} != v {v_cache.shape}"
     assert k_cache.is_contiguous() and v_cache.is_contiguous(), "KV caches must be contiguous"
     assert slot_mapping.shape == (n_tokens,), f"slot_mapping {tuple(slot_mapping.shape)}"
     if n_tokens == 0:
@@ -109,7 +110,7 @@ def _attend_key_range(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_SIZE: tl.constexpr,
     HEAD_DIM_PAD: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):  # fmt: skip
-    """Online softmax of the tile's rows over keys [key_lo, key_hi); row r sees keys <= causal_hi[r].
+    """Online softmax of a tile's rows over keys [key_lo, key_hi); row r sees keys <= causal_hi[r].
 
     Returns (acc, m, l) with scores in the log2 domain. A row that saw no key keeps m = -inf and
     l = 0; `m_safe` keeps exp2(-inf - -inf) = NaN out of such rows.
@@ -167,8 +168,9 @@ def _paged_attention_kernel(
     offs_d = tl.arange(0, HEAD_DIM_PAD)
     d_mask = offs_d < HEAD_DIM
     q_rows = (q_start + tok).to(tl.int64)
-    q = tl.load(Q + q_rows[:, None] * stride_qt + head[:, None] * stride_qh
-                + offs_d[None, :] * stride_qd, mask=row_ok[:, None] & d_mask[None, :], other=0.0)  # fmt: skip
+    q_ptr = Q + q_rows[:, None] * stride_qt + head[:, None] * stride_qh
+    q_mask = row_ok[:, None] & d_mask[None, :]  # zeros, not garbage: padded columns meet tl.dot
+    q = tl.load(q_ptr + offs_d[None, :] * stride_qd, mask=q_mask, other=0.0)
 
     # Bottom-right causal: row `tok` sees keys <= seq_len - q_len + tok; padded rows see none.
     causal_hi = tl.where(row_ok, seq_len - q_len + tok, -1)
@@ -183,6 +185,21 @@ def _paged_attention_kernel(
         BLOCK_M, BLOCK_N, BLOCK_SIZE, HEAD_DIM_PAD, DOT_PRECISION,
     )  # fmt: skip
 
+    _store_tile(
+        acc, m_i, l_i, Out, PartOut, PartLse, q_rows, head, split, row_ok, offs_d, d_mask,
+        stride_ot, stride_oh, stride_od, stride_ps, stride_pt, stride_ph, stride_ls, stride_lt,
+        NUM_SPLITS,
+    )  # fmt: skip
+
+
+@triton.jit
+def _store_tile(
+    acc, m_i, l_i, Out, PartOut, PartLse, q_rows, head, split, row_ok, offs_d, d_mask,
+    stride_ot, stride_oh, stride_od, stride_ps, stride_pt, stride_ph, stride_ls, stride_lt,
+    NUM_SPLITS: tl.constexpr,
+):  # fmt: skip
+    """One split: the normalized tile is the answer. Several: an fp32 partial plus its lse
+    (log2 domain), -inf for rows whose slice of keys was empty."""
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)
     o = acc / l_safe[:, None]
     o_mask = row_ok[:, None] & d_mask[None, :]
