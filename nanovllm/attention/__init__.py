@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 
 from nanovllm.attention.base import AttentionBackend
 from nanovllm.attention.metadata import AttentionMetadata
@@ -34,9 +35,10 @@ def resolve_backend_name(name: str, device: str) -> str:
         return "triton" if "triton" in available_backends(device) else "torch_ref"
     if name not in _BACKENDS:
         raise ConfigError(f"attention_backend={name!r} is unknown; choose from {sorted(_BACKENDS)}")
-    if name != "torch_ref" and not device.startswith("cuda"):
+    interpreted = name == "triton" and os.environ.get("TRITON_INTERPRET") == "1"
+    if name != "torch_ref" and not device.startswith("cuda") and not interpreted:
         raise ConfigError(f"attention_backend={name!r} needs a CUDA device; on {device} use 'torch_ref'")
-    if name not in available_backends(device):
+    if not interpreted and name not in available_backends(device):
         raise ConfigError(f"attention_backend={name!r}: package {_BACKENDS[name][2]!r} is not installed")
     return name
 

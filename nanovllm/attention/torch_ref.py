@@ -24,6 +24,8 @@ class TorchRefBackend:
         v_cache.view(-1, *v_cache.shape[2:])[slots] = v
 
     def attend(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
+        if meta.is_decode_only and meta.num_seqs > 1:
+            return _attend_decode_batch(q, k_cache, v_cache, meta, scale)
         out = torch.empty_like(q)
         bs = k_cache.size(1)
         group = q.size(1) // k_cache.size(2)
@@ -53,3 +55,21 @@ def _attend_one(q, k, v, seq_len: int, group: int, scale: float) -> torch.Tensor
         q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), attn_mask=mask, scale=scale
     )
     return o.transpose(0, 1)
+
+
+def _attend_decode_batch(q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
+    """All sequences at once when each has one query token: pad contexts to the longest."""
+    bs = k_cache.size(1)
+    width = -(-meta.max_seqlen_k // bs)
+    tables = meta.block_tables[:, :width]
+    k = k_cache[tables].flatten(1, 2)  # [B, width*bs, kv_heads, D]
+    v = v_cache[tables].flatten(1, 2)
+    group = q.size(1) // k.size(2)
+    if group > 1:
+        k, v = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)
+    keys = torch.arange(k.size(1), device=q.device)
+    mask = keys[None, :] < meta.seq_lens[:, None].to(keys.dtype)  # [B, L]
+    o = F.scaled_dot_product_attention(
+        q[:, :, None, :], k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask[:, None, None, :], scale=scale
+    )
+    return o[:, :, 0, :]

@@ -55,7 +55,8 @@ class ModelRunner:
         self.num_kvcache_blocks = config.num_kvcache_blocks or self._auto_num_blocks()
         self.kv_cache = self._allocate_kv_cache(self.num_kvcache_blocks)
         self.graphs = None
-        if self.is_cuda and not config.enforce_eager:
+        # torch_ref loops over host-side lengths, which a captured graph would freeze: eager only.
+        if self.is_cuda and not config.enforce_eager and self.backend_name != "torch_ref":
             from nanovllm.engine.cuda_graph import DecodeGraphs
 
             self.graphs = DecodeGraphs(self)
@@ -81,8 +82,7 @@ class ModelRunner:
     # ---- one step -----------------------------------------------------------------------------------
     def to_device(self, inputs: StepInputs) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
         def t(a: np.ndarray) -> torch.Tensor:
-            x = torch.from_numpy(a)
-            return x.pin_memory().to(self.device, non_blocking=True) if self.is_cuda else x
+            return torch.from_numpy(a).to(self.device, non_blocking=True)
 
         query_lens = np.diff(inputs.cu_seqlens_q)
         meta = AttentionMetadata(

@@ -1,0 +1,96 @@
+"""CUDA graphs for decode steps (GPU only).
+
+A decode step launches hundreds of small kernels; replaying a captured graph launches them all at
+once. One graph per batch-size bucket (1, 2, 4, 8, 16, 32, ... up to max_num_seqs), all sharing one
+memory pool. Inputs are copied into static buffers first; a batch is padded up to its bucket with
+rows that store nothing (slot -1) and attend to nothing (seq_len 0). Block tables are padded to
+the fixed width ``max_blocks_per_seq``, so the attention kernel's launch shape never changes.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from nanovllm.attention import AttentionMetadata
+from nanovllm.engine.inputs import StepInputs
+
+
+def bucket_sizes(max_num_seqs: int) -> list[int]:
+    sizes = [b for b in (1, 2, 4, 8) if b < max_num_seqs]
+    sizes += list(range(16, max_num_seqs, 16))
+    return sizes + [max_num_seqs]
+
+
+class DecodeGraphs:
+    def __init__(self, runner):
+        cfg = runner.config
+        self.runner = runner
+        self.buckets = bucket_sizes(min(cfg.max_num_seqs, 512))
+        self.max_bs = self.buckets[-1]
+        self.width = cfg.max_blocks_per_seq
+        dev = runner.device
+        n = self.max_bs
+        # host staging (pinned) and device buffers: ids | positions | slots | seq_lens, then tables
+        self.host = torch.zeros(4 * n, dtype=torch.int64).pin_memory()
+        self.host_tables = torch.zeros(n, self.width, dtype=torch.int32).pin_memory()
+        self.dev = torch.zeros(4 * n, dtype=torch.int64, device=dev)
+        self.input_ids, self.positions, self.slots, seq_lens64 = self.dev.view(4, n)
+        self.seq_lens = torch.zeros(n, dtype=torch.int32, device=dev)
+        self.seq_lens64 = seq_lens64
+        self.block_tables = torch.zeros(n, self.width, dtype=torch.int32, device=dev)
+        self.cu_seqlens_q = torch.arange(n + 1, dtype=torch.int32, device=dev)
+        self.hidden = torch.zeros(n, cfg.spec.hidden_size, dtype=runner.dtype, device=dev)
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        t0 = time.perf_counter()
+        self._capture_all()
+        self.capture_seconds = time.perf_counter() - t0
+
+    def _meta(self, bs: int) -> AttentionMetadata:
+        return AttentionMetadata(
+            slot_mapping=self.slots[:bs], cu_seqlens_q=self.cu_seqlens_q[: bs + 1], seq_lens=self.seq_lens[:bs],
+            block_tables=self.block_tables[:bs], max_seqlen_q=1,
+            max_seqlen_k=self.width * self.runner.block_size, query_lens_host=[1] * bs,
+            seq_lens_host=[self.width * self.runner.block_size] * bs,
+        )
+
+    def _forward(self, bs: int) -> None:
+        model, kv = self.runner.model, self.runner.kv_cache
+        self.hidden[:bs] = model(self.input_ids[:bs], self.positions[:bs], self._meta(bs), kv)
+
+    @torch.inference_mode()
+    def _capture_all(self) -> None:
+        self.slots.fill_(-1)  # capture-time runs must not write into the cache
+        pool = None
+        for bs in reversed(self.buckets):  # largest first: the pool fits every smaller graph
+            self._forward(bs)  # warm-up: compiles kernels outside the capture
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool):
+                self._forward(bs)
+            pool = pool or graph.pool()
+            self.graphs[bs] = graph
+        torch.cuda.synchronize()
+
+    def can_run(self, inputs: StepInputs) -> bool:
+        return (inputs.is_decode_only and inputs.num_seqs <= self.max_bs
+                and inputs.block_tables.shape[1] <= self.width)
+
+    def run(self, inputs: StepInputs) -> torch.Tensor:
+        n = inputs.num_seqs
+        bs = next(b for b in self.buckets if b >= n)
+        host = self.host.numpy().reshape(4, self.max_bs)
+        host[0, :n], host[1, :n], host[2, :n], host[3, :n] = (
+            inputs.input_ids, inputs.positions, inputs.slot_mapping, inputs.seq_lens)
+        host[2, n:bs], host[3, n:bs] = -1, 0  # padding rows: store nothing, attend to nothing
+        tables = self.host_tables.numpy()
+        w = inputs.block_tables.shape[1]
+        tables[:n, :w] = inputs.block_tables
+        # Whole contiguous buffers: one pinned, asynchronous copy each. Stale table columns past a
+        # sequence's blocks are never read (the kernel stops at seq_len).
+        self.dev.copy_(self.host, non_blocking=True)
+        self.block_tables[:n].copy_(self.host_tables[:n], non_blocking=True)
+        self.seq_lens[:bs].copy_(self.seq_lens64[:bs])
+        self.graphs[bs].replay()
+        return self.hidden[:n]

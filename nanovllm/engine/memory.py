@@ -1,0 +1,57 @@
+"""KV-cache sizing on CUDA: run the largest step once, then give the cache what is left of
+``gpu_memory_utilization x total`` after weights, the activation peak and everything else."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from nanovllm.engine.inputs import StepInputs
+from nanovllm.layers.sampler import SamplingBatch
+
+
+def warmup_inputs(config, num_tokens: int, block_offset: int = 0) -> StepInputs:
+    """Prefill of ``num_tokens`` tokens split into sequences of at most max_model_len."""
+    per_seq = min(config.max_model_len, num_tokens)
+    num_seqs = max(1, min(config.max_num_seqs, num_tokens // per_seq))
+    bs = config.kvcache_block_size
+    blocks = math.ceil(per_seq / bs)
+    lens = np.full(num_seqs, per_seq, dtype=np.int32)
+    cu = np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)
+    tables = (np.arange(num_seqs * blocks, dtype=np.int32).reshape(num_seqs, blocks) + block_offset)
+    pos = np.tile(np.arange(per_seq), num_seqs)
+    seq = np.repeat(np.arange(num_seqs), per_seq)
+    slots = tables[seq, pos // bs].astype(np.int64) * bs + pos % bs
+    n = num_seqs
+    return StepInputs(
+        input_ids=np.zeros(len(pos), dtype=np.int64), positions=pos.astype(np.int64), slot_mapping=slots,
+        cu_seqlens_q=cu, seq_lens=lens, block_tables=tables, logits_indices=(cu[1:] - 1).astype(np.int64),
+        sampling=SamplingBatch([1.0] * n, [None] * n, [1.0] * n, [None] * n, [0] * n, [None] * n),
+    )
+
+
+def probe_num_blocks(runner) -> int:
+    """Number of KV blocks that fit; records ``runner.memory_report``."""
+    cfg = runner.config
+    inputs = warmup_inputs(cfg, cfg.max_num_batched_tokens)
+    warm_blocks = int(inputs.block_tables.size)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    runner.kv_cache = runner._allocate_kv_cache(warm_blocks)
+    runner.forward_logits(inputs)
+    torch.cuda.synchronize()
+    runner.kv_cache = None
+    torch.cuda.empty_cache()
+    free, total = torch.cuda.mem_get_info()
+    stats = torch.cuda.memory_stats()
+    peak, current = stats["allocated_bytes.all.peak"], stats["allocated_bytes.all.current"]
+    used = total - free
+    block_bytes = cfg.kv_bytes_per_block
+    budget = int(total * cfg.gpu_memory_utilization) - used - (peak - current)
+    num_blocks = max(0, budget // block_bytes)
+    runner.memory_report = dict(total_gib=total / 2**30, weights_gib=current / 2**30,
+                                activation_peak_gib=(peak - current) / 2**30,
+                                kv_cache_gib=num_blocks * block_bytes / 2**30, num_blocks=num_blocks)
+    return num_blocks
