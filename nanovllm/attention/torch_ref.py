@@ -64,11 +64,15 @@ def _attend_decode_batch(q, k_cache, v_cache, meta: AttentionMetadata, scale: fl
     tables = meta.block_tables[:, :width]
     k = k_cache[tables].flatten(1, 2)  # [B, width*bs, kv_heads, D]
     v = v_cache[tables].flatten(1, 2)
+    keys = torch.arange(k.size(1), device=q.device)
+    mask = keys[None, :] < meta.seq_lens[:, None].to(keys.dtype)  # [B, L]
+    # Padding slots were never written (the CPU cache is torch.empty): they may hold NaN, which a
+    # mask does not neutralize (NaN score + -inf = NaN; 0 weight * NaN value = NaN). Zero them.
+    pad = ~mask[:, :, None, None]
+    k, v = k.masked_fill(pad, 0), v.masked_fill(pad, 0)
     group = q.size(1) // k.size(2)
     if group > 1:
         k, v = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)
-    keys = torch.arange(k.size(1), device=q.device)
-    mask = keys[None, :] < meta.seq_lens[:, None].to(keys.dtype)  # [B, L]
     o = F.scaled_dot_product_attention(
         q[:, :, None, :], k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask[:, None, None, :], scale=scale
     )
