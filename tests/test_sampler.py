@@ -40,6 +40,7 @@ def test_samples_follow_the_distribution():
 
 def test_seeded_rows_repeat_whatever_the_batch():
     logits = torch.randn(6, 100)
+    logits[2] = logits[0]
     sampler = Sampler(torch.device("cpu"))
     seeded = SamplingBatch([1.0] * 6, [None] * 6, [1.0] * 6, [7, None, 7, None, 8, 7],
                            [3, 3, 3, 3, 3, 4], [None] * 6)

@@ -33,3 +33,28 @@ def test_triton_backend_matches_torch_ref_in_the_engine(tiny_model):
     for a, b in zip(outs["torch_ref"], outs["triton"]):
         assert a["token_ids"] == b["token_ids"]
         torch.testing.assert_close(torch.tensor(a["logprobs"]), torch.tensor(b["logprobs"]), atol=1e-4, rtol=0)
+
+
+def test_fused_gpu_sampler_logic_under_the_interpreter():
+    from nanovllm.layers.sampler import Sampler, SamplingBatch
+
+    if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    sampler = Sampler(device, fused=True)
+    logits = torch.randn(4, 500, device=device)
+    logits[1] = logits[0]
+    logits[3, 17] = float("nan")
+    batch = SamplingBatch([0.0, 0.7, 0.7, 1.0], [None] * 4, [1.0] * 4, [None, 5, 5, None], [0, 3, 3, 0],
+                          [0, None, None, None])
+    out = sampler(logits, batch)
+    assert out.token_ids[0] == int(logits[0].argmax())  # greedy
+    assert out.token_ids[1] == out.token_ids[2]  # same seed and position, same logits
+    assert out.finite == [True, True, True, False]
+    torch.testing.assert_close(torch.tensor(out.logprobs[0]), logits[0].log_softmax(-1).max().cpu())
+    probs = torch.tensor([0.6, 0.3, 0.1])
+    n = 3000
+    many = SamplingBatch([1.0] * n, [None] * n, [1.0] * n, [None] * n, [0] * n, [None] * n)
+    tokens = sampler(probs.log().expand(n, 3).contiguous().to(device), many).token_ids
+    freq = torch.bincount(torch.tensor(tokens), minlength=3).float() / n
+    assert torch.allclose(freq, probs, atol=0.03)

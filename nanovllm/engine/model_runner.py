@@ -46,15 +46,17 @@ class ModelRunner:
             default_dtype = torch.get_default_dtype()
             torch.set_default_dtype(self.dtype)
             try:
-                self.model = get_model_class(config.spec.architecture)(config.spec, backend, tp)
+                compile_ops = self.is_cuda and not config.enforce_eager
+                self.model = get_model_class(config.spec.architecture)(config.spec, backend, tp, compile_ops)
             finally:
                 torch.set_default_dtype(default_dtype)
         load_model(self.model, config.model)
         self.model.eval()
         self.sampler = Sampler(self.device, config.seed)
+        self.graphs = None
+        self.memory_report: dict | None = None
         self.num_kvcache_blocks = config.num_kvcache_blocks or self._auto_num_blocks()
         self.kv_cache = self._allocate_kv_cache(self.num_kvcache_blocks)
-        self.graphs = None
         # torch_ref loops over host-side lengths, which a captured graph would freeze: eager only.
         if self.is_cuda and not config.enforce_eager and self.backend_name != "torch_ref":
             from nanovllm.engine.cuda_graph import DecodeGraphs

@@ -4,10 +4,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nanovllm.layers.fusion import maybe_compile
+
+
+def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
+    gate, up = x.chunk(2, -1)
+    return F.silu(gate) * up
+
 
 class SiluAndMul(nn.Module):
     """``silu(gate) * up`` for a merged ``[gate | up]`` input."""
 
+    def __init__(self, compile: bool = False):
+        super().__init__()
+        self._fn = maybe_compile(silu_and_mul, compile)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = x.chunk(2, -1)
-        return F.silu(gate) * up
+        return self._fn(x)

@@ -3,24 +3,34 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nanovllm.layers.fusion import maybe_compile
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm in float32, as Hugging Face computes it."""
+    dtype = x.dtype
+    x = x.float()
+    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x.to(dtype)
+
+
+def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float):
+    x = x + residual
+    return rms_norm(x, weight, eps), x
+
 
 class RMSNorm(nn.Module):
-    """RMSNorm in float32, as Hugging Face computes it. With ``residual`` it fuses the residual add:
-    returns ``(norm(x + residual), x + residual)``."""
+    """With ``residual`` it fuses the residual add: returns ``(norm(x + residual), x + residual)``.
+    ``compile=True`` (CUDA) lets torch.compile fuse the half-dozen elementwise kernels into one."""
 
-    def __init__(self, hidden_size: int, eps: float = 1e-6):
+    def __init__(self, hidden_size: int, eps: float = 1e-6, compile: bool = False):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(hidden_size), requires_grad=False)
-
-    def _norm(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x = x.float()
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x.to(dtype)
+        self._norm = maybe_compile(rms_norm, compile)
+        self._add_norm = maybe_compile(add_rms_norm, compile)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None):
         if residual is None:
-            return self._norm(x)
-        x = x + residual
-        return self._norm(x), x
+            return self._norm(x, self.weight, self.eps)
+        return self._add_norm(x, residual, self.weight, self.eps)

@@ -7,6 +7,7 @@ Sampling uses the exponential-race form of the Gumbel trick: ``argmax(probs / E)
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import torch
@@ -33,13 +34,20 @@ class SamplerOutput:
 
 
 class Sampler:
-    def __init__(self, device: torch.device, seed: int = 0):
+    """On CUDA, batches without top-k/top-p take one fused Triton pass (``sampling_kernels``);
+    otherwise, and on CPU, the torch path below."""
+
+    def __init__(self, device: torch.device, seed: int = 0, fused: bool | None = None):
         self.device = device
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
+        self.rng = random.Random(seed)
+        self.fused = device.type == "cuda" if fused is None else fused
 
     @torch.inference_mode()
     def __call__(self, logits: torch.Tensor, batch: SamplingBatch) -> SamplerOutput:
+        if self.fused and all(k is None for k in batch.top_ks) and all(p >= 1.0 for p in batch.top_ps):
+            return self._fused(logits, batch)
         logits = logits.float()
         tokens = logits.argmax(dim=-1)
         if not all(t == 0 for t in batch.temperatures):  # host check: no device sync
@@ -48,6 +56,18 @@ class Sampler:
         token_list, finite = torch.stack([tokens, torch.isfinite(logits).all(dim=-1)]).tolist()
         logprobs, top = self._logprobs(logits, token_list, batch.num_logprobs)
         return SamplerOutput(token_list, logprobs, top, [bool(f) for f in finite])
+
+    def _fused(self, logits: torch.Tensor, batch: SamplingBatch) -> SamplerOutput:
+        from nanovllm.layers.sampling_kernels import gumbel_argmax
+
+        seeds = [_mix(s, p) if s is not None else self.rng.getrandbits(62)
+                 for s, p in zip(batch.seeds, batch.positions)]
+        temps = torch.tensor(batch.temperatures, dtype=torch.float32).to(logits.device, non_blocking=True)
+        seed_t = torch.tensor(seeds, dtype=torch.int64).to(logits.device, non_blocking=True)
+        tokens, bad = gumbel_argmax(logits, temps, seed_t)
+        token_list, bad_list = torch.stack([tokens, bad.long()]).tolist()
+        logprobs, top = self._logprobs(logits, token_list, batch.num_logprobs)
+        return SamplerOutput(token_list, logprobs, top, [not b for b in bad_list])
 
     def _sample(self, logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
         temps = torch.tensor([t if t > 0 else 1.0 for t in batch.temperatures], device=logits.device)
@@ -70,7 +90,7 @@ class Sampler:
         if not rows:
             return lp_out, top_out
         idx = torch.tensor(rows, device=logits.device)
-        lps = logits[idx].log_softmax(dim=-1)
+        lps = logits[idx].float().log_softmax(dim=-1)
         chosen = lps.gather(1, torch.tensor([[tokens[i]] for i in rows], device=logits.device))
         k = max(num_logprobs[i] for i in rows)
         top_v, top_i = lps.topk(k, dim=-1) if k > 0 else (None, None)

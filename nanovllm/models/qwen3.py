@@ -21,15 +21,15 @@ from nanovllm.layers.rotary import RotaryEmbedding
 
 class Qwen3Attention(nn.Module):
     def __init__(self, spec: ModelSpec, layer_id: int, backend: AttentionBackend,
-                 rotary: RotaryEmbedding, tp: TensorParallel):
+                 rotary: RotaryEmbedding, tp: TensorParallel, compile: bool = False):
         super().__init__()
         d = spec.head_dim
         self.qkv_proj = QKVParallelLinear(spec.hidden_size, d, spec.num_attention_heads,
                                           spec.num_key_value_heads, spec.attention_bias, tp)
         self.num_heads, self.num_kv_heads = self.qkv_proj.num_heads, self.qkv_proj.num_kv_heads
         self.o_proj = RowParallelLinear(spec.num_attention_heads * d, spec.hidden_size, False, tp)
-        self.q_norm = RMSNorm(d, spec.rms_norm_eps)
-        self.k_norm = RMSNorm(d, spec.rms_norm_eps)
+        self.q_norm = RMSNorm(d, spec.rms_norm_eps, compile)
+        self.k_norm = RMSNorm(d, spec.rms_norm_eps, compile)
         self.rotary = rotary  # shared by all layers; not a submodule of each
         self.attn = Attention(layer_id, self.num_heads, self.num_kv_heads, d, backend)
         self.head_dim = d
@@ -46,24 +46,25 @@ class Qwen3Attention(nn.Module):
 
 
 class Qwen3MLP(nn.Module):
-    def __init__(self, spec: ModelSpec, tp: TensorParallel):
+    def __init__(self, spec: ModelSpec, tp: TensorParallel, compile: bool = False):
         super().__init__()
         n = spec.intermediate_size
         self.gate_up_proj = MergedColumnParallelLinear(spec.hidden_size, [n, n], False, tp)
         self.down_proj = RowParallelLinear(n, spec.hidden_size, False, tp)
-        self.act = SiluAndMul()
+        self.act = SiluAndMul(compile)
 
     def forward(self, x):
         return self.down_proj(self.act(self.gate_up_proj(x)))
 
 
 class Qwen3DecoderLayer(nn.Module):
-    def __init__(self, spec: ModelSpec, layer_id: int, backend, rotary, tp: TensorParallel):
+    def __init__(self, spec: ModelSpec, layer_id: int, backend, rotary, tp: TensorParallel,
+                 compile: bool = False):
         super().__init__()
-        self.input_layernorm = RMSNorm(spec.hidden_size, spec.rms_norm_eps)
-        self.self_attn = Qwen3Attention(spec, layer_id, backend, rotary, tp)
-        self.post_attention_layernorm = RMSNorm(spec.hidden_size, spec.rms_norm_eps)
-        self.mlp = Qwen3MLP(spec, tp)
+        self.input_layernorm = RMSNorm(spec.hidden_size, spec.rms_norm_eps, compile)
+        self.self_attn = Qwen3Attention(spec, layer_id, backend, rotary, tp, compile)
+        self.post_attention_layernorm = RMSNorm(spec.hidden_size, spec.rms_norm_eps, compile)
+        self.mlp = Qwen3MLP(spec, tp, compile)
 
     def forward(self, positions, hidden, residual, meta, kv_cache):
         if residual is None:
@@ -85,17 +86,19 @@ class Qwen3ForCausalLM(nn.Module):
         "up_proj": ("gate_up_proj", 1),
     }
 
-    def __init__(self, spec: ModelSpec, backend: AttentionBackend, tp: TensorParallel):
+    def __init__(self, spec: ModelSpec, backend: AttentionBackend, tp: TensorParallel,
+                 compile: bool = False):
+        """``compile``: fuse the small elementwise ops with torch.compile (worth it on CUDA)."""
         super().__init__()
         self.spec = spec
-        rotary = RotaryEmbedding(spec.head_dim, spec.max_position_embeddings, spec.rope_theta)
+        rotary = RotaryEmbedding(spec.head_dim, spec.max_position_embeddings, spec.rope_theta, compile)
         self.rotary = rotary
         self.model = nn.Module()
         self.model.embed_tokens = VocabParallelEmbedding(spec.vocab_size, spec.hidden_size, tp)
         self.model.layers = nn.ModuleList(
-            Qwen3DecoderLayer(spec, i, backend, rotary, tp) for i in range(spec.num_hidden_layers)
+            Qwen3DecoderLayer(spec, i, backend, rotary, tp, compile) for i in range(spec.num_hidden_layers)
         )
-        self.model.norm = RMSNorm(spec.hidden_size, spec.rms_norm_eps)
+        self.model.norm = RMSNorm(spec.hidden_size, spec.rms_norm_eps, compile)
         self.lm_head = ParallelLMHead(spec.vocab_size, spec.hidden_size, tp)
         if spec.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight

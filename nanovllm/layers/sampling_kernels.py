@@ -1,0 +1,59 @@
+"""Fused GPU sampling: one pass over each row's logits, no probability or noise tensors.
+
+Gumbel-max: ``argmax(logits / T + G)`` with ``G = -log(-log(U))`` draws from ``softmax(logits / T)``.
+``U`` comes from Philox keyed by a per-row seed (the request's seed mixed with its position, or a
+fresh engine draw), so seeded requests repeat whatever their batch. Greedy rows (T = 0) take the
+plain argmax. The same pass flags rows whose logits hold NaN or inf.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _gumbel_argmax_kernel(
+    logits_ptr, stride, temps_ptr, seeds_ptr, tokens_ptr, bad_ptr, vocab,
+    BLOCK: tl.constexpr,
+):  # fmt: skip
+    row = tl.program_id(0)
+    temp = tl.load(temps_ptr + row)
+    seed = tl.load(seeds_ptr + row)
+    inv_t = tl.where(temp > 0, 1.0 / tl.maximum(temp, 1e-30), 1.0)
+    best = tl.full([BLOCK], float("-inf"), tl.float32)
+    best_idx = tl.zeros([BLOCK], tl.int32)
+    bad = tl.zeros([BLOCK], tl.int32)
+    for start in range(0, vocab, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        mask = cols < vocab
+        x = tl.load(logits_ptr + row * stride + cols, mask=mask, other=float("-inf")).to(tl.float32)
+        bad |= (mask & ((x != x) | (tl.abs(x) == float("inf")))).to(tl.int32)
+        u = tl.rand(seed, cols)
+        gumbel = -tl.log(-tl.log(tl.maximum(u, 1e-20)))
+        score = tl.where(temp > 0, x * inv_t + gumbel, x)
+        score = tl.where(mask, score, float("-inf"))
+        better = score > best  # strict: the earliest column wins ties, as argmax does
+        best_idx = tl.where(better, cols, best_idx)
+        best = tl.where(better, score, best)
+    top = tl.max(best, 0)
+    # among lanes holding the maximum, the smallest column index
+    idx = tl.min(tl.where(best == top, best_idx, 2147483647), 0)
+    tl.store(tokens_ptr + row, idx)
+    tl.store(bad_ptr + row, tl.max(bad, 0))
+
+
+def gumbel_argmax(logits: torch.Tensor, temperatures: torch.Tensor, seeds: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: a token drawn at its temperature (argmax when 0), and whether its logits were bad.
+
+    ``seeds`` are int64 per row (non-negative, < 2**63). Returns (tokens int64, bad bool)."""
+    assert logits.dim() == 2 and logits.stride(1) == 1
+    rows, vocab = logits.shape
+    tokens = torch.empty(rows, dtype=torch.int32, device=logits.device)
+    bad = torch.empty(rows, dtype=torch.int32, device=logits.device)
+    if rows:
+        _gumbel_argmax_kernel[(rows,)](logits, logits.stride(0), temperatures, seeds, tokens, bad, vocab,
+                                       BLOCK=1024, num_warps=4)
+    return tokens.long(), bad.bool()
