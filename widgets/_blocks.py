@@ -1,0 +1,156 @@
+"""Block-table occupancy: every KV block a cell of a grid, coloured by state.
+
+::
+
+    block id = row * ncols + col        (row 0 at the top)
+
+    +----+----+----+----+
+    | 0  | 1  | 2  | 3  |   z = BLOCK_* code (free / used / cached / shared)
+    +----+----+----+----+   text = owner seq ids; hover = owners, ref count, tokens, hash chain
+    | 4  | 5  | .. |    |
+
+One ``go.FigureWidget``: trace 0 is the grid (a Heatmap with a discrete colour scale), trace 1 the
+integrity overlay (red open squares on the blocks a violation names). ``draw(snapshot)`` mutates
+both inside one ``batch_update()``; it reads only the ``EngineSnapshot``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import plotly.graph_objects as go
+
+from nanovllm.engine.snapshot import BLOCK_STATE_NAMES, EngineSnapshot
+
+COLORS = ("#e5e7eb", "#3b82f6", "#10b981", "#f59e0b")  # free, used, cached, shared (as engine/html.py)
+MAX_HOVER_BLOCKS = 4096  # above this, cells carry no per-block text (it would dominate the message)
+MAX_LABEL_BLOCKS = 256  # above this, cells are too small to print owner ids in
+
+
+def discrete_colorscale(colors: tuple[str, ...]) -> list[list]:
+    """Plotly colour scale mapping integer z = 0..n-1 (with zmin=-0.5, zmax=n-0.5) to colors[z]."""
+    n, scale = len(colors), []
+    for i, c in enumerate(colors):
+        scale += [[i / n, c], [(i + 1) / n, c]]
+    return scale
+
+
+def grid_columns(num_blocks: int) -> int:
+    """A power of two near sqrt(2n): grids about twice as wide as tall (64 -> 16, 512 -> 32)."""
+    return max(4, 2 ** math.ceil(math.log2(math.sqrt(2 * max(num_blocks, 1)))))
+
+
+_BLOCK_RE = re.compile(r"\bblocks? (\d+)")
+_BLOCK_LIST_RE = re.compile(r"\bblocks? \[([\d, ]*)\]|: \[([\d, ]*)\]")
+
+
+def blocks_named(problem: str) -> set[int]:
+    """Block ids a ``check_integrity()`` message names ("block 5 has ...", "holds blocks [1, 2]")."""
+    ids = {int(m) for m in _BLOCK_RE.findall(problem)}
+    for a, b in _BLOCK_LIST_RE.findall(problem):
+        ids |= {int(x) for x in (a or b).replace(",", " ").split()}
+    return ids
+
+
+class BlockView:
+    """The KV-cache grid. ``figure`` is the FigureWidget; ``draw(snap)`` updates it in place."""
+
+    def __init__(self, num_blocks: int, block_size: int, height: int | None = None):
+        self.num_blocks, self.block_size = num_blocks, block_size
+        self.ncols = grid_columns(num_blocks)
+        self.nrows = math.ceil(num_blocks / self.ncols)
+        self.prev_block: dict[int, int | None] = {}  # block -> the block before it in the last
+        # sequence seen holding it (None: it was a first block). Cached-free blocks keep their entry.
+        self.problems: tuple[str, ...] = ()
+        self.figure = go.FigureWidget(
+            data=[self._grid_trace(), self._overlay_trace()],
+            layout=go.Layout(
+                title=dict(text="KV cache blocks", font=dict(size=14)),
+                height=height or min(520, 110 + 26 * self.nrows),
+                margin=dict(l=40, r=10, t=40, b=30),
+                xaxis=dict(showgrid=False, zeroline=False, title=None, range=[-0.5, self.ncols - 0.5]),
+                yaxis=dict(showgrid=False, zeroline=False, autorange="reversed", title=None),
+                plot_bgcolor="white", showlegend=False,
+            ),
+        )
+
+    def _grid_trace(self) -> go.Heatmap:
+        n = len(COLORS)
+        return go.Heatmap(
+            z=self._pad(np.zeros(self.num_blocks)), zmin=-0.5, zmax=n - 0.5,
+            colorscale=discrete_colorscale(COLORS), xgap=1, ygap=1, hoverongaps=False,
+            colorbar=dict(tickvals=list(range(n)), ticktext=list(BLOCK_STATE_NAMES), thickness=12, len=0.9),
+            hovertemplate="%{hovertext}<extra></extra>", texttemplate="%{text}",
+            textfont=dict(size=9), name="blocks",
+        )
+
+    def _overlay_trace(self) -> go.Scatter:
+        return go.Scatter(
+            x=[], y=[], mode="markers", name="integrity", hovertemplate="%{text}<extra></extra>",
+            marker=dict(symbol="square-open", size=18, color="red", line=dict(width=3, color="red")),
+        )
+
+    def _pad(self, values: np.ndarray, fill=None) -> list[list]:
+        """Flat per-block values -> nrows x ncols rows (cells past the last block get ``fill``)."""
+        cells = list(values) + [fill] * (self.nrows * self.ncols - self.num_blocks)
+        return [cells[r * self.ncols:(r + 1) * self.ncols] for r in range(self.nrows)]
+
+    def position(self, block_id: int) -> tuple[int, int]:
+        """(x, y) = (column, row) of a block's cell."""
+        return block_id % self.ncols, block_id // self.ncols
+
+    # ---- drawing --------------------------------------------------------------------------------
+    def draw(self, snap: EngineSnapshot, title: str | None = None) -> None:
+        assert snap.num_blocks == self.num_blocks, "the engine's cache size changed; rebuild the view"
+        self.learn(snap)
+        self.problems = tuple(snap.problems)
+        hover = self._hover(snap) if self.num_blocks <= MAX_HOVER_BLOCKS else None
+        labels = self._labels(snap) if self.num_blocks <= MAX_LABEL_BLOCKS else None
+        bad = sorted({b for p in snap.problems for b in blocks_named(p) if 0 <= b < self.num_blocks})
+        why = ["<br>".join(p for p in snap.problems if b in blocks_named(p)) for b in bad]
+        with self.figure.batch_update():
+            grid, overlay = self.figure.data
+            grid.z = self._pad(snap.block_state.astype(np.int8).tolist())
+            grid.hovertext = self._pad(hover, "") if hover is not None else None
+            grid.text = self._pad(labels, "") if labels is not None else None
+            overlay.x = [self.position(b)[0] for b in bad]
+            overlay.y = [self.position(b)[1] for b in bad]
+            overlay.text = why
+            if title is not None:
+                self.figure.layout.title.text = title
+
+    def learn(self, snap: EngineSnapshot) -> None:
+        """Remember which block follows which in the sequences' block tables (for the hover)."""
+        for seq in snap.sequences:
+            if seq.block_table:
+                self.prev_block[seq.block_table[0]] = None  # a chain starts here
+            for prev, block in zip(seq.block_table, seq.block_table[1:], strict=False):
+                self.prev_block[block] = prev
+
+    def _labels(self, snap: EngineSnapshot) -> list[str]:
+        return [",".join(map(str, snap.owners.get(b, ()))) for b in range(self.num_blocks)]
+
+    def _hover(self, snap: EngineSnapshot) -> list[str]:
+        out = []
+        for b in range(self.num_blocks):
+            state = BLOCK_STATE_NAMES[snap.block_state[b]]
+            lines = [f"block {b}: <b>{state}</b>", f"ref count {int(snap.ref_count[b])}"]
+            owners = snap.owners.get(b)
+            if owners:
+                lines.append("owners: seq " + ", ".join(map(str, owners)))
+            if b in snap.token_range:
+                first, end = snap.token_range[b]
+                lines.append(f"tokens {first}..{end - 1} ({end - first}/{self.block_size})")
+            if snap.has_hash[b]:
+                lines.append("holds a prefix hash, " + self._chain(b))
+            out.append("<br>".join(lines))
+        return out
+
+    def _chain(self, b: int) -> str:
+        if b not in self.prev_block:
+            return "predecessor not seen"
+        prev = self.prev_block[b]
+        return "first in its chain" if prev is None else f"chained after block {prev}"
+

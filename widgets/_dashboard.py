@@ -1,0 +1,110 @@
+"""Dashboard: the four views and the controls, laid out, and drawn from recorded frames.
+
+::
+
+    +------------------------------------------------------------------+
+    | controls: Step, Run/Pause, Reset, integrity, add-request form     |
+    |           time-travel slider, Live                               |
+    +--------------------------------------+---------------------------+
+    | KV cache blocks (BlockView)          | metrics (MetricsPanel)    |
+    +--------------------------------------+---------------------------+
+    | sequence states (TimelineView)                                   |
+    | step timing (TimingView)                                         |
+    +------------------------------------------------------------------+
+
+It knows nothing about the engine: ``ingest(frames)`` feeds new steps to the views that keep
+per-step data, ``draw(...)`` shows one step. The ``Workbench`` decides which step and when.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import contextmanager
+from html import escape
+
+import ipywidgets as W
+
+from nanovllm.engine.snapshot import EngineSnapshot
+
+from ._blocks import BlockView
+from ._controls import Controls
+from ._history import Frame
+from ._metrics import MetricsPanel
+from ._timeline import TimelineView
+from ._timing import TimingView
+
+
+class Dashboard:
+    def __init__(self, num_blocks: int, block_size: int, window: int = 100, max_steps: int = 10_000):
+        self.block_view = BlockView(num_blocks, block_size)
+        self.timeline_view = TimelineView(window=window, max_steps=max_steps)
+        self.timing_view = TimingView(window=window, max_steps=max_steps)
+        self.metrics_panel = MetricsPanel()
+        self.controls = Controls()
+        self.syncing = False  # True while code (not the user) changes a control
+        self.widget = W.VBox([
+            self.controls.widget,
+            W.HBox([W.Box([self.block_view.figure], layout=W.Layout(width="62%")),
+                    W.Box([self.metrics_panel.widget], layout=W.Layout(width="38%", padding="0 0 0 8px"))]),
+            self.timeline_view.figure,
+            self.timing_view.figure,
+        ])
+
+    def clear(self) -> None:
+        self.timeline_view.clear()
+        self.timing_view.clear()
+
+    def ingest(self, frames: Iterable[Frame]) -> None:
+        for frame in frames:
+            self.timeline_view.ingest(frame.record)
+            self.timing_view.ingest(frame.record)
+            if frame.snapshot is not None:
+                self.block_view.learn(frame.snapshot)  # the hash chain, from every step's tables
+
+    def draw(self, step: int | None, frame: Frame | None, snap: EngineSnapshot | None, *, live: bool,
+             last_step: int | None, integrity: bool) -> None:
+        """Show ``step`` (None: no step yet): its frame, and ``snap`` (its snapshot or an earlier one)."""
+        if snap is not None:
+            when = "now" if step is None else f"after step {step}"
+            if step is not None and snap.step != step + 1:
+                when += f" (nearest snapshot: after step {snap.step - 1})"
+            self.block_view.draw(snap, title=f"KV cache blocks {when}")
+        else:
+            self.block_view.figure.layout.title.text = f"KV cache blocks: no snapshot kept for step {step}"
+        self.timeline_view.draw(step, title=None if step is None else f"Sequence states up to step {step}")
+        self.timing_view.draw(step)
+        self.metrics_panel.draw(frame, live=live, last_step=last_step, integrity=integrity)
+
+    # ---- controls, changed by code -------------------------------------------------------------
+    @contextmanager
+    def by_code(self):
+        """Change controls without their observers acting on it."""
+        self.syncing, was = True, self.syncing
+        try:
+            yield
+        finally:
+            self.syncing = was
+
+    def set_value(self, widget, value) -> None:
+        with self.by_code():
+            if widget.value != value:
+                widget.value = value
+
+    def show_running(self, running: bool) -> None:
+        with self.by_code():
+            self.controls.show_running(running)
+
+    def sync_slider(self, first: int | None, last: int | None, value: int | None) -> None:
+        s = self.controls.slider
+        with self.by_code():
+            if first is None:
+                s.min, s.max, s.value, s.disabled = 0, 0, 0, True
+                return
+            if first > s.max:  # keep min <= max while moving both
+                s.max = last
+            s.min, s.max, s.disabled = first, last, False
+            s.value = last if value is None else value
+
+    def set_status(self, text: str, error: bool = False) -> None:
+        color = "#b91c1c" if error else "#555"
+        self.controls.status.value = f"<span style='color:{color}'>{escape(text)}</span>"

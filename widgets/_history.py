@@ -1,0 +1,147 @@
+"""History and throttle: what the workbench keeps per step, and when it redraws.
+
+``History`` holds one ``Frame`` per recorded step: the ``StepRecord``, the ``EngineSnapshot`` taken
+right after it (when one was taken) and the ``get_metrics()`` figures at that moment. It is bounded
+twice: by a number of steps and by an estimate of the bytes the snapshots hold, so a cache of
+100k blocks keeps fewer snapshots than one of 64. Time travel reads frames; a step without its own
+snapshot is drawn with the nearest earlier one.
+
+``Throttle`` decides when a view may redraw: at most every ``interval`` seconds, and never so often
+that drawing takes more than ``max_share`` of the wall time (a slow draw stretches the interval).
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from nanovllm.engine.events import StepRecord
+from nanovllm.engine.snapshot import EngineSnapshot
+
+# Rough Python-object costs, for the memory estimate only.
+_BYTES_PER_OWNER = 160  # dict entry + tuple of seq ids + token-range tuple
+_BYTES_PER_SEQUENCE = 400  # SequenceSnapshot + its block-table tuple
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Everything the views draw for one step."""
+
+    record: StepRecord
+    snapshot: EngineSnapshot | None  # None when snapshots are taken only at redraws
+    metrics: dict[str, Any]
+
+    @property
+    def step(self) -> int:
+        return self.record.step
+
+
+def snapshot_bytes(snap: EngineSnapshot) -> int:
+    arrays = snap.block_state.nbytes + snap.ref_count.nbytes + snap.has_hash.nbytes
+    blocks_in_tables = sum(len(s.block_table) for s in snap.sequences)
+    return (arrays + _BYTES_PER_OWNER * len(snap.owners) + _BYTES_PER_SEQUENCE * len(snap.sequences)
+            + 8 * blocks_in_tables)
+
+
+class History:
+    """Frames in step order, oldest dropped first (by count, then by snapshot bytes)."""
+
+    def __init__(self, max_steps: int = 10_000, max_bytes: int = 256 * 2**20):
+        self.max_steps = max_steps
+        self.max_bytes = max_bytes
+        self.frames: deque[Frame] = deque()
+        self.nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def clear(self) -> None:
+        self.frames.clear()
+        self.nbytes = 0
+
+    def append(self, frame: Frame) -> None:
+        assert not self.frames or frame.step > self.frames[-1].step, "frames must come in step order"
+        self.frames.append(frame)
+        self.nbytes += snapshot_bytes(frame.snapshot) if frame.snapshot is not None else 0
+        while len(self.frames) > self.max_steps or (self.nbytes > self.max_bytes and len(self.frames) > 1):
+            old = self.frames.popleft()
+            self.nbytes -= snapshot_bytes(old.snapshot) if old.snapshot is not None else 0
+
+    @property
+    def first_step(self) -> int | None:
+        return self.frames[0].step if self.frames else None
+
+    @property
+    def last_step(self) -> int | None:
+        return self.frames[-1].step if self.frames else None
+
+    @property
+    def latest(self) -> Frame | None:
+        return self.frames[-1] if self.frames else None
+
+    def _index(self, step: int) -> int:
+        """Index of the last frame with ``frame.step <= step`` (-1 if none)."""
+        steps = _StepView(self.frames)
+        return bisect.bisect_right(steps, step) - 1
+
+    def at(self, step: int) -> Frame:
+        """The frame of ``step``; raises ``KeyError`` when that step is not (or no longer) kept."""
+        i = self._index(step)
+        if i < 0 or self.frames[i].step != step:
+            raise KeyError(step)
+        return self.frames[i]
+
+    def set_snapshot(self, step: int, snap: EngineSnapshot) -> None:
+        """Attach (or replace) the snapshot of a kept step, e.g. one taken at a redraw."""
+        i = self._index(step)
+        if i < 0 or self.frames[i].step != step:
+            raise KeyError(step)
+        old = self.frames[i]
+        self.nbytes += snapshot_bytes(snap) - (snapshot_bytes(old.snapshot) if old.snapshot is not None else 0)
+        self.frames[i] = dataclasses.replace(old, snapshot=snap)
+
+    def snapshot_at(self, step: int) -> EngineSnapshot | None:
+        """The snapshot taken after ``step``, or the nearest earlier one kept."""
+        i = self._index(step)
+        while i >= 0:
+            if self.frames[i].snapshot is not None:
+                return self.frames[i].snapshot
+            i -= 1
+        return None
+
+
+class _StepView:
+    """A read-only sequence of frame steps for bisect (no copy of the deque)."""
+
+    def __init__(self, frames: deque[Frame]):
+        self.frames = frames
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i: int) -> int:
+        return self.frames[i].step
+
+
+class Throttle:
+    """``due()`` is True at most every ``interval`` s, and rarer when drawing is slow."""
+
+    def __init__(self, interval: float = 0.1, max_share: float = 0.05):
+        self.interval = interval
+        self.max_share = max_share
+        self.last = float("-inf")
+        self.cost = 0.0  # seconds the last draw took
+
+    def due(self, now: float | None = None) -> bool:
+        now = time.perf_counter() if now is None else now
+        return now - self.last >= max(self.interval, self.cost / self.max_share)
+
+    def done(self, started: float, now: float | None = None) -> None:
+        """Record a draw that began at ``started``."""
+        now = time.perf_counter() if now is None else now
+        self.cost = now - started
+        self.last = now

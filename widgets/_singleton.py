@@ -1,0 +1,64 @@
+"""The kernel's one Workbench: ``workbench(model, **config)`` and ``close_workbench()``.
+
+Re-running a cell with the same arguments gives back the same Workbench (and engine); other
+arguments close the old engine first (workers joined, memory and shared memory freed), then build
+the new one, so a kernel never holds two engines' memory at once.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ._workbench import Workbench
+
+# With no model: the built-in tiny Qwen3 and a cache small enough that block tables, sharing and
+# preemption are visible after a handful of requests. Every key can be overridden.
+TEACHING_DEFAULTS: dict[str, Any] = dict(
+    kvcache_block_size=16,
+    num_kvcache_blocks=64,
+    max_model_len=512,
+    max_num_batched_tokens=256,
+)
+
+_current: Workbench | None = None
+_key: tuple | None = None
+
+
+def default_model() -> str:
+    """``$NANOVLLM_MODEL`` if set, else the tiny built-in model (built once, cached on disk)."""
+    if os.environ.get("NANOVLLM_MODEL"):
+        return os.environ["NANOVLLM_MODEL"]
+    from nanovllm.testing import tiny_model_path
+
+    return str(tiny_model_path())
+
+
+def _resolve(model, config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    if model is None:
+        return default_model(), {**TEACHING_DEFAULTS, **config}
+    return str(model), dict(config)
+
+
+def workbench(model: str | os.PathLike | None = None, **config: Any) -> Workbench:
+    """The kernel's Workbench for ``model`` (default: the tiny model) and engine ``config``."""
+    global _current, _key
+    path, cfg = _resolve(model, config)
+    key = (path, tuple(sorted((k, repr(v)) for k, v in cfg.items())))
+    if _current is not None and _key == key and not _current.closed:
+        return _current
+    close_workbench()
+    _current, _key = Workbench(path, cfg), key
+    return _current
+
+
+def current_workbench() -> Workbench | None:
+    return _current
+
+
+def close_workbench() -> None:
+    """Close the kernel's Workbench and its engine, if there is one."""
+    global _current, _key
+    wb, _current, _key = _current, None, None
+    if wb is not None:
+        wb.close()

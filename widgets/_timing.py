@@ -1,0 +1,100 @@
+"""Step timing: where each step's time went, and how many prefill / decode tokens it computed.
+
+::
+
+    ms  | ##          top: stacked bars of StepTiming (schedule, prepare, forward, sample, postprocess)
+        | ## ## # # #
+    tok | ==          bottom: prefill tokens and decode tokens per step (stacked)
+        | == -- - - -
+          10 11 12 13  step
+
+Reads ``StepRecord.timing`` and ``StepRecord.scheduled`` only. One FigureWidget with two rows,
+updated in place; the window is the last ``window`` steps up to the step shown.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from nanovllm.engine.events import StepRecord
+
+PARTS = ("schedule", "prepare", "forward", "sample", "postprocess")
+PART_COLORS = ("#94a3b8", "#f59e0b", "#3b82f6", "#10b981", "#a855f7")
+PREFILL_COLOR, DECODE_COLOR = "#8b5cf6", "#3b82f6"
+# one row per step: step, prefill tokens, decode tokens, then the seconds of each part, then total
+_COLS = ("step", "prefill", "decode", *PARTS, "total")
+
+
+class TimingView:
+    def __init__(self, window: int = 100, max_steps: int = 10_000):
+        self.window = window
+        self.rows: deque[tuple] = deque(maxlen=max_steps)
+        self.phases: deque[str] = deque(maxlen=max_steps)
+        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.6, 0.4])
+        for name, color in zip(PARTS, PART_COLORS, strict=True):
+            fig.add_trace(go.Bar(x=[], y=[], name=name, marker_color=color, legendgroup="time",
+                                 hovertemplate=f"step %{{x}} {name}: %{{y:.2f}} ms<extra>%{{text}}</extra>"),
+                          row=1, col=1)
+        for name, color in (("prefill tokens", PREFILL_COLOR), ("decode tokens", DECODE_COLOR)):
+            fig.add_trace(go.Bar(x=[], y=[], name=name, marker_color=color, legendgroup="tokens",
+                                 hovertemplate=f"step %{{x}}: %{{y}} {name}<extra></extra>"), row=2, col=1)
+        fig.update_layout(
+            barmode="stack", height=360, bargap=0.1, margin=dict(l=50, r=10, t=40, b=40),
+            title=dict(text="Step timing", font=dict(size=14)), plot_bgcolor="white",
+            legend=dict(orientation="h", y=-0.18, font=dict(size=10)),
+        )
+        fig.update_yaxes(title_text="ms", row=1, col=1, gridcolor="#eee")
+        fig.update_yaxes(title_text="tokens", row=2, col=1, gridcolor="#eee")
+        fig.update_xaxes(title_text="step", row=2, col=1)
+        self.figure = go.FigureWidget(fig)
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self.phases.clear()
+
+    def ingest(self, r: StepRecord) -> None:
+        t = r.timing
+        self.rows.append((r.step, r.num_prefill_tokens, r.num_decode_tokens, t.schedule, t.prepare,
+                          t.forward, t.sample, t.postprocess, t.total))
+        self.phases.append(r.phase if r.error is None else "failed")
+
+    def window_arrays(self, last_step: int | None) -> tuple[np.ndarray, list[str]]:
+        """Rows (as a [n, len(_COLS)] float array) and phases of the window ending at ``last_step``."""
+        picked, phases = [], []
+        if last_step is not None:
+            for row, phase in zip(reversed(self.rows), reversed(self.phases), strict=True):
+                if row[0] <= last_step - self.window:
+                    break
+                if row[0] <= last_step:
+                    picked.append(row)
+                    phases.append(phase)
+        picked.reverse()
+        phases.reverse()
+        return np.array(picked, dtype=float).reshape(-1, len(_COLS)), phases
+
+    def draw(self, last_step: int | None, title: str | None = None) -> None:
+        a, phases = self.window_arrays(last_step)
+        steps = a[:, 0].astype(int).tolist()
+        with self.figure.batch_update():
+            for k, trace in enumerate(self.figure.data[:len(PARTS)]):
+                trace.x, trace.y, trace.text = steps, (a[:, 3 + k] * 1e3).tolist(), phases
+            pre, dec = self.figure.data[len(PARTS):]
+            pre.x, pre.y = steps, a[:, 1].astype(int).tolist()
+            dec.x, dec.y = steps, a[:, 2].astype(int).tolist()
+            self.figure.layout.title.text = title or _summary(a, phases)
+
+
+def _summary(a: np.ndarray, phases: list[str]) -> str:
+    """'Step timing: prefill 12.3 ms/step, decode 4.5 ms/step' over the window."""
+    parts = []
+    for kind in ("prefill", "decode"):
+        mask = np.array([p == kind or (kind == "prefill" and p == "mixed") for p in phases], dtype=bool)
+        if mask.any():
+            ms = a[mask, -1].mean() * 1e3
+            tok = a[mask, 1 if kind == "prefill" else 2].sum() / max(a[mask, -1].sum(), 1e-12)
+            parts.append(f"{kind} {ms:.1f} ms/step, {tok:,.0f} tok/s")
+    return "Step timing" + (": " + "; ".join(parts) if parts else "")

@@ -1,0 +1,331 @@
+"""Workbench: one engine, its recorded history, and the dashboard that shows and drives it.
+
+::
+
+    engine.step() --StepRecord--> _on_step: snapshot + metrics -> History (bounded); mark dirty
+                                     | redraw if the Throttle allows (~10/s, <= 5% of the time),
+                                     | else arm a timer on the kernel's loop (fires once it is free)
+                                     v
+                                  redraw(): views ingest the new steps, then draw the shown step
+                                            (the latest, or a past one while time travelling)
+
+The views observe only: ``StepRecord``s, ``EngineSnapshot``s and ``get_metrics()``. The engine is
+driven through its public API (``step``, ``add_request``, ``abort``, ``get_output``). Run/Pause is an
+asyncio task on the kernel's loop: one step per iteration, ``await asyncio.sleep`` in between, so
+clicks are handled while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from nanovllm import LLM, SamplingParams
+from nanovllm.engine.events import StepRecord
+from nanovllm.engine.recorder import Recorder
+from nanovllm.errors import NanoVLLMError, UnknownRequestError
+
+from ._dashboard import Dashboard
+from ._history import Frame, History, Throttle
+
+SNAPSHOT_EVERY_STEP_MAX_BLOCKS = 4096  # larger caches: snapshots only at redraws (they cost O(blocks))
+
+
+class Workbench:
+    def __init__(self, model: str, config: dict[str, Any] | None = None, *, history_steps: int = 10_000,
+                 history_bytes: int = 256 * 2**20, redraw_interval: float = 0.1, window: int = 100,
+                 snapshot_every_step: bool | None = None):
+        self.model, self.config = str(model), dict(config or {})
+        self.history = History(history_steps, history_bytes)
+        self.recorder = Recorder(max_steps=history_steps)
+        self.throttle = Throttle(redraw_interval)
+        self._snapshot_every_step = snapshot_every_step
+        self._pending: list[Frame] = []  # steps the views have not ingested yet
+        self._dirty = False
+        self._pinned: int | None = None  # the step shown while time travelling; None = live
+        self._check = False
+        self._running = False
+        self._task: asyncio.Task | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._unsubscribe = None
+        self._attach(LLM(self.model, **self.config))
+        cfg = self.llm.config
+        self.dashboard = Dashboard(cfg.num_kvcache_blocks, cfg.kvcache_block_size, window, history_steps)
+        self.controls = self.dashboard.controls
+        self._wire()
+        self.redraw()
+        self.throttle.last = float("-inf")  # the first step draws at once
+
+    # ---- views (stable names for notebooks) ----------------------------------------------------
+    @property
+    def widget(self):
+        return self.dashboard.widget
+
+    @property
+    def block_view(self):
+        return self.dashboard.block_view
+
+    @property
+    def timeline_view(self):
+        return self.dashboard.timeline_view
+
+    @property
+    def timing_view(self):
+        return self.dashboard.timing_view
+
+    @property
+    def metrics_panel(self):
+        return self.dashboard.metrics_panel
+
+    # ---- engine ---------------------------------------------------------------------------------
+    def _attach(self, llm: LLM) -> None:
+        self.llm = llm
+        self.recorder.attach(llm)
+        self._unsubscribe = llm.subscribe(self._on_step)
+        every = self._snapshot_every_step
+        self._every_step = llm.config.num_kvcache_blocks <= SNAPSHOT_EVERY_STEP_MAX_BLOCKS if every is None else every
+
+    def _detach(self) -> None:
+        self.recorder.detach()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    @property
+    def closed(self) -> bool:
+        return self.llm.closed
+
+    def close(self) -> None:
+        """Stop running, stop observing, and close the engine (workers, memory, shared memory)."""
+        self.pause()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._detach()
+        self.llm.close()
+        self.dashboard.set_status("closed")
+
+    # ---- observing ------------------------------------------------------------------------------
+    def _on_step(self, record: StepRecord) -> None:
+        """Engine observer: keep the step; redraw only if the throttle allows."""
+        snap = self.llm.snapshot(check=self._check) if (self._every_step or self._check) else None
+        frame = Frame(record, snap, self.llm.get_metrics())
+        self.history.append(frame)
+        self._pending.append(frame)
+        self._dirty = True
+        if self.throttle.due():
+            self.redraw()
+        elif self._timer is None:
+            self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        """Draw the last steps once the kernel is free (e.g. after a cell's ``generate`` returns)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a script): step() and flush() draw
+        self._timer = loop.call_later(self.throttle.interval, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Redraw now if steps arrived since the last redraw."""
+        if self._dirty:
+            self.redraw()
+
+    def redraw(self) -> None:
+        """Bring every view up to date with the shown step (the latest unless time travelling)."""
+        started = time.perf_counter()
+        self.dashboard.ingest(self._pending)
+        self._pending.clear()
+        self._dirty = False
+        h = self.history
+        if self._pinned is not None and (h.first_step is None or self._pinned < h.first_step):
+            self._pinned = None  # the step scrolled out of the kept history
+        self.dashboard.sync_slider(h.first_step, h.last_step, self._pinned)
+        step = self.shown_step
+        frame = h.at(step) if step is not None else None
+        snap = h.snapshot_at(step) if step is not None else None
+        if step is None or (self._pinned is None and frame.snapshot is None):
+            snap = self.llm.snapshot(check=self._check)  # live, and no snapshot of it yet: take one
+            if frame is not None:
+                h.set_snapshot(step, snap)
+        self.dashboard.draw(step, frame, snap, live=self._pinned is None, last_step=h.last_step,
+                            integrity=self._check)
+        self.throttle.done(started)
+
+    # ---- driving --------------------------------------------------------------------------------
+    def step(self, n: int = 1) -> list[StepRecord]:
+        """Run up to ``n`` engine steps (fewer when nothing is left to do), then show the latest."""
+        records = []
+        try:
+            for _ in range(n):
+                if not self.llm.has_unfinished():
+                    break
+                records.append(self.llm.step())
+        finally:
+            self._pinned = None
+            self.redraw()
+        if not records:
+            self.dashboard.set_status("idle: no unfinished requests; add one first")
+        return records
+
+    def add_request(self, prompt: str | list[int], max_tokens: int = 32, temperature: float = 0.0,
+                    **sampling: Any) -> int:
+        """Queue a request (more ``SamplingParams`` fields by keyword); returns its id."""
+        params = SamplingParams(temperature=temperature, max_tokens=max_tokens, **sampling)
+        request_id = self.llm.add_request(prompt, params)
+        self.dashboard.set_status(f"added request {request_id}")
+        return request_id
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def run(self) -> None:
+        """Step continuously in an asyncio task on the running loop (the kernel's) until paused."""
+        if self._running:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError("run() needs a running asyncio loop (a Jupyter kernel has one); "
+                               "in a script use step(n)") from None
+        self._running, self._pinned = True, None
+        self.dashboard.show_running(True)
+        self._task = loop.create_task(self._run_loop())
+
+    def pause(self) -> None:
+        """Stop after the current step."""
+        was, self._running = self._running, False
+        self.dashboard.show_running(False)
+        if was:
+            self.dashboard.set_status("paused")
+
+    async def _run_loop(self) -> None:
+        try:
+            while self._running:
+                if not self.llm.has_unfinished():
+                    self.dashboard.set_status("idle: all requests finished")
+                    break
+                try:
+                    self.llm.step()
+                except NanoVLLMError as e:
+                    self.dashboard.set_status(f"stopped: {e}", error=True)
+                    break
+                await asyncio.sleep(self.controls.delay.value)
+        finally:
+            self._running, self._task = False, None
+            self.dashboard.show_running(False)
+            self.redraw()
+
+    def reset(self, rebuild: bool = False) -> None:
+        """Abort every request and clear the history; ``rebuild=True`` also builds a fresh engine
+        (with an empty prefix cache)."""
+        self.pause()
+        if rebuild:
+            self._detach()
+            self.llm.close()
+            self._attach(LLM(self.model, **self.config))
+        else:
+            self._clear_requests()
+        self.recorder.clear()
+        self.history.clear()
+        self.dashboard.clear()
+        self._pending.clear()
+        self.llm.reset_metrics()
+        self._pinned = None
+        self.redraw()
+        self.dashboard.set_status("reset" + (" (new engine)" if rebuild else ""))
+
+    def _clear_requests(self) -> None:
+        seqs = self.llm.snapshot().sequences
+        unfinished = [s.seq_id for s in seqs if s.status != "FINISHED"]
+        for seq_id in unfinished:
+            self.llm.abort(seq_id)
+        if unfinished:
+            self.llm.step()  # an empty step: hands the abort events to the observers
+        for s in seqs:
+            try:
+                self.llm.get_output(s.seq_id)
+            except UnknownRequestError:
+                pass  # already collected
+
+    # ---- time travel and integrity ----------------------------------------------------------------
+    def show_step(self, step_index: int) -> None:
+        """Show every view as it was after step ``step_index`` (also moves the slider)."""
+        first, last = self.history.first_step, self.history.last_step
+        if first is None or not first <= step_index <= last:
+            kept = "empty" if first is None else f"steps {first}..{last}"
+            raise ValueError(f"step {step_index} is not in the kept history ({kept})")
+        self._pinned = None if step_index == last else step_index
+        self.redraw()
+
+    def live(self) -> None:
+        """Back to the latest step."""
+        self._pinned = None
+        self.redraw()
+
+    @property
+    def shown_step(self) -> int | None:
+        return self._pinned if self._pinned is not None else self.history.last_step
+
+    @property
+    def check_integrity(self) -> bool:
+        return self._check
+
+    @check_integrity.setter
+    def check_integrity(self, on: bool) -> None:
+        self._check = bool(on)
+        self.dashboard.set_value(self.controls.integrity, self._check)
+        latest = self.history.latest
+        if self._check and latest is not None:
+            self.history.set_snapshot(latest.step, self.llm.snapshot(check=True))
+        self.redraw()
+
+    # ---- controls ---------------------------------------------------------------------------------
+    def _wire(self) -> None:
+        c = self.controls
+        c.step_button.on_click(lambda _: self._guard(lambda: self.step(c.steps.value)))
+        c.reset_button.on_click(lambda _: self._guard(self.reset))
+        c.add_button.on_click(lambda _: self._guard(self._add_from_form))
+        c.live_button.on_click(lambda _: self.live())
+        c.run_toggle.observe(self._on_toggle, "value")
+        c.slider.observe(lambda ch: self._by_user(lambda: self.show_step(ch["new"])), "value")
+        c.integrity.observe(lambda ch: self._by_user(lambda: setattr(self, "check_integrity", ch["new"])),
+                            "value")
+
+    def _by_user(self, action) -> None:
+        if not self.dashboard.syncing:
+            self._guard(action)
+
+    def _guard(self, action) -> None:
+        try:
+            action()
+        except (NanoVLLMError, ValueError, RuntimeError) as e:
+            self.dashboard.set_status(f"{type(e).__name__}: {e}", error=True)
+
+    def _add_from_form(self) -> None:
+        c = self.controls
+        ids = [self.add_request(c.prompt.value, c.max_tokens.value, c.temperature.value)
+               for _ in range(c.copies.value)]
+        self.dashboard.set_status(f"added request{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}")
+
+    def _on_toggle(self, change) -> None:
+        self._by_user(self.run if change["new"] else self.pause)
+        if change["new"] and not self._running and not self.dashboard.syncing:
+            self.dashboard.show_running(False)  # run() refused: put the toggle back
+
+    # ---- display ----------------------------------------------------------------------------------
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "running" if self._running else "idle"
+        return (f"Workbench({self.model!r}, {self.config}, {state}, "
+                f"{len(self.history)} steps kept, showing step {self.shown_step})")
