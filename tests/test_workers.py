@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,13 +27,15 @@ from nanovllm import LLM, SamplingParams
 from nanovllm.engine import shm_channel, workers
 from nanovllm.engine.inputs import StepInputs
 from nanovllm.engine.shm_channel import SHM_PREFIX, ShmReader, ShmWriter
-from nanovllm.errors import EngineClosedError, StepError, WorkerError
+from nanovllm.errors import EngineClosedError, ModelLoadError, StepError, WorkerError
 from nanovllm.layers.sampler import SamplingBatch
 
 KW = dict(num_kvcache_blocks=32, kvcache_block_size=16, max_model_len=256)
 PROMPTS = ["Hello world", "The KV cache is the largest consumer", "A block table maps"]
 SHORT = SamplingParams(temperature=0, max_tokens=6, ignore_eos=True)
-LONG = SamplingParams(temperature=0, max_tokens=200, ignore_eos=True)  # ~200 steps: time to interfere
+LONG = SamplingParams(
+    temperature=0, max_tokens=200, ignore_eos=True
+)  # ~200 steps: time to interfere
 
 
 # ---- what an engine may leave behind ----------------------------------------------------------------
@@ -56,8 +59,28 @@ def shm_segments() -> set[str]:
     return set(os.listdir("/dev/shm"))
 
 
-def listening_ports() -> set[int]:
-    ports = set()
+def held_by_other_processes(names: set[str]) -> set[str]:
+    """The segments among ``names`` that another live process maps or holds open: those belong to
+    whatever else runs on this machine (another test run, say), not to an engine of ours."""
+    held = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/maps") as f:
+                text = f.read()
+            text += " ".join(
+                os.readlink(f"/proc/{entry}/fd/{fd}") for fd in os.listdir(f"/proc/{entry}/fd")
+            )
+        except OSError:
+            continue
+        held |= {n for n in names if f"/dev/shm/{n}" in text}
+    return held
+
+
+def listening_sockets() -> dict[int, int]:
+    """Socket inode -> port of every TCP socket in LISTEN state on this machine."""
+    found = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
@@ -67,31 +90,47 @@ def listening_ports() -> set[int]:
         for row in rows:
             fields = row.split()
             if fields[3] == "0A":  # TCP_LISTEN
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+                found[int(fields[9])] = int(fields[1].rsplit(":", 1)[1], 16)
+    return found
+
+
+def my_socket_inodes() -> set[int]:
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
 
 
 class Leftovers:
-    """Snapshot of children, shared memory and listening ports; ``check()`` asserts nothing new."""
+    """Snapshot of children and shared memory; ``check()`` asserts that the engines noted since
+    left no process, segment or listening port behind."""
 
     def __init__(self):
         resource_tracker.ensure_running()  # started once per process, not per engine: not a leak
-        self.children, self.shm, self.ports = children(), shm_segments(), listening_ports()
+        self.children, self.shm = children(), shm_segments()
         self.engine_ports: set[int] = set()
+        self.engine_prefixes: set[str] = set()
 
     def note(self, llm: LLM) -> None:
-        port = getattr(llm.executor, "port", None)
-        if port is not None:
-            self.engine_ports.add(port)
+        if hasattr(llm.executor, "port"):
+            self.engine_ports.add(llm.executor.port)
+            self.engine_prefixes.add(llm.executor.shm_prefix)
 
     def check(self) -> None:
         assert mp.active_children() == []
         assert children() - self.children == set()
-        new_shm = shm_segments() - self.shm
-        assert not {s for s in new_shm if s.startswith(SHM_PREFIX)}
-        assert new_shm == set()
-        assert listening_ports() & self.engine_ports == set()
-        assert listening_ports() - self.ports == set()
+        now = shm_segments()
+        assert {s for s in now for p in self.engine_prefixes if s.startswith(p)} == set()
+        new = now - self.shm
+        assert new - held_by_other_processes(new) == set()  # nothing of ours, named or not
+        listening = listening_sockets()
+        assert set(listening.values()) & self.engine_ports == set()
+        assert set(listening) & my_socket_inodes() == set()
 
 
 def gone(pid: int) -> bool:
@@ -128,7 +167,7 @@ def test_channel_carries_messages_of_any_size_and_unlinks_what_it_replaced():
         reader.close()
         writer.close()
         writer.close()  # idempotent
-    assert shm_segments() - before == set()
+    assert not any(s.startswith(writer.prefix) for s in shm_segments())
 
 
 def test_each_channel_has_its_own_name():
@@ -198,7 +237,8 @@ def test_ten_cycles_leave_no_process_segment_or_port(tiny_model, reference):
 
 def test_interpreter_exit_closes_workers(tiny_model, tmp_path):
     script = tmp_path / "run.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         from nanovllm import LLM, SamplingParams
 
         if __name__ == "__main__":
@@ -206,15 +246,22 @@ def test_interpreter_exit_closes_workers(tiny_model, tmp_path):
             llm.generate(["hi"], SamplingParams(temperature=0, max_tokens=3), use_tqdm=False)
             print(*llm.executor.pids, llm.executor.shm_prefix, flush=True)
             # no close(): interpreter exit must do it
-    """))
+    """)
+    )
     before = shm_segments()
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     assert proc.returncode == 0, proc.stderr
     *pids, prefix = proc.stdout.split()
     assert all(gone(int(p)) for p in pids)
     assert not any(s.startswith(prefix) for s in shm_segments())
-    assert shm_segments() - before == set()
+    new = shm_segments() - before
+    assert new - held_by_other_processes(new) == set()
     assert "leaked" not in proc.stderr, proc.stderr
 
 
@@ -250,9 +297,14 @@ def _kill_mid_step(llm: LLM, pid: int) -> None:
     threading.Thread(target=killer, daemon=True).start()
 
 
-@pytest.mark.parametrize("kill", [_kill_between_steps, _kill_mid_step], ids=["between", "mid"])
-@pytest.mark.parametrize("victim", [0, 1])
-def test_killed_worker_raises_worker_error_then_a_new_engine_works(tiny_model, reference, kill, victim):
+@pytest.mark.parametrize(
+    "kill, victim",
+    [(_kill_between_steps, 1), (_kill_mid_step, 0)],
+    ids=["between-steps-rank1", "mid-step-rank0"],
+)
+def test_killed_worker_raises_worker_error_then_a_new_engine_works(
+    tiny_model, reference, kill, victim
+):
     leftovers = Leftovers()
     llm = LLM(tiny_model, tensor_parallel_size=2, **KW)
     leftovers.note(llm)
@@ -276,9 +328,12 @@ def test_killed_worker_raises_worker_error_then_a_new_engine_works(tiny_model, r
 def _bad_inputs() -> StepInputs:
     """Well-formed arrays that point past the KV cache: every rank raises in its forward pass."""
     return StepInputs(
-        input_ids=np.array([5], dtype=np.int64), positions=np.array([0], dtype=np.int64),
-        slot_mapping=np.array([10**9], dtype=np.int64), cu_seqlens_q=np.array([0, 1], dtype=np.int32),
-        seq_lens=np.array([1], dtype=np.int32), block_tables=np.array([[10**6]], dtype=np.int32),
+        input_ids=np.array([5], dtype=np.int64),
+        positions=np.array([0], dtype=np.int64),
+        slot_mapping=np.array([10**9], dtype=np.int64),
+        cu_seqlens_q=np.array([0, 1], dtype=np.int32),
+        seq_lens=np.array([1], dtype=np.int32),
+        block_tables=np.array([[10**6]], dtype=np.int32),
         logits_indices=np.array([0], dtype=np.int64),
         sampling=SamplingBatch([0.0], [None], [1.0], [None], [0], [None]),
     )
@@ -296,8 +351,24 @@ def test_worker_that_raises_sends_its_traceback(tiny_model):
     leftovers.check()
 
 
+def test_typed_error_at_startup_is_raised_as_itself(tiny_model, tmp_path):
+    broken = tmp_path / "no-weights"
+    shutil.copytree(tiny_model, broken, ignore=shutil.ignore_patterns("*.safetensors"))
+    leftovers = Leftovers()
+    with pytest.raises(ModelLoadError, match="no \\*.safetensors") as one:
+        LLM(str(broken), **KW)
+    with pytest.raises(ModelLoadError, match="no \\*.safetensors") as two:
+        LLM(str(broken), tensor_parallel_size=2, **KW)
+    assert str(two.value) == str(one.value)
+    assert isinstance(two.value.__cause__, WorkerError)
+    assert "load_model" in two.value.__cause__.worker_traceback
+    leftovers.check()
+
+
 # ---- KeyboardInterrupt ----------------------------------------------------------------------------
-def test_interrupt_while_waiting_for_replies_keeps_the_engine_usable(tiny_model, reference, monkeypatch):
+def test_interrupt_while_waiting_for_replies_keeps_the_engine_usable(
+    tiny_model, reference, monkeypatch
+):
     leftovers = Leftovers()
     with LLM(tiny_model, tensor_parallel_size=2, **KW) as llm:
         leftovers.note(llm)

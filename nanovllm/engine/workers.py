@@ -20,6 +20,8 @@ Backend: NCCL when the device is CUDA (rank r uses cuda:r), gloo on CPU.
 
 Contract:
 - ``num_kvcache_blocks`` is the minimum over ranks; ``run()`` returns rank 0's output.
+- A typed user error while a worker starts (``ModelLoadError``, ``KVCacheTooSmallError``, ...)
+  is raised as itself, as with one rank, with the ``WorkerError`` as its ``__cause__``.
 - A worker that dies, raises, or does not answer within ``step_timeout`` makes ``run()`` raise
   ``WorkerError`` (carrying the worker's traceback when there is one); the survivors are terminated
   and every later ``run()`` raises ``WorkerError`` at once.
@@ -32,8 +34,10 @@ Contract:
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
+import pickle
 import signal
 import time
 import traceback
@@ -44,7 +48,7 @@ from multiprocessing.connection import Connection, wait
 from nanovllm.config import Config
 from nanovllm.engine.inputs import StepInputs
 from nanovllm.engine.shm_channel import ShmReader, ShmWriter, Ticket
-from nanovllm.errors import EngineClosedError, WorkerError
+from nanovllm.errors import EngineClosedError, NanoVLLMError, WorkerError
 
 STARTUP_TIMEOUT_S = 1800.0  # loading a large checkpoint and capturing CUDA graphs takes a while
 STEP_TIMEOUT_S = 600.0
@@ -53,8 +57,13 @@ DEATH_GRACE_S = 0.5  # when a rank raises, wait this long to see whether a peer 
 
 
 class WorkerGroup:
-    def __init__(self, config: Config, *, startup_timeout: float = STARTUP_TIMEOUT_S,
-                 step_timeout: float = STEP_TIMEOUT_S):
+    def __init__(
+        self,
+        config: Config,
+        *,
+        startup_timeout: float = STARTUP_TIMEOUT_S,
+        step_timeout: float = STEP_TIMEOUT_S,
+    ):
         self.size = config.tensor_parallel_size
         self.step_timeout = step_timeout
         self.channel = ShmWriter()
@@ -76,10 +85,16 @@ class WorkerGroup:
 
     def _spawn(self, config: Config) -> None:
         ctx = mp.get_context("spawn")  # fork would copy the caller's threads, CUDA state and locks
+        if config.device.startswith("cuda"):
+            config = dataclasses.replace(config, device="cuda")  # rank r runs on cuda:r
         for rank in range(self.size):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker_main, args=(config, rank, child, self.step_timeout),
-                               name=f"nanovllm-tp{rank}", daemon=True)
+            proc = ctx.Process(
+                target=_worker_main,
+                args=(config, rank, child, self.step_timeout),
+                name=f"nanovllm-tp{rank}",
+                daemon=True,
+            )
             try:
                 proc.start()
             finally:
@@ -125,9 +140,11 @@ class WorkerGroup:
         if self.closed:
             raise EngineClosedError("the tensor-parallel workers were closed; create a new LLM")
         if self._broken is not None:
+            reason = str(self._broken).splitlines()[0]
             raise WorkerError(
-                f"the tensor-parallel workers failed earlier and were stopped ({self._broken.args[0]}); "
-                "close this engine and create a new one", rank=self._broken.rank,
+                f"the tensor-parallel workers failed earlier and were stopped ({reason}); "
+                "close this engine and create a new one",
+                rank=self._broken.rank,
             )
 
     def _send_ticket(self) -> None:
@@ -159,15 +176,21 @@ class WorkerGroup:
         while waiting:
             left = deadline - time.monotonic()
             if left <= 0:
-                self._fail(WorkerError(
-                    f"no reply from tensor-parallel worker rank(s) {sorted(waiting.values())} "
-                    f"within {timeout:.0f} s", rank=min(waiting.values()),
-                ))
+                self._fail(
+                    WorkerError(
+                        f"no reply from tensor-parallel worker rank(s) {sorted(waiting.values())} "
+                        f"within {timeout:.0f} s",
+                        rank=min(waiting.values()),
+                    )
+                )
             ready = wait([*waiting, *sentinels], timeout=left)
             for conn in [c for c in ready if c in waiting]:
                 replies[waiting.pop(conn)] = self._receive(conn, self._conns.index(conn), tag)
             for sentinel in [s for s in ready if s in sentinels]:
-                self._fail(self._death_error(sentinels[sentinel]))
+                rank = sentinels[sentinel]
+                if self._conns[rank].poll():  # its last words, e.g. a traceback, come first
+                    self._receive(self._conns[rank], rank, tag)
+                self._fail(self._death_error(rank))
         return [replies[r] for r in ranks]
 
     def _receive(self, conn: Connection, rank: int, tag: str):
@@ -176,13 +199,20 @@ class WorkerGroup:
         except (EOFError, OSError):
             self._fail(self._death_error(rank))
         if got == "error":
-            dead = self._first_dead(DEATH_GRACE_S, rank)  # a dead peer often makes this rank raise
-            if dead is not None:
-                self._fail(self._death_error(dead, also=f"rank {rank} raised too:\n{payload}"))
-            self._fail(WorkerError(f"tensor-parallel worker rank {rank} raised", rank=rank,
-                                   worker_traceback=payload))
+            self._raise_worker_error(rank, *payload, starting=tag in ("port", "ready"))
         assert got == tag, f"worker rank {rank} answered {got!r}, expected {tag!r}"
         return payload
+
+    def _raise_worker_error(
+        self, rank: int, trace: str, typed: NanoVLLMError | None, starting: bool
+    ):
+        dead = self._first_dead(DEATH_GRACE_S, rank)  # a dead peer often makes this rank raise
+        if dead is not None:
+            self._fail(self._death_error(dead, also=f"rank {rank} raised too:\n{trace}"))
+        error = WorkerError(
+            f"tensor-parallel worker rank {rank} raised", rank=rank, worker_traceback=trace
+        )
+        self._fail(error, typed if starting else None)
 
     def _first_dead(self, grace: float, raised: int) -> int | None:
         """A peer of rank ``raised`` that died abnormally within ``grace`` seconds, if any. (A rank
@@ -210,16 +240,22 @@ class WorkerGroup:
             how = f"was killed by {signal.Signals(-code).name}"
         else:
             how = f"exited with code {code}"
-        return WorkerError(f"tensor-parallel worker rank {rank} (pid {proc.pid}) {how}",
-                           rank=rank, worker_traceback=also)
+        return WorkerError(
+            f"tensor-parallel worker rank {rank} (pid {proc.pid}) {how}",
+            rank=rank,
+            worker_traceback=also,
+        )
 
-    def _fail(self, error: WorkerError):
+    def _fail(self, error: WorkerError, typed: BaseException | None = None):
         """Mark the group unusable, stop every worker now (survivors may be stuck in a collective
-        waiting for the dead one), and raise. ``close()`` still joins them and unlinks memory."""
+        waiting for the dead one), and raise ``error`` (or ``typed``, caused by it). ``close()``
+        still joins the workers and unlinks the shared memory."""
         self._broken = error
         for proc in self._procs:
             if proc.exitcode is None:
                 proc.terminate()
+        if typed is not None:
+            raise typed from error
         raise error
 
 
@@ -262,8 +298,13 @@ def _worker_main(config: Config, rank: int, conn: Connection, timeout_s: float) 
         else:  # share the cores instead of oversubscribing them
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // size))
         store = _rendezvous(rank, size, conn, timedelta(seconds=timeout_s))
-        dist.init_process_group("nccl" if is_cuda else "gloo", store=store, rank=rank,
-                                world_size=size, timeout=timedelta(seconds=timeout_s))
+        dist.init_process_group(
+            "nccl" if is_cuda else "gloo",
+            store=store,
+            rank=rank,
+            world_size=size,
+            timeout=timedelta(seconds=timeout_s),
+        )
         from nanovllm.engine.model_runner import ModelRunner
         from nanovllm.layers.parallel import TensorParallel
 
@@ -272,26 +313,45 @@ def _worker_main(config: Config, rank: int, conn: Connection, timeout_s: float) 
         _serve(runner, reader, conn, rank)
     except (EOFError, BrokenPipeError):
         pass  # the main process went away: nobody to answer
-    except BaseException:
+    except BaseException as e:
         try:
-            conn.send(("error", traceback.format_exc()))
+            conn.send(("error", (traceback.format_exc(), _typed(e))))
         except OSError:
             pass
-    finally:
-        reader.close()
+    finally:  # best effort, and never a non-zero exit code: that would read as a crash
+        _quietly(reader.close)
         if runner is not None:
-            runner.close()
+            _quietly(runner.close)
         if dist.is_initialized():
-            dist.destroy_process_group()
-        conn.close()
+            _quietly(dist.destroy_process_group)
+        _quietly(conn.close)
+
+
+def _quietly(cleanup) -> None:
+    try:
+        cleanup()
+    except Exception:
+        pass
+
+
+def _typed(error: BaseException) -> NanoVLLMError | None:
+    """``error`` if the main process should re-raise it as is (a user-facing error it can unpickle)."""
+    if not isinstance(error, NanoVLLMError):
+        return None
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return None
+    return error
 
 
 def _rendezvous(rank: int, size: int, conn: Connection, timeout: timedelta):
     import torch.distributed as dist
 
     if rank == 0:  # port 0: the OS picks a free port, so two engines never collide
-        store = dist.TCPStore("127.0.0.1", 0, size, is_master=True, wait_for_workers=False,
-                              timeout=timeout)
+        store = dist.TCPStore(
+            "127.0.0.1", 0, size, is_master=True, wait_for_workers=False, timeout=timeout
+        )
         conn.send(("port", store.port))
         return store
     tag, port = conn.recv()
