@@ -72,6 +72,7 @@ class WorkerGroup:
         self._conns: list[Connection] = []
         self._broken: WorkerError | None = None
         self._in_flight: tuple[Ticket, set[int]] | None = None  # (ticket, ranks not yet sent it)
+        self._starting = True
         self._finalizer = weakref.finalize(self, _shutdown, self._procs, self._conns, self.channel)
         try:
             self._spawn(config)
@@ -79,6 +80,7 @@ class WorkerGroup:
             for rank in range(1, self.size):
                 self._send(rank, ("port", self.port))
             self.num_kvcache_blocks: int = min(self._collect("ready", startup_timeout))
+            self._starting = False
         except BaseException:
             self.close()
             raise
@@ -240,6 +242,11 @@ class WorkerGroup:
             how = f"was killed by {signal.Signals(-code).name}"
         else:
             how = f"exited with code {code}"
+        if self._starting and code is not None:
+            how += (
+                " while starting; its stderr says why. (In a script, create the LLM under "
+                "`if __name__ == '__main__':`, since spawned workers import the main module.)"
+            )
         return WorkerError(
             f"tensor-parallel worker rank {rank} (pid {proc.pid}) {how}",
             rank=rank,
