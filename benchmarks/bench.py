@@ -172,6 +172,12 @@ def main() -> None:
     fl = floor_seconds(llm.config.spec, num_params, prompts, params, bw, flops, args.tp)
     print(f"nanovllm: {tokens} tokens in {elapsed:.2f} s = {tok_s:,.0f} tok/s (Recorder attached)")
     print("floor: " + ", ".join(f"{k}={v:.2f}" for k, v in fl.items()) + f"; efficiency {fl['floor_s'] / elapsed:.3f}")
+    df = rec.steps
+    by_phase = df.groupby("phase").agg(steps=("step", "size"), total_s=("t_total", "sum"),
+                                       forward_s=("t_forward", "sum"), sample_s=("t_sample", "sum"))
+    host_s = (df.t_schedule + df.t_prepare + df.t_postprocess).sum()
+    print(f"steps by phase:\n{by_phase.to_string()}\nhost (schedule+prepare+postprocess) {host_s:.2f} s; "
+          f"outside step() {elapsed - df.t_total.sum():.2f} s")
     ho = host_overhead(rec)
     print("decode steps at batch 256: " + ", ".join(f"{k}={v:.3f}" for k, v in ho.items()))
     if args.observer_cost:

@@ -26,7 +26,7 @@ def test_triton_backend_matches_torch_ref_in_the_engine(tiny_model):
     params = SamplingParams(temperature=0, max_tokens=6, ignore_eos=True, logprobs=0)
     outs = {}
     for backend in ("torch_ref", "triton"):
-        with LLM(tiny_model, kvcache_block_size=16, attention_backend=backend, max_num_batched_tokens=24,
+        with LLM(tiny_model, kvcache_block_size=16, attention_backend=backend, max_num_batched_tokens=24, dtype="float32",
                  max_num_seqs=3, enforce_eager=True) as llm:
             outs[backend] = llm.generate(prompts, params, use_tqdm=False)
             assert llm.get_metrics()["prefix_hit_tokens"] > 0
@@ -43,7 +43,7 @@ def test_fused_gpu_sampler_logic_under_the_interpreter():
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sampler = Sampler(device, fused=True)
     logits = torch.randn(4, 500, device=device)
-    logits[1] = logits[0]
+    logits[2] = logits[1]
     logits[3, 17] = float("nan")
     batch = SamplingBatch([0.0, 0.7, 0.7, 1.0], [None] * 4, [1.0] * 4, [None, 5, 5, None], [0, 3, 3, 0],
                           [0, None, None, None])

@@ -55,6 +55,7 @@ class BlockManager:
         self.hash_to_block: dict[int, int] = {}
         # Free blocks in eviction order (oldest first). OrderedDict: O(1) removal on a cache hit.
         self.free: OrderedDict[int, None] = OrderedDict.fromkeys(range(num_blocks))
+        self._num_cached_free = 0  # free blocks still holding a findable prefix block
 
     # ---- queries -------------------------------------------------------------------------------
     @property
@@ -67,10 +68,10 @@ class BlockManager:
 
     @property
     def num_cached_free_blocks(self) -> int:
-        return sum(1 for b in self.free if self.blocks[b].hash is not None)
+        return self._num_cached_free
 
     def blocks_needed(self, num_tokens: int) -> int:
-        return math.ceil(num_tokens / self.block_size)
+        return -(-num_tokens // self.block_size)
 
     def block_hashes(self, seq: Sequence, num_blocks: int) -> list[int]:
         """Chained hashes of the sequence's first ``num_blocks`` full blocks (memoized on seq)."""
@@ -113,6 +114,7 @@ class BlockManager:
             block = self.blocks[block_id]
             if block.ref_count == 0:
                 del self.free[block_id]
+                self._num_cached_free -= 1  # a hit is always a findable, hashed block
             block.ref_count += 1
         seq.block_table = list(hits)
         seq.num_hashed_blocks = len(hits)
@@ -121,7 +123,9 @@ class BlockManager:
 
     def grow(self, seq: Sequence, num_tokens: int) -> bool:
         """Make ``seq.block_table`` cover ``num_tokens`` tokens. False (and no change) if it can't."""
-        missing = self.blocks_needed(num_tokens) - len(seq.block_table)
+        missing = -(-num_tokens // self.block_size) - len(seq.block_table)
+        if missing <= 0:
+            return True
         if missing > len(self.free):
             return False
         for _ in range(missing):
@@ -135,21 +139,19 @@ class BlockManager:
         block_id, _ = self.free.popitem(last=False)
         block = self.blocks[block_id]
         if block.hash is not None:  # evict its cached contents
-            if self.hash_to_block.get(block.hash) == block_id:
-                del self.hash_to_block[block.hash]
+            del self.hash_to_block[block.hash]  # free hashed blocks are always the findable ones
             block.hash = block.token_ids = None
+            self._num_cached_free -= 1
         block.ref_count = 1
         return block_id
 
     # ---- after compute ----------------------------------------------------------------------------
     def commit(self, seq: Sequence) -> None:
         """Register the sequence's newly full, computed blocks in the prefix cache."""
-        if not self.enable_prefix_caching:
-            return
         bs = self.block_size
+        if not self.enable_prefix_caching or seq.num_computed_tokens < (seq.num_hashed_blocks + 1) * bs:
+            return  # no block filled up since the last commit
         num_full = min(seq.num_computed_tokens // bs, len(seq.block_table))
-        if num_full <= seq.num_hashed_blocks:
-            return
         hashes = self.block_hashes(seq, num_full)
         for i in range(seq.num_hashed_blocks, num_full):
             block = self.blocks[seq.block_table[i]]
@@ -166,7 +168,9 @@ class BlockManager:
             assert block.ref_count > 0, f"double free of {block}"
             block.ref_count -= 1
             if block.ref_count == 0:
-                if block.hash is None or self.hash_to_block.get(block.hash) != block_id:
+                if block.hash is not None and self.hash_to_block.get(block.hash) == block_id:
+                    self._num_cached_free += 1
+                else:
                     block.hash = block.token_ids = None  # not findable: plain free
                 self.free[block_id] = None
         seq.block_table = []
@@ -189,6 +193,9 @@ class BlockManager:
                 problems.append(f"block {block.block_id} has ref_count 0 but is not free")
             if block.ref_count < 0:
                 problems.append(f"block {block.block_id} has negative ref_count")
+        cached_free = sum(1 for b in self.free if self.blocks[b].hash is not None)
+        if cached_free != self._num_cached_free:
+            problems.append(f"{cached_free} free blocks hold a prefix, but the counter says {self._num_cached_free}")
         for h, bid in self.hash_to_block.items():
             if self.blocks[bid].hash != h:
                 problems.append(f"hash table maps {h:#x} to block {bid}, whose hash differs")

@@ -5,6 +5,7 @@ these (and ``EngineSnapshot``), never engine internals."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from nanovllm.engine.sequence import SequenceStatus
 
@@ -21,8 +22,7 @@ class SequenceEvent:
     time: float = 0.0  # time.perf_counter() when it happened
 
 
-@dataclass(frozen=True)
-class ScheduledEntry:
+class ScheduledEntry(NamedTuple):  # a NamedTuple: hundreds are built per step, cheaply
     """One sequence's share of a step: ``num_tokens`` tokens from position ``start``."""
 
     seq_id: int

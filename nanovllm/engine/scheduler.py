@@ -103,15 +103,27 @@ class Scheduler:
     def schedule(self) -> ScheduledBatch:
         batch = ScheduledBatch(step=self.num_steps)
         budget = self.max_num_batched_tokens
-        # Decodes first, then running prefills; stable sort keeps admission order within each kind.
-        for seq in sorted(self.running, key=lambda s: s.num_uncomputed_tokens > 1):
+        # Decodes first, then running prefills; each kind keeps admission order.
+        decodes = [s for s in self.running if len(s.token_ids) - s.num_computed_tokens == 1]
+        if len(decodes) < len(self.running):
+            decodes += [s for s in self.running if len(s.token_ids) - s.num_computed_tokens > 1]
+        running, grow = SequenceStatus.RUNNING, self.bm.grow
+        seqs, counts, starts, is_decode, samples = (
+            batch.seqs, batch.num_new_tokens, batch.starts, batch.is_decode, batch.samples)
+        for seq in decodes:  # the hot loop of every decode step: kept flat on purpose
             if budget == 0:
                 break
-            if seq.status is not SequenceStatus.RUNNING:
+            if seq.status is not running:
                 continue  # preempted earlier in this loop
-            n = min(seq.num_uncomputed_tokens, budget)
-            if self._make_room(seq, seq.num_computed_tokens + n, batch):
-                batch.add(seq, n, decode=seq.num_uncomputed_tokens == 1 and seq.num_completion_tokens > 0)
+            num_tokens, start = len(seq.token_ids), seq.num_computed_tokens
+            left = num_tokens - start
+            n = left if left < budget else budget
+            if grow(seq, start + n) or self._make_room(seq, start + n, batch):
+                seqs.append(seq)
+                counts.append(n)
+                starts.append(start)
+                is_decode.append(left == 1 and num_tokens > seq.num_prompt_tokens)
+                samples.append(n == left)
                 budget -= n
         if not batch.preempted_ids:
             self._admit(batch, budget)
@@ -160,11 +172,12 @@ class Scheduler:
         """Advance every scheduled sequence; ``sampled[i]`` is seq i's new token (None when its chunk
         did not reach the end). Returns the ids of sequences that finished."""
         finished = []
+        running, commit = SequenceStatus.RUNNING, self.bm.commit
         for seq, n, token in zip(batch.seqs, batch.num_new_tokens, sampled):
-            if seq.status is not SequenceStatus.RUNNING:
+            if seq.status is not running:
                 continue  # aborted while the step ran
             seq.num_computed_tokens += n
-            self.bm.commit(seq)
+            commit(seq)
             if token is None:
                 continue
             seq.token_ids.append(token)
@@ -177,11 +190,10 @@ class Scheduler:
 
     def _finish_reason(self, seq: Sequence, token: int) -> FinishReason | None:
         params = seq.params
-        if not params.ignore_eos and token in self.eos_token_ids:
+        if (token in self.eos_token_ids and not params.ignore_eos) or token in params.stop_token_ids:
             return FinishReason.STOP
-        if token in params.stop_token_ids:
-            return FinishReason.STOP
-        if seq.num_completion_tokens >= params.max_tokens or seq.num_tokens >= self.max_model_len:
+        num_tokens = len(seq.token_ids)
+        if num_tokens - seq.num_prompt_tokens >= params.max_tokens or num_tokens >= self.max_model_len:
             return FinishReason.LENGTH
         return None
 

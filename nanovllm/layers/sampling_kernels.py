@@ -13,19 +13,25 @@ import triton
 import triton.language as tl
 
 
+CHUNK = 8192  # columns per program: a 151936-token vocabulary spreads over 19 programs a row
+
+
 @triton.jit
 def _gumbel_argmax_kernel(
-    logits_ptr, stride, temps_ptr, seeds_ptr, tokens_ptr, bad_ptr, vocab,
-    BLOCK: tl.constexpr,
+    logits_ptr, stride, temps_ptr, seeds_ptr, best_ptr, idx_ptr, bad_ptr, vocab, num_chunks,
+    CHUNK: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
+    """Program (row, chunk): the best perturbed score of one column chunk, its column, and
+    whether any logit there is NaN/inf. A torch argmax over chunks finishes the row."""
     row = tl.program_id(0)
+    chunk = tl.program_id(1)
     temp = tl.load(temps_ptr + row)
     seed = tl.load(seeds_ptr + row)
     inv_t = tl.where(temp > 0, 1.0 / tl.maximum(temp, 1e-30), 1.0)
     best = tl.full([BLOCK], float("-inf"), tl.float32)
     best_idx = tl.zeros([BLOCK], tl.int32)
     bad = tl.zeros([BLOCK], tl.int32)
-    for start in range(0, vocab, BLOCK):
+    for start in range(chunk * CHUNK, chunk * CHUNK + CHUNK, BLOCK):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < vocab
         x = tl.load(logits_ptr + row * stride + cols, mask=mask, other=float("-inf")).to(tl.float32)
@@ -38,10 +44,11 @@ def _gumbel_argmax_kernel(
         best_idx = tl.where(better, cols, best_idx)
         best = tl.where(better, score, best)
     top = tl.max(best, 0)
-    # among lanes holding the maximum, the smallest column index
     idx = tl.min(tl.where(best == top, best_idx, 2147483647), 0)
-    tl.store(tokens_ptr + row, idx)
-    tl.store(bad_ptr + row, tl.max(bad, 0))
+    out = row * num_chunks + chunk
+    tl.store(best_ptr + out, top)
+    tl.store(idx_ptr + out, idx)
+    tl.store(bad_ptr + out, tl.max(bad, 0))
 
 
 def gumbel_argmax(logits: torch.Tensor, temperatures: torch.Tensor, seeds: torch.Tensor
@@ -51,9 +58,13 @@ def gumbel_argmax(logits: torch.Tensor, temperatures: torch.Tensor, seeds: torch
     ``seeds`` are int64 per row (non-negative, < 2**63). Returns (tokens int64, bad bool)."""
     assert logits.dim() == 2 and logits.stride(1) == 1
     rows, vocab = logits.shape
-    tokens = torch.empty(rows, dtype=torch.int32, device=logits.device)
-    bad = torch.empty(rows, dtype=torch.int32, device=logits.device)
+    chunk = min(CHUNK, triton.next_power_of_2(vocab))
+    chunks = triton.cdiv(vocab, chunk)
+    best = torch.empty(rows, chunks, dtype=torch.float32, device=logits.device)
+    idx = torch.empty(rows, chunks, dtype=torch.int32, device=logits.device)
+    bad = torch.empty(rows, chunks, dtype=torch.int32, device=logits.device)
     if rows:
-        _gumbel_argmax_kernel[(rows,)](logits, logits.stride(0), temperatures, seeds, tokens, bad, vocab,
-                                       BLOCK=1024, num_warps=4)
-    return tokens.long(), bad.bool()
+        _gumbel_argmax_kernel[(rows, chunks)](logits, logits.stride(0), temperatures, seeds, best, idx, bad,
+                                              vocab, chunks, CHUNK=chunk, BLOCK=min(1024, chunk), num_warps=4)
+    winner = best.argmax(dim=1, keepdim=True)  # first chunk on ties: chunks are in column order
+    return idx.gather(1, winner).squeeze(1).long(), bad.amax(dim=1).bool()
