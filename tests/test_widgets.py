@@ -28,27 +28,30 @@ GREEDY_12 = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)
 
 @pytest.fixture
 def wb(tiny_model):
-    bench = Workbench(tiny_model, TEACHING_DEFAULTS, window=1000)
+    bench = Workbench(tiny_model, TEACHING_DEFAULTS, window=1000, snapshot_every_step=True)
     yield bench
     bench.close()
 
 
+def flat_cells(bench: Workbench, prop: str) -> list:
+    """One property of the block grid (z, text, hovertext), flattened, padding cells dropped."""
+    return np.asarray(getattr(bench.block_view.figure.data[0], prop)).ravel()[:bench.block_view.num_blocks].tolist()
+
+
 def grid_values(bench: Workbench) -> list[int]:
-    """The block grid's z, flattened, padding cells dropped."""
-    flat = [v for row in bench.block_view.figure.data[0].z for v in row]
-    return flat[:bench.block_view.num_blocks]
+    return [int(v) for v in flat_cells(bench, "z")]
 
 
 def grid_labels(bench: Workbench) -> list[str]:
-    flat = [v for row in bench.block_view.figure.data[0].text for v in row]
-    return flat[:bench.block_view.num_blocks]
+    return flat_cells(bench, "text")
 
 
 def figure_states(bench: Workbench) -> dict[tuple[int, int], int]:
     """{(seq id, step): code} as drawn in the timeline figure."""
     grid = bench.timeline_view.figure.data[0]
-    return {(int(label.split()[1]), step): code
-            for label, row in zip(grid.y, grid.z, strict=True) for step, code in zip(grid.x, row, strict=True) if code is not None}
+    return {(int(label.split()[1]), int(step)): int(code)
+            for label, row in zip(grid.y, grid.z, strict=True)
+            for step, code in zip(grid.x, row, strict=True) if not np.isnan(code)}
 
 
 def expected_states(rec) -> dict[tuple[int, int], int]:
@@ -97,7 +100,7 @@ def test_step_button_draws_the_engine_snapshot(wb):
     assert len(wb.history) == 1 and wb.history.last_step == 0
     assert grid_values(wb) == snap.block_state.tolist()
     assert grid_labels(wb) == [",".join(map(str, snap.owners.get(b, ()))) for b in range(snap.num_blocks)]
-    hover = [v for row in wb.block_view.figure.data[0].hovertext for v in row]
+    hover = flat_cells(wb, "hovertext")
     owned = next(iter(snap.owners))
     assert f"owners: seq {snap.owners[owned][0]}" in hover[owned]
     assert f"{BLOCK_STATE_NAMES[snap.block_state[owned]]}" in hover[owned]
@@ -122,7 +125,7 @@ def test_hash_chain_and_cached_blocks_in_hover(wb):
     snap = wb.llm.snapshot()
     cached = [b for b in range(snap.num_blocks) if BLOCK_STATE_NAMES[snap.block_state[b]] == "cached"]
     assert cached, "a finished request leaves its full blocks in the prefix cache"
-    hover = [v for row in wb.block_view.figure.data[0].hovertext for v in row]
+    hover = flat_cells(wb, "hovertext")
     texts = [hover[b] for b in cached]
     assert all("holds a prefix hash" in t for t in texts)
     assert any("first in its chain" in t for t in texts) and any("chained after block" in t for t in texts)
@@ -210,16 +213,31 @@ def test_slider_scrubs_back_and_every_view_shows_that_step(wb):
         wb.show_step(last + 100)
 
 
-def test_large_caches_keep_snapshots_only_at_redraws(tiny_model):
+def test_costly_snapshots_are_kept_only_at_redraws(tiny_model):
     bench = Workbench(tiny_model, dict(TEACHING_DEFAULTS, num_kvcache_blocks=5000), redraw_interval=1e9)
     try:
         pressure(bench, 2)
+        bench._snap_cost = 1.0  # as if a snapshot cost far more than 2% of a step
         bench.step(5)  # the throttle allows only the first redraw and the one step() ends with
         kept = [f.step for f in bench.history.frames if f.snapshot is not None]
         assert kept == [0, 4]
         assert bench.block_view.figure.data[0].hovertext is None  # no per-block text at this size
         bench.show_step(2)
         assert "nearest snapshot: after step 0" in bench.block_view.figure.layout.title.text
+        bench.snapshot_every_step = True
+        bench.step(1)
+        assert bench.history.at(5).snapshot is not None
+    finally:
+        bench.close()
+
+
+def test_cheap_snapshots_are_kept_for_every_step(tiny_model):
+    bench = Workbench(tiny_model, TEACHING_DEFAULTS)
+    try:
+        bench._step_cost = 1.0  # as if each step took a second: a snapshot costs nothing beside it
+        pressure(bench, 1)
+        bench.step(4)
+        assert all(f.snapshot is not None for f in bench.history.frames)
     finally:
         bench.close()
 
@@ -326,12 +344,15 @@ def test_history_is_bounded_by_steps_and_bytes(wb):
 
 
 def test_throttle_limits_rate_and_share_of_time():
-    t = Throttle(interval=0.1, max_share=0.05)
+    t = Throttle(interval=0.1, max_share=0.05, max_interval=2.0)
     assert t.due(0.0)
-    t.done(started=0.0, now=0.001)  # a 1 ms draw
+    t.done(cost=0.001, now=0.0)  # 1 ms of CPU per draw: 10 draws a second
     assert not t.due(0.05) and t.due(0.11)
-    t.done(started=1.0, now=1.02)  # a 20 ms draw: at most 5% of the time -> every 0.4 s
-    assert not t.due(1.3) and t.due(1.43)
+    t = Throttle(interval=0.1, max_share=0.05, max_interval=2.0)
+    t.done(cost=0.02, now=1.0)  # 20 ms per draw: at most 5% of the time -> every 0.4 s
+    assert not t.due(1.3) and t.due(1.41)
+    t.done(cost=10.0, now=2.0)  # even very slow draws happen every max_interval
+    assert not t.due(3.9) and t.due(4.01)
 
 
 # ---- the kernel's singleton --------------------------------------------------------------------------

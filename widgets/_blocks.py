@@ -92,10 +92,12 @@ class BlockView:
             marker=dict(symbol="square-open", size=18, color="red", line=dict(width=3, color="red")),
         )
 
-    def _pad(self, values: np.ndarray, fill=None) -> list[list]:
-        """Flat per-block values -> nrows x ncols rows (cells past the last block get ``fill``)."""
-        cells = list(values) + [fill] * (self.nrows * self.ncols - self.num_blocks)
-        return [cells[r * self.ncols:(r + 1) * self.ncols] for r in range(self.nrows)]
+    def _pad(self, values, fill=np.nan, dtype=float) -> np.ndarray:
+        """Flat per-block values -> an [nrows, ncols] array (cells past the last block get ``fill``).
+        Arrays, not nested lists: plotly validates and sends them without a per-cell pass."""
+        cells = np.full(self.nrows * self.ncols, fill, dtype=dtype)
+        cells[:self.num_blocks] = values
+        return cells.reshape(self.nrows, self.ncols)
 
     def position(self, block_id: int) -> tuple[int, int]:
         """(x, y) = (column, row) of a block's cell."""
@@ -112,9 +114,9 @@ class BlockView:
         why = ["<br>".join(p for p in snap.problems if b in blocks_named(p)) for b in bad]
         with self.figure.batch_update():
             grid, overlay = self.figure.data
-            grid.z = self._pad(snap.block_state.astype(np.int8).tolist())
-            grid.hovertext = self._pad(hover, "") if hover is not None else None
-            grid.text = self._pad(labels, "") if labels is not None else None
+            grid.z = self._pad(snap.block_state)
+            grid.hovertext = self._pad(hover, "", object) if hover is not None else None
+            grid.text = self._pad(labels, "", object) if labels is not None else None
             overlay.x = [self.position(b)[0] for b in bad]
             overlay.y = [self.position(b)[1] for b in bad]
             overlay.text = why

@@ -7,7 +7,9 @@ twice: by a number of steps and by an estimate of the bytes the snapshots hold, 
 snapshot is drawn with the nearest earlier one.
 
 ``Throttle`` decides when a view may redraw: at most every ``interval`` seconds, and never so often
-that drawing takes more than ``max_share`` of the wall time (a slow draw stretches the interval).
+that drawing takes more than ``max_share`` of the wall time (a slow draw stretches the interval):
+with the workbench attached, the engine keeps >= 90% of its bare throughput (see
+benchmarks/workbench_overhead.py).
 """
 
 from __future__ import annotations
@@ -128,20 +130,24 @@ class _StepView:
 
 
 class Throttle:
-    """``due()`` is True at most every ``interval`` s, and rarer when drawing is slow."""
+    """``due()`` is True at most every ``interval`` s, and rarer when drawing is slow: the gap is at
+    least ``cost / max_share``, where ``cost`` is a moving average of the CPU time a draw took
+    (CPU, not wall time: a draw the OS paused must not stop the views), capped at ``max_interval``."""
 
-    def __init__(self, interval: float = 0.1, max_share: float = 0.05):
-        self.interval = interval
-        self.max_share = max_share
+    def __init__(self, interval: float = 0.1, max_share: float = 0.03, max_interval: float = 2.0):
+        self.interval, self.max_share, self.max_interval = interval, max_share, max_interval
         self.last = float("-inf")
-        self.cost = 0.0  # seconds the last draw took
+        self.cost = 0.0  # seconds of CPU per draw, averaged
+
+    @property
+    def gap(self) -> float:
+        return min(max(self.interval, self.cost / self.max_share), max(self.interval, self.max_interval))
 
     def due(self, now: float | None = None) -> bool:
         now = time.perf_counter() if now is None else now
-        return now - self.last >= max(self.interval, self.cost / self.max_share)
+        return now - self.last >= self.gap
 
-    def done(self, started: float, now: float | None = None) -> None:
-        """Record a draw that began at ``started``."""
-        now = time.perf_counter() if now is None else now
-        self.cost = now - started
-        self.last = now
+    def done(self, cost: float, now: float | None = None) -> None:
+        """Record a draw that ended ``now`` and took ``cost`` seconds of CPU."""
+        self.cost = cost if self.cost == 0.0 else self.cost + 0.3 * (cost - self.cost)
+        self.last = time.perf_counter() if now is None else now

@@ -85,8 +85,9 @@ class SequenceTimeline:
         return out
 
     def window(self, last_step: int, num_steps: int, max_rows: int):
-        """(steps, seq ids, z) for the ``num_steps`` steps up to ``last_step``; z[row][col] is a code
-        or None. Rows: the ``max_rows`` highest seq ids seen in the window."""
+        """(steps, seq ids, z) for the ``num_steps`` steps up to ``last_step``: z is a float array
+        [len(ids), len(steps)] of state codes, NaN where a sequence was not alive. Rows: the
+        ``max_rows`` highest seq ids seen in the window."""
         cols = []
         for c in reversed(self.columns):  # newest first: stop at the window's left edge
             if c.step <= last_step - num_steps:
@@ -94,14 +95,14 @@ class SequenceTimeline:
             if c.step <= last_step:
                 cols.append(c)
         cols.reverse()
-        ids = sorted({i for c in cols for i in c.seq_ids.tolist()})[-max_rows:]
-        row = {sid: r for r, sid in enumerate(ids)}
-        z: list[list[int | None]] = [[None] * len(cols) for _ in ids]
-        for j, c in enumerate(cols):
-            for i, code in zip(c.seq_ids.tolist(), c.codes.tolist(), strict=True):
-                if i in row:
-                    z[row[i]][j] = code
-        return [c.step for c in cols], ids, z
+        seq_ids = np.concatenate([c.seq_ids for c in cols]) if cols else np.zeros(0, np.int64)
+        codes = np.concatenate([c.codes for c in cols]) if cols else np.zeros(0, np.int8)
+        col = np.repeat(np.arange(len(cols)), [len(c.seq_ids) for c in cols])
+        ids = np.unique(seq_ids)[-max_rows:]
+        shown = np.isin(seq_ids, ids)
+        z = np.full((len(ids), len(cols)), np.nan)
+        z[np.searchsorted(ids, seq_ids[shown]), col[shown]] = codes[shown]
+        return np.array([c.step for c in cols], dtype=np.int64), ids.tolist(), z
 
 
 class TimelineView:
@@ -137,10 +138,12 @@ class TimelineView:
         self.timeline.ingest(record)
 
     def draw(self, last_step: int | None, title: str | None = None) -> None:
-        steps, ids, z = ([], [], []) if last_step is None else self.timeline.window(
-            last_step, self.window, self.max_rows)
+        if last_step is None:
+            steps, ids, z = np.zeros(0, np.int64), [], np.zeros((0, 0))
+        else:
+            steps, ids, z = self.timeline.window(last_step, self.window, self.max_rows)
         labels = [f"seq {i}" for i in ids]
-        text = [[STATE_NAMES[c] if c is not None else "" for c in row] for row in z]
+        text = _NAMES[np.where(np.isnan(z), len(STATE_NAMES), z).astype(np.int64)]  # arrays: fast to send
         shown = set(ids)
         marks = [(s, i) for s, i in self.timeline.preemptions
                  if i in shown and last_step is not None and last_step - self.window < s <= last_step]
@@ -152,3 +155,6 @@ class TimelineView:
             self.figure.layout.height = max(220, 90 + 18 * len(ids))
             if title is not None:
                 self.figure.layout.title.text = title
+
+
+_NAMES = np.array([*STATE_NAMES, ""], dtype=object)  # code -> name; the last entry is for NaN

@@ -29,7 +29,11 @@ from nanovllm.errors import NanoVLLMError, UnknownRequestError
 from ._dashboard import Dashboard
 from ._history import Frame, History, Throttle
 
-SNAPSHOT_EVERY_STEP_MAX_BLOCKS = 4096  # larger caches: snapshots only at redraws (they cost O(blocks))
+# Snapshots cost O(blocks + sequences). By default one is kept for every step while that costs at
+# most this share of the engine's step time (the teaching case: a few requests, a small cache);
+# beyond it (a 64-request batch on a fast step, or 100k blocks) only at redraws, and time travel
+# shows the nearest earlier snapshot. StepRecords, and so the timeline and timing, are always kept.
+SNAPSHOT_SHARE = 0.02
 
 
 class Workbench:
@@ -40,7 +44,8 @@ class Workbench:
         self.history = History(history_steps, history_bytes)
         self.recorder = Recorder(max_steps=history_steps)
         self.throttle = Throttle(redraw_interval)
-        self._snapshot_every_step = snapshot_every_step
+        self.snapshot_every_step = snapshot_every_step  # True / False, or None: while cheap
+        self._snap_cost = self._step_cost = 0.0  # moving averages, seconds
         self._pending: list[Frame] = []  # steps the views have not ingested yet
         self._dirty = False
         self._pinned: int | None = None  # the step shown while time travelling; None = live
@@ -49,6 +54,8 @@ class Workbench:
         self._task: asyncio.Task | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._unsubscribe = None
+        self.redraws = 0  # how many times the views were redrawn (the throttle's effect, measurable)
+        self.observer_time = 0.0  # CPU seconds spent in the step observer, redraws included
         self._attach(LLM(self.model, **self.config))
         cfg = self.llm.config
         self.dashboard = Dashboard(cfg.num_kvcache_blocks, cfg.kvcache_block_size, window, history_steps)
@@ -83,8 +90,6 @@ class Workbench:
         self.llm = llm
         self.recorder.attach(llm)
         self._unsubscribe = llm.subscribe(self._on_step)
-        every = self._snapshot_every_step
-        self._every_step = llm.config.num_kvcache_blocks <= SNAPSHOT_EVERY_STEP_MAX_BLOCKS if every is None else every
 
     def _detach(self) -> None:
         self.recorder.detach()
@@ -109,7 +114,8 @@ class Workbench:
     # ---- observing ------------------------------------------------------------------------------
     def _on_step(self, record: StepRecord) -> None:
         """Engine observer: keep the step; redraw only if the throttle allows."""
-        snap = self.llm.snapshot(check=self._check) if (self._every_step or self._check) else None
+        started = time.thread_time()
+        snap = self._snapshot() if self._want_snapshot(record) else None
         frame = Frame(record, snap, self.llm.get_metrics())
         self.history.append(frame)
         self._pending.append(frame)
@@ -118,6 +124,19 @@ class Workbench:
             self.redraw()
         elif self._timer is None:
             self._arm_timer()
+        self.observer_time += time.thread_time() - started
+
+    def _want_snapshot(self, record: StepRecord) -> bool:
+        if self._check or self.snapshot_every_step is not None:
+            return self._check or self.snapshot_every_step
+        self._step_cost = _average(self._step_cost, record.timing.total)
+        return self._snap_cost <= SNAPSHOT_SHARE * self._step_cost
+
+    def _snapshot(self):
+        started = time.perf_counter()
+        snap = self.llm.snapshot(check=self._check)
+        self._snap_cost = _average(self._snap_cost, time.perf_counter() - started)
+        return snap
 
     def _arm_timer(self) -> None:
         """Draw the last steps once the kernel is free (e.g. after a cell's ``generate`` returns)."""
@@ -138,7 +157,7 @@ class Workbench:
 
     def redraw(self) -> None:
         """Bring every view up to date with the shown step (the latest unless time travelling)."""
-        started = time.perf_counter()
+        started = time.thread_time()
         self.dashboard.ingest(self._pending)
         self._pending.clear()
         self._dirty = False
@@ -150,12 +169,13 @@ class Workbench:
         frame = h.at(step) if step is not None else None
         snap = h.snapshot_at(step) if step is not None else None
         if step is None or (self._pinned is None and frame.snapshot is None):
-            snap = self.llm.snapshot(check=self._check)  # live, and no snapshot of it yet: take one
+            snap = self._snapshot()  # live, and no snapshot of it yet: take one
             if frame is not None:
                 h.set_snapshot(step, snap)
         self.dashboard.draw(step, frame, snap, live=self._pinned is None, last_step=h.last_step,
                             integrity=self._check)
-        self.throttle.done(started)
+        self.redraws += 1
+        self.throttle.done(time.thread_time() - started)
 
     # ---- driving --------------------------------------------------------------------------------
     def step(self, n: int = 1) -> list[StepRecord]:
@@ -329,3 +349,8 @@ class Workbench:
         state = "closed" if self.closed else "running" if self._running else "idle"
         return (f"Workbench({self.model!r}, {self.config}, {state}, "
                 f"{len(self.history)} steps kept, showing step {self.shown_step})")
+
+
+def _average(old: float, new: float, weight: float = 0.2) -> float:
+    """Exponential moving average (the first value is taken as is)."""
+    return new if old == 0.0 else old + weight * (new - old)

@@ -1,0 +1,90 @@
+"""What the workbench costs: engine throughput bare vs with the workbench attached.
+
+    python benchmarks/workbench_overhead.py                      # 64 requests x 64 tokens, 10 reps
+    python benchmarks/workbench_overhead.py --blocks 512 --reps 5
+
+Both engines use the same config (the workbench's teaching defaults unless overridden) and run the
+same fixed workload through ``llm.generate``; repetitions alternate which one goes first, and each
+repetition uses fresh prompts (no prefix-cache hits carried over). The attached engine has every
+view subscribed and throttled exactly as in a notebook (per-step snapshot + metrics, redraws at most
+~10/s and at most ~5% of the time). Without a kernel, widget messages are serialized but not sent.
+Prints generated tok/s per run (by wall time, and by this process's CPU time, which other load on
+a shared machine disturbs less), the medians and their ratios (attached / bare).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from nanovllm import LLM, SamplingParams
+
+
+def prompts(rep: int, n: int) -> list[str]:
+    return [f"Run {rep} request {i}: how many tokens fit in {i + 1} blocks of 16?" for i in range(n)]
+
+
+def timed_generate(llm: LLM, batch: list[str], params: SamplingParams) -> tuple[float, float]:
+    """(tok/s by wall time, tok/s by this process's CPU time)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    outs = llm.generate(batch, params, use_tqdm=False)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    tokens = sum(len(o["token_ids"]) for o in outs)
+    return tokens / wall, tokens / cpu
+
+
+def main() -> None:
+    from widgets import TEACHING_DEFAULTS, Workbench
+    from widgets._singleton import default_model
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--requests", type=int, default=64)
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--blocks", type=int, default=TEACHING_DEFAULTS["num_kvcache_blocks"])
+    ap.add_argument("--model", default=None, help="default: $NANOVLLM_MODEL or the tiny model")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (1: steadier figures on a shared machine; 0: torch's default)")
+    args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+    model = args.model or default_model()
+    config = dict(TEACHING_DEFAULTS, num_kvcache_blocks=args.blocks)
+    params = SamplingParams(temperature=0, max_tokens=args.tokens, ignore_eos=True)
+    bare = LLM(model, **config)
+    wb = Workbench(model, config)
+    for llm in (bare, wb.llm):  # warm up both (first-call allocations, kernel selection)
+        llm.generate(prompts(-1, 8), SamplingParams(temperature=0, max_tokens=8), use_tqdm=False)
+
+    print(f"model={model}\nconfig={config}\nworkload: {args.requests} requests x {args.tokens} tokens, "
+          f"{args.reps} alternating repetitions")
+    results: dict[str, list[tuple[float, float]]] = {"bare": [], "workbench": []}
+    redraws0, steps0, observer0 = wb.redraws, wb.history.last_step, wb.observer_time
+    cpu = {"bare": 0.0, "workbench": 0.0}
+    for rep in range(args.reps):
+        order = [("bare", bare), ("workbench", wb.llm)]
+        for name, llm in order if rep % 2 == 0 else order[::-1]:
+            results[name].append(timed_generate(llm, prompts(rep, args.requests), params))
+            wall, per_cpu = results[name][-1]
+            cpu[name] += args.requests * args.tokens / per_cpu
+            print(f"  rep {rep} {name:9s} {wall:8.1f} tok/s wall   {per_cpu:8.1f} tok/s CPU")
+    med = {name: [statistics.median(r[k] for r in runs) for k in (0, 1)] for name, runs in results.items()}
+    for name in results:
+        print(f"median {name:9s} {med[name][0]:8.1f} tok/s wall   {med[name][1]:8.1f} tok/s CPU")
+    for k, what in enumerate(("wall", "CPU")):
+        ratio = med["workbench"][k] / med["bare"][k]
+        print(f"ratio workbench/bare ({what} time) = {ratio:.3f}  (overhead {100 * (1 - ratio):+.1f}%)")
+    observer = wb.observer_time - observer0
+    print(f"workbench: {wb.redraws - redraws0} redraws over {wb.history.last_step - steps0} steps "
+          f"(about {wb.throttle.cost * 1e3:.1f} ms of CPU each); its step observer took "
+          f"{observer * 1e3:.0f} ms of CPU = {100 * observer / cpu['workbench']:.1f}% of the attached runs' CPU time")
+    wb.close()
+    bare.close()
+
+
+if __name__ == "__main__":
+    main()
