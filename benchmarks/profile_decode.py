@@ -36,7 +36,7 @@ def main() -> None:
         decode = [r for r in records if r.phase == "decode"]
         med = {k: statistics.median(getattr(r.timing, k) for r in decode) * 1e3
                for k in ("schedule", "prepare", "forward", "sample", "postprocess", "total")}
-        print(f"decode steps at batch {len(decode[-1].scheduled)}: " +
+        print(f"decode steps at batch {len(decode[-1].seq_ids)}: " +
               ", ".join(f"{k}={v:.2f} ms" for k, v in med.items()))
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             for _ in range(5):

@@ -142,7 +142,9 @@ def _attend_key_range(
     return acc, m_i, l_i
 
 
-@triton.jit
+# Integer arguments that vary from step to step: without this Triton would compile a new variant
+# whenever one of them changes divisibility by 16 (a stall of a second in the middle of a run).
+@triton.jit(do_not_specialize=["stride_bt", "num_q_tiles"])
 def _paged_attention_kernel(
     Q, K, V, Out, PartOut, PartLse, cu_seqlens_q, seq_lens, block_tables, qk_scale,
     stride_qt, stride_qh, stride_qd, stride_kb, stride_ks, stride_kh, stride_kd,

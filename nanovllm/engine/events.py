@@ -5,6 +5,7 @@ these (and ``EngineSnapshot``), never engine internals."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 from nanovllm.engine.sequence import SequenceStatus
@@ -46,8 +47,17 @@ class StepTiming:
 
 @dataclass(frozen=True)
 class StepRecord:
+    """One step, as data. The scheduled sequences are kept as columns (cheap to build at batch
+    256 every few milliseconds); ``scheduled`` gives them as ``ScheduledEntry`` rows."""
+
     step: int
-    scheduled: tuple[ScheduledEntry, ...]
+    seq_ids: tuple[int, ...]  # the scheduled sequences, in batch order
+    is_decode: tuple[bool, ...]
+    num_new_tokens: tuple[int, ...]
+    starts: tuple[int, ...]
+    sampled: tuple[bool, ...]
+    num_prefill_tokens: int
+    num_decode_tokens: int
     admitted_ids: tuple[int, ...]
     preempted_ids: tuple[int, ...]
     finished_ids: tuple[int, ...]
@@ -65,25 +75,27 @@ class StepRecord:
     error: str | None = None  # set when the step raised and was rolled back
     time: float = 0.0  # time.perf_counter() at the end of the step
 
+    @cached_property
+    def scheduled(self) -> tuple[ScheduledEntry, ...]:
+        return tuple(
+            ScheduledEntry(i, "decode" if d else "prefill", n, st, smp)
+            for i, d, n, st, smp in zip(self.seq_ids, self.is_decode, self.num_new_tokens, self.starts,
+                                        self.sampled)
+        )
+
     @property
     def num_tokens(self) -> int:
-        return sum(e.num_tokens for e in self.scheduled)
-
-    @property
-    def num_prefill_tokens(self) -> int:
-        return sum(e.num_tokens for e in self.scheduled if e.phase == "prefill")
-
-    @property
-    def num_decode_tokens(self) -> int:
-        return sum(e.num_tokens for e in self.scheduled if e.phase == "decode")
+        return self.num_prefill_tokens + self.num_decode_tokens
 
     @property
     def phase(self) -> str:
-        phases = {e.phase for e in self.scheduled}
-        return "idle" if not phases else "mixed" if len(phases) == 2 else phases.pop()
+        if not self.seq_ids:
+            return "idle"
+        if self.num_prefill_tokens and self.num_decode_tokens:
+            return "mixed"
+        return "prefill" if self.num_prefill_tokens else "decode"
 
     def _repr_html_(self) -> str:
         from nanovllm.engine.html import step_record_html
 
         return step_record_html(self)
-

@@ -23,7 +23,7 @@ from typing import Any
 
 from nanovllm.config import Config
 from nanovllm.engine.block_manager import BlockManager
-from nanovllm.engine.events import ScheduledEntry, StepRecord, StepTiming
+from nanovllm.engine.events import StepRecord, StepTiming
 from nanovllm.engine.inputs import prepare_inputs
 from nanovllm.engine.metrics import MetricsCollector
 from nanovllm.engine.scheduler import ScheduledBatch, Scheduler
@@ -248,18 +248,21 @@ class LLMEngine:
         events = tuple(self.scheduler.events)
         self.scheduler.events.clear()
         bm = self.block_manager
-        samples = batch.samples
+        decode_tokens = sum(batch.is_decode)  # a decode computes exactly one token
         record = StepRecord(
             step=batch.step,
-            scheduled=tuple(
-                ScheduledEntry(s.seq_id, "decode" if d else "prefill", n, st, smp)
-                for s, n, st, d, smp in zip(batch.seqs, batch.num_new_tokens, batch.starts, batch.is_decode, samples)
-            ),
+            seq_ids=tuple([s.seq_id for s in batch.seqs]),
+            is_decode=tuple(batch.is_decode),
+            num_new_tokens=tuple(batch.num_new_tokens),
+            starts=tuple(batch.starts),
+            sampled=tuple(batch.samples),
+            num_prefill_tokens=sum(batch.num_new_tokens) - decode_tokens,
+            num_decode_tokens=decode_tokens,
             admitted_ids=tuple(batch.admitted_ids),
             preempted_ids=tuple(batch.preempted_ids),
             finished_ids=tuple(finished),
             added_ids=tuple(self._added),
-            new_tokens=tuple((s.seq_id, t) for s, t in zip(batch.seqs, sampled) if t is not None),
+            new_tokens=tuple([(s.seq_id, t) for s, t in zip(batch.seqs, sampled) if t is not None]),
             kv_blocks_used=bm.num_blocks - bm.num_free_blocks,
             kv_blocks_free=bm.num_free_blocks,
             kv_blocks_cached=bm.num_cached_free_blocks,

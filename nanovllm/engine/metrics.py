@@ -64,7 +64,7 @@ class MetricsCollector:
         if r.error is not None:
             t.failed_steps += 1
             return
-        if not r.scheduled:
+        if not r.seq_ids:
             return
         t.first_step_time = t.first_step_time if t.first_step_time is not None else r.time - r.timing.total
         t.last_step_time = r.time

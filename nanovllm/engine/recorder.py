@@ -119,7 +119,7 @@ def _step_row(r: StepRecord | None) -> dict[str, Any]:
         return dict.fromkeys(r_fields)
     t = r.timing
     return dict(
-        step=r.step, phase=r.phase, num_seqs=len(r.scheduled), prefill_tokens=r.num_prefill_tokens,
+        step=r.step, phase=r.phase, num_seqs=len(r.seq_ids), prefill_tokens=r.num_prefill_tokens,
         decode_tokens=r.num_decode_tokens, num_tokens=r.num_tokens, admitted=len(r.admitted_ids),
         preempted=len(r.preempted_ids), finished=len(r.finished_ids), kv_used=r.kv_blocks_used,
         kv_free=r.kv_blocks_free, kv_cached=r.kv_blocks_cached, kv_total=r.kv_blocks_total,
