@@ -179,6 +179,8 @@ def test_timeline_rows_equal_the_recorded_events(tiny_model):
     assert wb.timeline_view.timeline.states() == {
         s: {t: c for (q, t), c in expected.items() if q == s} for s in {q for q, _ in expected}}
     assert figure_states(wb) == expected
+    frame = wb.timeline_view.timeline.to_frame()
+    assert len(frame) == len(expected) and set(frame.state) >= {"prefilling", "decoding", "preempted"}
     marks = wb.timeline_view.figure.data[1]
     pre = rec.events[rec.events.after == "PREEMPTED"]
     assert sorted(zip(marks.x, marks.y, strict=True)) == sorted(

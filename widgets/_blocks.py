@@ -68,10 +68,13 @@ class BlockView:
             data=[self._grid_trace(), self._overlay_trace()],
             layout=go.Layout(
                 title=dict(text="KV cache blocks", font=dict(size=14)),
-                height=height or min(520, 110 + 26 * self.nrows),
-                margin=dict(l=40, r=10, t=40, b=30),
-                xaxis=dict(showgrid=False, zeroline=False, title=None, range=[-0.5, self.ncols - 0.5]),
-                yaxis=dict(showgrid=False, zeroline=False, autorange="reversed", title=None),
+                height=height or min(560, 130 + 26 * self.nrows),
+                margin=dict(l=40, r=10, t=40, b=40),
+                xaxis=dict(showgrid=False, zeroline=False, range=[-0.5, self.ncols - 0.5],
+                           title=dict(text="block id = row label + column", font=dict(size=11))),
+                yaxis=dict(showgrid=False, zeroline=False, autorange="reversed", title=None,
+                           tickvals=(rows := list(range(0, self.nrows, max(1, self.nrows // 16)))),
+                           ticktext=[str(r * self.ncols) for r in rows]),  # a row's first block id
                 plot_bgcolor="white", showlegend=False,
             ),
         )

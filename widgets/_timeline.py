@@ -84,6 +84,14 @@ class SequenceTimeline:
                 out.setdefault(i, {})[col.step] = c
         return out
 
+    def to_frame(self):
+        """The kept timeline as a pandas DataFrame: one row per (step, seq_id) with its state name."""
+        import pandas as pd
+
+        rows = [(c.step, i, STATE_NAMES[k]) for c in self.columns
+                for i, k in zip(c.seq_ids.tolist(), c.codes.tolist(), strict=True)]
+        return pd.DataFrame(rows, columns=["step", "seq_id", "state"])
+
     def window(self, last_step: int, num_steps: int, max_rows: int):
         """(steps, seq ids, z) for the ``num_steps`` steps up to ``last_step``: z is a float array
         [len(ids), len(steps)] of state codes, NaN where a sequence was not alive. Rows: the

@@ -240,7 +240,8 @@ class Workbench:
         finally:
             self._running, self._task = False, None
             self.dashboard.show_running(False)
-            self.redraw()
+            if not self.closed:
+                self.redraw()
 
     def reset(self, rebuild: bool = False) -> None:
         """Abort every request and clear the history; ``rebuild=True`` also builds a fresh engine

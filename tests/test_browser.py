@@ -1,0 +1,230 @@
+"""The workbench in a real browser: JupyterLab served on loopback, driven by headless Chromium.
+
+What must hold: the dashboard renders (plotly's SVG for the block grid, timeline and timing; the
+block grid's heatmap image), the metrics panel follows a plain ``llm.generate`` while the cell is
+still running (widget messages leave the busy kernel), Step / Add request / Run / Pause work from
+clicks, and no widget fails to display. A screenshot is saved under the test's tmp_path and copied
+to /tmp/workbench_screenshot.png.
+
+Needs Debian's chromium (CI installs it); skipped, saying so, when /usr/bin/chromium is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+SCREENSHOT_COPY = Path("/tmp/workbench_screenshot.png")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason=f"{CHROMIUM} is missing (apt-get install chromium fonts-liberation)"),
+]
+
+CELLS = [
+    # 1: the dashboard, with a delay so that Run can be seen running and paused
+    "import time\nimport widgets\nfrom nanovllm import SamplingParams\n"
+    "wb = widgets.workbench()\nwb.controls.delay.value = 0.05\nwb.controls.max_tokens.value = 200\nwb",
+    # 2: a plain generate, slowed by an observer, so the views must update while the cell runs
+    "slow = wb.llm.subscribe(lambda record: time.sleep(0.05))\n"
+    "outs = wb.llm.generate(['What is a block table?', 'How does prefix caching save work?'],\n"
+    "                       SamplingParams(temperature=0, max_tokens=60, ignore_eos=True), use_tqdm=False)\n"
+    "slow()\nlen(outs)",
+]
+
+
+def write_notebook(path: Path) -> None:
+    cells = [{"cell_type": "code", "execution_count": None, "id": f"cell{i}", "metadata": {},
+              "outputs": [], "source": src} for i, src in enumerate(CELLS)]
+    nb = {"cells": cells, "nbformat": 4, "nbformat_minor": 5, "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}
+    path.write_text(json.dumps(nb))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A JupyterLab server on 127.0.0.1 with throwaway config/runtime/workspace dirs; yields its URL.
+    Killed with its whole process group (kernels included) at the end."""
+    root = tmp_path / "root"
+    root.mkdir()
+    write_notebook(root / "workbench.ipynb")
+    news = tmp_path / "config/lab/user-settings/@jupyterlab/apputils-extension/notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text('{"fetchNews": "false"}')  # no "get notified about news?" toast over the page
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), IPYTHONDIR=str(tmp_path / "ipython"),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"), TOKENIZERS_PARALLELISM="false")
+    port = free_port()
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+           "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+           "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={root}",
+           "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
+           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    log = open(tmp_path / "jupyter.log", "wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_server(url, proc, tmp_path / "jupyter.log")
+        yield url
+    finally:
+        stop_group(proc)
+        log.close()
+
+
+def wait_for_server(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"jupyter lab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/api/status", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail(f"jupyter lab did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's process group (server and kernels), SIGKILL what is left, reap."""
+    pgid = proc.pid  # start_new_session: the server leads its own group
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and group_alive(pgid):
+            proc.poll()
+            time.sleep(0.1)
+    proc.wait(timeout=5)
+    assert not group_alive(pgid), "processes of the jupyter server's group outlived it"
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    out = subprocess.run(["ps", "-o", "stat=", "-g", str(pgid)], capture_output=True, text=True).stdout
+    return any(not s.startswith("Z") for s in out.split())  # zombies of a killed group are not alive
+
+
+# ---- page helpers ---------------------------------------------------------------------------------
+KERNEL_STATUS = "() => window.jupyterapp?.shell?.currentWidget?.sessionContext?.session?.kernel?.status"
+PANEL_STEP = re.compile(r"Step (\d+) \((live|time travel)")
+
+
+def wait_until(page, condition, timeout: float, what: str, poll: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        page.wait_for_timeout(int(poll * 1000))
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def panel_step(page) -> int | None:
+    """The step the metrics panel shows ("Step 12 (live)"), read from the DOM."""
+    texts = page.locator(".widget-html-content").all_inner_texts()
+    found = [int(m.group(1)) for t in texts if (m := PANEL_STEP.search(t))]
+    return found[0] if found else None
+
+
+def run_next_cell(page) -> None:
+    """Run the active cell and select the next. Cells go one at a time: JupyterLab's widget manager
+    asks the kernel for its widgets the first time one is displayed, and a kernel busy with the next
+    cell (as with run-all) answers only once that cell is done, so nothing would render before."""
+    # not awaited: execute() resolves only when the cell is done, and we watch it while it runs
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-cell-and-select-next'); }")
+
+
+def button(page, label: str):
+    return page.locator("button.jupyter-button", has_text=re.compile(rf"^\s*{label}\s*$")).first
+
+
+def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    console_errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2000})
+            page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: console_errors.append(f"pageerror: {e}"))
+            page.goto(f"{lab}/lab/tree/workbench.ipynb?reset")
+            wait_until(page, lambda: page.evaluate(KERNEL_STATUS) == "idle", 90, "an idle kernel")
+            run_next_cell(page)  # cell 1 (one at a time, as a person would: see run_next_cell)
+
+            # the dashboard renders: three plotly figures, the block grid's heatmap
+            page.locator(".js-plotly-plot .main-svg").nth(2).wait_for(state="attached", timeout=90_000)
+            page.locator(".js-plotly-plot .heatmaplayer").first.wait_for(state="attached", timeout=30_000)
+            wait_until(page, lambda: page.evaluate(KERNEL_STATUS) == "idle", 60, "cell 1 to finish")
+
+            # cell 2 runs generate(): the panel moves while the kernel is still busy
+            run_next_cell(page)
+            seen_busy = set()
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                status, step = page.evaluate(KERNEL_STATUS), panel_step(page)
+                if status == "busy" and step is not None:
+                    seen_busy.add(step)
+                if status == "idle" and seen_busy:
+                    break
+                page.wait_for_timeout(100)
+            assert len(seen_busy) >= 3, f"views did not update while generate ran: saw steps {seen_busy}"
+            # once the cell returned, the last steps are drawn (the timer fired on the free loop)
+            last = wait_until(page, lambda: (s := panel_step(page)) is not None and s >= 59 and s,
+                              10, "the panel to show the last step of generate()")
+
+            # Add request + Step, by clicks
+            button(page, "Add request").click()
+            button(page, "Step").click()
+            wait_until(page, lambda: panel_step(page) == last + 1, 20, "Step to show the next step")
+
+            # Run, then Pause: steps go on while running, and stop after Pause
+            button(page, "Run").click()
+            wait_until(page, lambda: (panel_step(page) or 0) >= last + 6, 30, "Run to advance")
+            button(page, "Pause").click()
+            page.wait_for_timeout(500)
+            paused = panel_step(page)
+            page.wait_for_timeout(1000)
+            assert panel_step(page) == paused, "steps went on after Pause"
+            assert button(page, "Run").is_visible()
+
+            titles = page.locator(".js-plotly-plot .gtitle").all_text_contents()  # SVG: no innerText
+            assert any(t.startswith(f"KV cache blocks after step {paused}") for t in titles), titles
+            assert page.locator(".js-plotly-plot .main-svg").count() >= 3
+            assert page.get_by_text("Error displaying widget").count() == 0
+            assert page.get_by_text("Error rendering").count() == 0
+
+            shot = tmp_path / "workbench.png"
+            page.screenshot(path=str(shot))
+            shutil.copyfile(shot, SCREENSHOT_COPY)
+        finally:
+            browser.close()
+    widget_errors = [e for e in console_errors if re.search(r"widget|plotly|anywidget|comm", e, re.I)]
+    assert not widget_errors, widget_errors
