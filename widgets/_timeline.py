@@ -8,7 +8,8 @@
     seq 2       w    w    w    P    D        w waiting      r running, not scheduled this step
 
 ``SequenceTimeline`` derives the grid from ``StepRecord``s alone: the phase of a scheduled sequence
-comes from ``record.scheduled``, every other state from the ``SequenceEvent``s seen so far.
+comes from the record's scheduled columns (``seq_ids``, ``is_decode``), every other state from the
+``SequenceEvent``s seen so far.
 ``TimelineView`` draws a window of it into one FigureWidget (Heatmap + preemption markers).
 """
 
@@ -63,12 +64,12 @@ class SequenceTimeline:
             elif e.after is SequenceStatus.FINISHED:
                 finished_now.add(e.seq_id)
                 self.finishes[e.seq_id] = (record.step, e.reason)
-        phase = {e.seq_id: e.phase for e in record.scheduled}
+        phase = dict(zip(record.seq_ids, record.is_decode, strict=True))  # seq id -> is a decode
         for seq_id in phase:
             self._status.setdefault(seq_id, SequenceStatus.RUNNING)  # seen first mid-flight
         ids = sorted(self._status)
         codes = [FINISHED if i in finished_now else
-                 (PREFILL if phase[i] == "prefill" else DECODE) if i in phase else
+                 (DECODE if phase[i] else PREFILL) if i in phase else
                  _FROM_STATUS[self._status[i]] for i in ids]
         for i in finished_now:
             del self._status[i]

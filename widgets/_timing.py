@@ -8,7 +8,7 @@
         | == -- - - -
           10 11 12 13  step
 
-Reads ``StepRecord.timing`` and ``StepRecord.scheduled`` only. One FigureWidget with two rows,
+Reads ``StepRecord.timing`` and its prefill / decode token counts only. One FigureWidget with two rows,
 updated in place; the window is the last ``window`` steps up to the step shown.
 """
 
