@@ -124,7 +124,8 @@ class ModelRunner:
         out = self.sampler(logits, inputs.sampling)  # .tolist() inside synchronizes
         t2 = time.perf_counter()
         if self.is_cuda:
-            timing.forward = start.elapsed_time(end) / 1e3  # both events are complete by now
+            end.synchronize()  # usually done already (.tolist() synced), but not when nothing sampled
+            timing.forward = start.elapsed_time(end) / 1e3
             timing.sample = max(0.0, (t2 - t0) - timing.forward)
         else:
             timing.forward, timing.sample = t1 - t0, t2 - t1
