@@ -1,11 +1,10 @@
 """The tutorial notebooks are committed clean: no outputs, no execution counts, no widget state.
 
-One exception: a cell that starts with ``# NBVAL_CHECK_OUTPUT`` keeps its stored output, because
-nbval compares a cell's new output with the stored one (and skips cells that were never run). Such
-an output must be plain text and stable (the sanitize file in tests/nbval_sanitize.cfg masks uuids,
-addresses and timings).
+Cells teach with asserts, not with stored outputs (nbval would skip comparing a cell that was never
+run anyway). The ``# NBVAL_CHECK_OUTPUT`` exception below stays available but is unused: a notebook
+committed with outputs fails the project's before-stop checks.
 
-After running a notebook in Jupyter, clean it in place (checked cells keep their outputs)::
+After running a notebook in Jupyter, clean it in place::
 
     python tests/test_notebooks_clean.py notebooks/02_paged_kv_cache.ipynb
 """
