@@ -72,7 +72,14 @@ def cycles(path: str, n: int = 4) -> bool:
 
 
 def bench_8b() -> None:
-    from bench import count_params, floor_seconds, measure_bandwidth, measure_matmul, run_engine, workload
+    from bench import (
+        count_params,
+        floor_seconds,
+        measure_bandwidth,
+        measure_matmul,
+        run_engine,
+        workload,
+    )
 
     from nanovllm.testing.random_model import QWEN3_8B, make_random_model
 

@@ -55,7 +55,7 @@ def test_budget_chunks_a_long_prompt():
 
 def test_decodes_go_first_and_share_the_step_with_a_prefill_chunk():
     s = make(budget=5)
-    a = add(s, 0, 3)
+    add(s, 0, 3)
     step(s)  # a prefilled, now decoding
     b = add(s, 1, 9)
     batch, _ = step(s)
@@ -71,8 +71,8 @@ def test_decodes_go_first_and_share_the_step_with_a_prefill_chunk():
 
 def test_preemption_frees_the_latest_sequence_and_requeues_it_first():
     s = make(num_blocks=4, max_len=16)
-    a = add(s, 0, 4, max_tokens=12, first_token=10)
-    b = add(s, 1, 4, max_tokens=12, first_token=30)
+    add(s, 0, 4, max_tokens=12, first_token=10)
+    add(s, 1, 4, max_tokens=12, first_token=30)
     c = add(s, 2, 4, max_tokens=12, first_token=50)
     step(s)  # all three prefilled: 3 blocks used, 1 free
     batch, _ = step(s)  # a's decode takes the last block; b then needs one: c is preempted
@@ -87,7 +87,7 @@ def test_preemption_frees_the_latest_sequence_and_requeues_it_first():
 def test_the_sequence_itself_is_preempted_when_nothing_later_can_go():
     s = make(num_blocks=2, max_len=8)
     a = add(s, 0, 4, max_tokens=4)
-    b = add(s, 1, 4, max_tokens=4, first_token=20)
+    add(s, 1, 4, max_tokens=4, first_token=20)
     step(s)
     batch, _ = step(s)  # a needs a 3rd block: b (later) goes
     assert batch.preempted_ids == [1] and a.status is SequenceStatus.RUNNING

@@ -15,7 +15,6 @@ Block states: free (ref 0, no hash), cached-free (ref 0, hashed), used (ref 1), 
 
 from __future__ import annotations
 
-import math
 from array import array
 from collections import OrderedDict
 from collections.abc import Iterable

@@ -16,7 +16,7 @@ import torch
 from nanovllm.attention import AttentionMetadata, get_backend, resolve_backend_name
 from nanovllm.config import Config
 from nanovllm.engine.inputs import StepInputs
-from nanovllm.layers.parallel import TensorParallel
+from nanovllm.layers.parallel import SINGLE, TensorParallel
 from nanovllm.layers.sampler import Sampler, SamplerOutput
 from nanovllm.models import get_model_class
 from nanovllm.utils.loader import load_model
@@ -32,7 +32,7 @@ class RunTiming:
 
 
 class ModelRunner:
-    def __init__(self, config: Config, tp: TensorParallel = TensorParallel()):
+    def __init__(self, config: Config, tp: TensorParallel = SINGLE):
         self.config, self.tp = config, tp
         self.device = torch.device(config.device if config.device != "cuda" else f"cuda:{tp.rank}")
         self.dtype = DTYPES[config.dtype]

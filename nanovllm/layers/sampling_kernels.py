@@ -12,7 +12,6 @@ import torch
 import triton
 import triton.language as tl
 
-
 CHUNK = 8192  # columns per program: a 151936-token vocabulary spreads over 19 programs a row
 
 
