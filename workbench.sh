@@ -12,4 +12,5 @@ python -c "import torch" 2>/dev/null || python -m pip install torch==2.13.0
 python -c "import nanovllm, widgets, jupyterlab" 2>/dev/null || python -m pip install -e ".[notebook]"
 if [ -n "${1:-}" ]; then export NANOVLLM_MODEL="$1"; fi
 shift || true
-exec python -m jupyterlab notebooks/05_step_by_step.ipynb "$@"
+root=(); [ "$(id -u)" = 0 ] && root=(--allow-root)  # JupyterLab refuses root without it
+exec python -m jupyterlab "${root[@]}" notebooks/05_step_by_step.ipynb "$@"
