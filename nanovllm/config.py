@@ -17,7 +17,7 @@ from typing import Any
 from nanovllm.errors import ConfigError, KVCacheTooSmallError, ModelLoadError
 
 DTYPES = ("float32", "bfloat16", "float16")
-ATTENTION_BACKENDS = ("auto", "torch_ref", "triton", "flash_attn", "flashinfer")
+ATTENTION_BACKENDS = ("auto", "torch_ref", "triton")
 CPU_KVCACHE_BYTES = 512 * 2**20  # default KV-cache budget on CPU, where there is no memory probe
 
 

@@ -1,7 +1,8 @@
 """Attention backends behind one small interface, chosen by name with lazy imports.
 
-``torch_ref`` always exists (CPU and GPU). ``triton`` is the GPU default. ``flash_attn`` and
-``flashinfer`` are optional extras. Importing nanovllm never imports triton or those libraries.
+``torch_ref`` always exists (CPU and GPU). ``triton`` is the GPU default. Importing nanovllm never
+imports triton. Optional backends over flash-attn or FlashInfer would register here the same way
+(module, class, package); none is implemented yet, so none is offered.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from nanovllm.errors import ConfigError
 _BACKENDS = {
     "torch_ref": ("nanovllm.attention.torch_ref", "TorchRefBackend", None),
     "triton": ("nanovllm.attention.triton_backend", "TritonBackend", "triton"),
-    "flash_attn": ("nanovllm.attention.flash_attn_backend", "FlashAttnBackend", "flash_attn"),
-    "flashinfer": ("nanovllm.attention.flashinfer_backend", "FlashInferBackend", "flashinfer"),
 }
 
 
