@@ -219,7 +219,7 @@ def test_costly_snapshots_are_kept_only_at_redraws(tiny_model):
     bench = Workbench(tiny_model, dict(TEACHING_DEFAULTS, num_kvcache_blocks=5000), redraw_interval=1e9)
     try:
         pressure(bench, 2)
-        bench._snap_cost = 1.0  # as if a snapshot cost far more than 2% of a step
+        bench._snap_cost = 1.0  # as if a snapshot cost far more than 1% of a step
         bench.step(5)  # the throttle allows only the first redraw and the one step() ends with
         kept = [f.step for f in bench.history.frames if f.snapshot is not None]
         assert kept == [0, 4]

@@ -134,7 +134,7 @@ class Throttle:
     least ``cost / max_share``, where ``cost`` is a moving average of the CPU time a draw took
     (CPU, not wall time: a draw the OS paused must not stop the views), capped at ``max_interval``."""
 
-    def __init__(self, interval: float = 0.1, max_share: float = 0.03, max_interval: float = 2.0):
+    def __init__(self, interval: float = 0.1, max_share: float = 0.02, max_interval: float = 2.0):
         self.interval, self.max_share, self.max_interval = interval, max_share, max_interval
         self.last = float("-inf")
         self.cost = 0.0  # seconds of CPU per draw, averaged

@@ -33,7 +33,7 @@ from ._history import Frame, History, Throttle
 # most this share of the engine's step time (the teaching case: a few requests, a small cache);
 # beyond it (a 64-request batch on a fast step, or 100k blocks) only at redraws, and time travel
 # shows the nearest earlier snapshot. StepRecords, and so the timeline and timing, are always kept.
-SNAPSHOT_SHARE = 0.02
+SNAPSHOT_SHARE = 0.01
 
 
 class Workbench:
