@@ -3,7 +3,7 @@
 ::
 
     engine.step() --StepRecord--> _on_step: snapshot + metrics -> History (bounded); mark dirty
-                                     | redraw if the Throttle allows (~10/s, <= 5% of the time),
+                                     | redraw if the Throttle allows (<= 10/s, <= 2% of the time),
                                      | else arm a timer on the kernel's loop (fires once it is free)
                                      v
                                   redraw(): views ingest the new steps, then draw the shown step
