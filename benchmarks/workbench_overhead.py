@@ -7,7 +7,8 @@ Both engines use the same config (the workbench's teaching defaults unless overr
 same fixed workload through ``llm.generate``; repetitions alternate which one goes first, and each
 repetition uses fresh prompts (no prefix-cache hits carried over). The attached engine has every
 view subscribed and throttled exactly as in a notebook (metrics every step, a snapshot every step
-while it costs under 1% of one, redraws at most ~10/s and ~2% of the time). Without a kernel, widget messages are serialized but not sent.
+while it costs under 1% of one, redraws at most ~10/s and ~2% of the time). Without a kernel,
+widget messages are serialized but not sent.
 Prints generated tok/s per run (by wall time, and by this process's CPU time, which other load on
 a shared machine disturbs less), the medians and their ratios (attached / bare).
 """
