@@ -14,9 +14,10 @@ from nanovllm.layers.activation import SiluAndMul
 from nanovllm.layers.attention import Attention
 from nanovllm.layers.embed_head import ParallelLMHead, VocabParallelEmbedding
 from nanovllm.layers.linear import MergedColumnParallelLinear, QKVParallelLinear, RowParallelLinear
-from nanovllm.layers.norm import RMSNorm
+from nanovllm.layers.fusion import maybe_compile
+from nanovllm.layers.norm import RMSNorm, rms_norm
 from nanovllm.layers.parallel import TensorParallel
-from nanovllm.layers.rotary import RotaryEmbedding
+from nanovllm.layers.rotary import RotaryEmbedding, apply_rotary
 
 
 class Qwen3Attention(nn.Module):
@@ -28,21 +29,31 @@ class Qwen3Attention(nn.Module):
                                           spec.num_key_value_heads, spec.attention_bias, tp)
         self.num_heads, self.num_kv_heads = self.qkv_proj.num_heads, self.qkv_proj.num_kv_heads
         self.o_proj = RowParallelLinear(spec.num_attention_heads * d, spec.hidden_size, False, tp)
-        self.q_norm = RMSNorm(d, spec.rms_norm_eps, compile)
-        self.k_norm = RMSNorm(d, spec.rms_norm_eps, compile)
-        self.rotary = rotary  # shared by all layers; not a submodule of each
+        self.q_norm = RMSNorm(d, spec.rms_norm_eps)  # holds the weight; applied in _prologue
+        self.k_norm = RMSNorm(d, spec.rms_norm_eps)
+        self.rotary = rotary  # one cos/sin table, shared by every layer
         self.attn = Attention(layer_id, self.num_heads, self.num_kv_heads, d, backend)
-        self.head_dim = d
+        self.head_dim, self.eps = d, spec.rms_norm_eps
+        # split qkv, per-head q/k RMSNorm, rotary: one compiled function, so one or two kernels
+        self._prologue = maybe_compile(qk_norm_rope, compile)
 
     def forward(self, positions, hidden, meta: AttentionMetadata, kv_cache: torch.Tensor):
-        d = self.head_dim
-        q, k, v = self.qkv_proj(hidden).split([self.num_heads * d, self.num_kv_heads * d,
-                                               self.num_kv_heads * d], dim=-1)
-        q = self.q_norm(q.view(-1, self.num_heads, d))
-        k = self.k_norm(k.view(-1, self.num_kv_heads, d))
-        q, k = self.rotary(positions, q, k)
-        o = self.attn(q, k, v.view(-1, self.num_kv_heads, d), meta, kv_cache)
+        q, k, v = self._prologue(
+            self.qkv_proj(hidden), positions, self.q_norm.weight, self.k_norm.weight, self.eps,
+            self.rotary.cos, self.rotary.sin, self.num_heads, self.num_kv_heads, self.head_dim,
+        )
+        o = self.attn(q, k, v, meta, kv_cache)
         return self.o_proj(o.flatten(1))
+
+
+def qk_norm_rope(qkv, positions, q_weight, k_weight, eps: float, cos, sin, num_heads: int,
+                 num_kv_heads: int, head_dim: int):
+    """[T, (H + 2 Hkv) D] -> q [T, H, D], k and v [T, Hkv, D], with q and k normed and rotated."""
+    q, k, v = qkv.split([num_heads * head_dim, num_kv_heads * head_dim, num_kv_heads * head_dim], dim=-1)
+    q = rms_norm(q.view(-1, num_heads, head_dim), q_weight, eps)
+    k = rms_norm(k.view(-1, num_kv_heads, head_dim), k_weight, eps)
+    q, k = apply_rotary(positions, q, k, cos, sin)
+    return q, k, v.view(-1, num_kv_heads, head_dim)
 
 
 class Qwen3MLP(nn.Module):
