@@ -62,7 +62,7 @@ class StepRecord:
     preempted_ids: tuple[int, ...]
     finished_ids: tuple[int, ...]
     added_ids: tuple[int, ...]  # requests that arrived since the previous step
-    new_tokens: tuple[tuple[int, int], ...]  # (seq_id, token) sampled this step
+    tokens: tuple[int | None, ...]  # per scheduled sequence, the token it sampled (None: a chunk)
     kv_blocks_used: int
     kv_blocks_free: int
     kv_blocks_cached: int  # free but still holding a cached prefix block
@@ -82,6 +82,15 @@ class StepRecord:
             for i, d, n, st, smp in zip(self.seq_ids, self.is_decode, self.num_new_tokens, self.starts,
                                         self.sampled)
         )
+
+    @cached_property
+    def new_tokens(self) -> tuple[tuple[int, int], ...]:
+        """(seq_id, token) for each token sampled this step."""
+        return tuple((i, t) for i, t in zip(self.seq_ids, self.tokens) if t is not None)
+
+    @property
+    def num_sampled(self) -> int:
+        return len(self.tokens) - self.tokens.count(None)
 
     @property
     def num_tokens(self) -> int:

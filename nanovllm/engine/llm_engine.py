@@ -262,7 +262,7 @@ class LLMEngine:
             preempted_ids=tuple(batch.preempted_ids),
             finished_ids=tuple(finished),
             added_ids=tuple(self._added),
-            new_tokens=tuple([(s.seq_id, t) for s, t in zip(batch.seqs, sampled) if t is not None]),
+            tokens=tuple(sampled) if sampled else (None,) * len(batch.seqs),
             kv_blocks_used=bm.num_blocks - bm.num_free_blocks,
             kv_blocks_free=bm.num_free_blocks,
             kv_blocks_cached=bm.num_cached_free_blocks,

@@ -71,7 +71,7 @@ class MetricsCollector:
         prefill, decode = r.num_prefill_tokens, r.num_decode_tokens
         t.prefill_tokens += prefill
         t.decode_tokens += decode
-        t.generated_tokens += len(r.new_tokens)
+        t.generated_tokens += r.num_sampled
         t.prefix_hit_tokens += r.prefix_hit_tokens
         t.admitted_prompt_tokens += sum(
             self._prompt_len.get(i, 0) for i in r.admitted_ids

@@ -22,7 +22,8 @@ class Recorder:
         self.max_steps = max_steps
         self.records: deque[StepRecord] = deque(maxlen=max_steps)
         self.event_log: deque[SequenceEvent] = deque(maxlen=None if max_steps is None else 20 * max_steps)
-        self._token_times: dict[int, list[float]] = {}  # seq id -> time of each sampled token
+        # seq id -> [time of first token, time of latest token, tokens so far]: O(1) per token
+        self._token_times: dict[int, list] = {}
         self._added: dict[int, float] = {}  # seq id -> time it was added
         self._unsubscribe = None
 
@@ -48,8 +49,15 @@ class Recorder:
         for e in record.events:
             if e.before is None:
                 self._added[e.seq_id] = e.time
-        for seq_id, _ in record.new_tokens:
-            self._token_times.setdefault(seq_id, []).append(record.time)
+        now, times = record.time, self._token_times
+        for seq_id, token in zip(record.seq_ids, record.tokens):
+            if token is not None:
+                t = times.get(seq_id)
+                if t is None:
+                    times[seq_id] = [now, now, 1]
+                else:
+                    t[1] = now
+                    t[2] += 1
 
     # ---- DataFrames -------------------------------------------------------------------------------
     @property
@@ -102,11 +110,11 @@ class Recorder:
                 row["finished_step"], row["finish_reason"] = e.step, e.reason
         nan = float("nan")
         for seq_id, row in info.items():
-            times = self._token_times.get(seq_id, [])
+            first, last, n = self._token_times.get(seq_id, (None, None, 0))
             added = self._added.get(seq_id)
-            row["num_generated"] = len(times)
-            row["ttft"] = times[0] - added if times and added is not None else nan
-            row["itl_mean"] = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else nan
+            row["num_generated"] = n
+            row["ttft"] = first - added if n and added is not None else nan
+            row["itl_mean"] = (last - first) / (n - 1) if n > 1 else nan
         return list(info.values())
 
 
