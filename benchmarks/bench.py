@@ -23,8 +23,8 @@ from nanovllm import LLM, SamplingParams
 from nanovllm.engine.recorder import Recorder
 
 
-def workload(num_seqs=256, max_input_len=1024, max_output_len=1024):
-    seed(0)
+def workload(num_seqs=256, max_input_len=1024, max_output_len=1024, seed_=0):
+    seed(seed_)
     prompts = [[randint(0, 10000) for _ in range(randint(100, max_input_len))] for _ in range(num_seqs)]
     max_tokens = [randint(100, max_output_len) for _ in range(num_seqs)]
     params = [SamplingParams(temperature=0.6, ignore_eos=True, max_tokens=m) for m in max_tokens]
@@ -97,18 +97,10 @@ def run_engine(llm: LLM, prompts, params, recorder: bool):
 
 
 def host_overhead(rec: Recorder, batch: int = 256) -> dict:
-    # A second timed run with a Recorder attached: the step breakdown, and what observing costs.
-    tokens_r, elapsed_r, rec = run_engine(llm, prompts, params, recorder=True)
-    print(f"with a Recorder attached: {tokens_r / elapsed_r:,.0f} tok/s "
-          f"(ratio to bare {elapsed / elapsed_r:.3f})")
     df = rec.steps
     df = df[(df.phase == "decode") & (df.num_seqs >= batch)]
     if df.empty:
-        # A second timed run with a Recorder attached: the step breakdown, and what observing costs.
-    tokens_r, elapsed_r, rec = run_engine(llm, prompts, params, recorder=True)
-    print(f"with a Recorder attached: {tokens_r / elapsed_r:,.0f} tok/s "
-          f"(ratio to bare {elapsed / elapsed_r:.3f})")
-    df = rec.steps[rec.steps.phase == "decode"]
+        df = rec.steps[rec.steps.phase == "decode"]
     host = (df.t_schedule + df.t_prepare + df.t_postprocess) / df.t_total
     return dict(steps=len(df), step_ms=1e3 * df.t_total.median(), forward_ms=1e3 * df.t_forward.median(),
                 host_fraction=float(host.median()),
@@ -174,8 +166,11 @@ def main() -> None:
           f"{getattr(getattr(runner, 'graphs', None), 'capture_seconds', float('nan')):.1f} s")
     # One warm-up generate: a few requests shaped like the workload, so every kernel variant
     # (prefill, mixed prefill + decode, decode buckets) is compiled before timing.
-    llm.generate(prompts[:16], [SamplingParams(temperature=0.6, ignore_eos=True, max_tokens=16)] * 16,
-                 use_tqdm=False)
+    # Its prompts share nothing with the workload, and the prefix cache is emptied before each
+    # timed run, so no run gets prefill for free.
+    warm, _ = workload(16, seed_=1)
+    llm.generate(warm, [SamplingParams(temperature=0.6, ignore_eos=True, max_tokens=16)] * 16, use_tqdm=False)
+    llm.reset_prefix_cache()
     num_params = count_params(llm.config.spec)
     tokens, elapsed, _ = run_engine(llm, prompts, params, recorder=False)
     tok_s = tokens / elapsed
@@ -183,6 +178,7 @@ def main() -> None:
     print(f"nanovllm: {tokens} tokens in {elapsed:.2f} s = {tok_s:,.0f} tok/s")
     print("floor: " + ", ".join(f"{k}={v:.2f}" for k, v in fl.items()) + f"; efficiency {fl['floor_s'] / elapsed:.3f}")
     # A second timed run with a Recorder attached: the step breakdown, and what observing costs.
+    llm.reset_prefix_cache()
     tokens_r, elapsed_r, rec = run_engine(llm, prompts, params, recorder=True)
     print(f"with a Recorder attached: {tokens_r / elapsed_r:,.0f} tok/s "
           f"(ratio to bare {elapsed / elapsed_r:.3f})")
@@ -191,13 +187,13 @@ def main() -> None:
                                        forward_s=("t_forward", "sum"), sample_s=("t_sample", "sum"))
     host_s = (df.t_schedule + df.t_prepare + df.t_postprocess).sum()
     print(f"steps by phase:\n{by_phase.to_string()}\nhost (schedule+prepare+postprocess) {host_s:.2f} s; "
-          f"outside step() {elapsed - df.t_total.sum():.2f} s")
+          f"outside step() {elapsed_r - df.t_total.sum():.2f} s")
     ho = host_overhead(rec)
     print("decode steps at batch 256: " + ", ".join(f"{k}={v:.3f}" for k, v in ho.items()))
     llm.close()
     peer = run_peer(path, prompts, params, args.peer) if args.peer else None
     if peer:
-        with LLM(path, max_model_len=4096) as llm2:
+        with LLM(path, max_model_len=4096) as llm2:  # a fresh engine: an empty prefix cache
             t_tokens, t_elapsed, _ = run_engine(llm2, prompts[: args.peer], params[: args.peer], recorder=False)
         print(f"same {args.peer} requests: nanovllm {t_tokens / t_elapsed:,.0f} tok/s vs transformers "
               f"{peer:,.0f} tok/s = {t_tokens / t_elapsed / peer:.1f}x")

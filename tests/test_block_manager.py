@@ -141,3 +141,17 @@ def test_random_operations_keep_integrity(operations, caching):
         bm.free_seq(s)
     assert bm.num_free_blocks == bm.num_blocks
     assert bm.check_integrity([]) == []
+
+
+def test_reset_prefix_cache_forgets_free_blocks_only():
+    bm = BlockManager(8, BS)
+    done = seq(0, list(range(9)))
+    run_prefill(bm, done)
+    bm.free_seq(done)
+    live = seq(1, list(range(100, 109)))
+    run_prefill(bm, live)
+    assert bm.num_cached_free_blocks == 2
+    assert bm.reset_prefix_cache() == 2
+    assert bm.num_cached_free_blocks == 0 and bm.match_prefix(seq(2, list(range(9)))) == []
+    assert bm.match_prefix(seq(3, list(range(100, 109)))) == live.block_table[:2]  # in use: kept
+    assert bm.check_integrity([live]) == []

@@ -176,6 +176,18 @@ class BlockManager:
         seq.num_hashed_blocks = 0
         seq.num_computed_tokens = 0  # num_cached_tokens stays: it reports the last admission
 
+    def reset_prefix_cache(self) -> int:
+        """Forget every cached-free block (blocks in use keep their hashes). Returns how many."""
+        dropped = 0
+        for block_id in self.free:
+            block = self.blocks[block_id]
+            if block.hash is not None:
+                del self.hash_to_block[block.hash]
+                block.hash = block.token_ids = None
+                dropped += 1
+        self._num_cached_free = 0
+        return dropped
+
     # ---- checks -------------------------------------------------------------------------------------
     def check_integrity(self, seqs: Iterable[Sequence] = ()) -> list[str]:
         """Every invariant the cache relies on, as a list of violations (empty when healthy).

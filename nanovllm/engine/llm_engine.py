@@ -283,6 +283,10 @@ class LLMEngine:
         self._notify(record)
         return record
 
+    def reset_prefix_cache(self) -> int:
+        """Evict every cached prefix block not in use (e.g. between benchmark runs)."""
+        return self.block_manager.reset_prefix_cache()
+
     def check_integrity(self) -> list[str]:
         """Every violated cache/scheduler invariant, as readable strings (empty when healthy)."""
         return self.scheduler.check_integrity()

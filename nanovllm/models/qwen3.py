@@ -13,8 +13,8 @@ from nanovllm.config import ModelSpec
 from nanovllm.layers.activation import SiluAndMul
 from nanovllm.layers.attention import Attention
 from nanovllm.layers.embed_head import ParallelLMHead, VocabParallelEmbedding
-from nanovllm.layers.linear import MergedColumnParallelLinear, QKVParallelLinear, RowParallelLinear
 from nanovllm.layers.fusion import maybe_compile
+from nanovllm.layers.linear import MergedColumnParallelLinear, QKVParallelLinear, RowParallelLinear
 from nanovllm.layers.norm import RMSNorm, rms_norm
 from nanovllm.layers.parallel import TensorParallel
 from nanovllm.layers.rotary import RotaryEmbedding, apply_rotary
