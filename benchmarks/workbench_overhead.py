@@ -82,7 +82,7 @@ def main() -> None:
     observer = wb.observer_time - observer0
     print(f"workbench: {wb.redraws - redraws0} redraws over {wb.history.last_step - steps0} steps "
           f"(about {wb.throttle.cost * 1e3:.1f} ms of CPU each); its step observer took "
-          f"{observer * 1e3:.0f} ms of CPU = {100 * observer / cpu['workbench']:.1f}% of the attached runs' CPU time")
+          f"{observer * 1e3:.0f} ms = {100 * observer / cpu['workbench']:.1f}% of the attached runs' CPU time")
     wb.close()
     bare.close()
 

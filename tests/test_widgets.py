@@ -226,6 +226,7 @@ def test_costly_snapshots_are_kept_only_at_redraws(tiny_model):
         assert bench.block_view.figure.data[0].hovertext is None  # no per-block text at this size
         bench.show_step(2)
         assert "nearest snapshot: after step 0" in bench.block_view.figure.layout.title.text
+        assert "totals as of step 0" in bench.metrics_panel.html
         bench.snapshot_every_step = True
         bench.step(1)
         assert bench.history.at(5).snapshot is not None

@@ -61,9 +61,10 @@ class Dashboard:
             if frame.snapshot is not None:
                 self.block_view.learn(frame.snapshot)  # the hash chain, from every step's tables
 
-    def draw(self, step: int | None, frame: Frame | None, snap: EngineSnapshot | None, *, live: bool,
-             last_step: int | None, integrity: bool) -> None:
-        """Show ``step`` (None: no step yet): its frame, and ``snap`` (its snapshot or an earlier one)."""
+    def draw(self, step: int | None, frame: Frame | None, snap: EngineSnapshot | None,
+             totals: Frame | None, *, live: bool, last_step: int | None, integrity: bool) -> None:
+        """Show ``step`` (None: no step yet): its frame, ``snap`` (its snapshot or an earlier one)
+        and the metrics of ``totals`` (its frame or an earlier one)."""
         if snap is not None:
             when = "now" if step is None else f"after step {step}"
             if step is not None and snap.step != step + 1:
@@ -73,7 +74,7 @@ class Dashboard:
             self.block_view.figure.layout.title.text = f"KV cache blocks: no snapshot kept for step {step}"
         self.timeline_view.draw(step, title=None if step is None else f"Sequence states up to step {step}")
         self.timing_view.draw(step)
-        self.metrics_panel.draw(frame, live=live, last_step=last_step, integrity=integrity)
+        self.metrics_panel.draw(frame, totals, live=live, last_step=last_step, integrity=integrity)
 
     # ---- controls, changed by code -------------------------------------------------------------
     @contextmanager

@@ -1,10 +1,10 @@
 """History and throttle: what the workbench keeps per step, and when it redraws.
 
-``History`` holds one ``Frame`` per recorded step: the ``StepRecord``, the ``EngineSnapshot`` taken
-right after it (when one was taken) and the ``get_metrics()`` figures at that moment. It is bounded
+``History`` holds one ``Frame`` per recorded step: the ``StepRecord`` and, when they were taken,
+the ``EngineSnapshot`` right after it and the ``get_metrics()`` figures at that moment. It is bounded
 twice: by a number of steps and by an estimate of the bytes the snapshots hold, so a cache of
 100k blocks keeps fewer snapshots than one of 64. Time travel reads frames; a step without its own
-snapshot is drawn with the nearest earlier one.
+snapshot or metrics is drawn with the nearest earlier ones.
 
 ``Throttle`` decides when a view may redraw: at most every ``interval`` seconds, and never so often
 that drawing takes more than ``max_share`` of the wall time (a slow draw stretches the interval):
@@ -34,8 +34,8 @@ class Frame:
     """Everything the views draw for one step."""
 
     record: StepRecord
-    snapshot: EngineSnapshot | None  # None when snapshots are taken only at redraws
-    metrics: dict[str, Any]
+    snapshot: EngineSnapshot | None  # None when not taken at this step (see Workbench)
+    metrics: dict[str, Any] | None = None  # likewise
 
     @property
     def step(self) -> int:
@@ -47,6 +47,10 @@ def snapshot_bytes(snap: EngineSnapshot) -> int:
     blocks_in_tables = sum(len(s.block_table) for s in snap.sequences)
     return (arrays + _BYTES_PER_OWNER * len(snap.owners) + _BYTES_PER_SEQUENCE * len(snap.sequences)
             + 8 * blocks_in_tables)
+
+
+def _nbytes(frame: Frame) -> int:
+    return snapshot_bytes(frame.snapshot) if frame.snapshot is not None else 0
 
 
 class History:
@@ -68,10 +72,9 @@ class History:
     def append(self, frame: Frame) -> None:
         assert not self.frames or frame.step > self.frames[-1].step, "frames must come in step order"
         self.frames.append(frame)
-        self.nbytes += snapshot_bytes(frame.snapshot) if frame.snapshot is not None else 0
+        self.nbytes += _nbytes(frame)
         while len(self.frames) > self.max_steps or (self.nbytes > self.max_bytes and len(self.frames) > 1):
-            old = self.frames.popleft()
-            self.nbytes -= snapshot_bytes(old.snapshot) if old.snapshot is not None else 0
+            self.nbytes -= _nbytes(self.frames.popleft())
 
     @property
     def first_step(self) -> int | None:
@@ -97,23 +100,29 @@ class History:
             raise KeyError(step)
         return self.frames[i]
 
-    def set_snapshot(self, step: int, snap: EngineSnapshot) -> None:
-        """Attach (or replace) the snapshot of a kept step, e.g. one taken at a redraw."""
+    def fill(self, step: int, snapshot: EngineSnapshot | None = None,
+             metrics: dict[str, Any] | None = None) -> Frame:
+        """Attach (or replace) the snapshot and/or metrics of a kept step, e.g. taken at a redraw."""
         i = self._index(step)
         if i < 0 or self.frames[i].step != step:
             raise KeyError(step)
         old = self.frames[i]
-        self.nbytes += snapshot_bytes(snap) - (snapshot_bytes(old.snapshot) if old.snapshot is not None else 0)
-        self.frames[i] = dataclasses.replace(old, snapshot=snap)
+        new = dataclasses.replace(old, snapshot=snapshot or old.snapshot, metrics=metrics or old.metrics)
+        self.nbytes += _nbytes(new) - _nbytes(old)
+        self.frames[i] = new
+        return new
+
+    def nearest(self, step: int, field: str) -> Frame | None:
+        """The frame of ``step``, or the nearest earlier one, whose ``field`` was taken."""
+        i = self._index(step)
+        while i >= 0 and getattr(self.frames[i], field) is None:
+            i -= 1
+        return self.frames[i] if i >= 0 else None
 
     def snapshot_at(self, step: int) -> EngineSnapshot | None:
         """The snapshot taken after ``step``, or the nearest earlier one kept."""
-        i = self._index(step)
-        while i >= 0:
-            if self.frames[i].snapshot is not None:
-                return self.frames[i].snapshot
-            i -= 1
-        return None
+        frame = self.nearest(step, "snapshot")
+        return frame.snapshot if frame is not None else None
 
 
 class _StepView:

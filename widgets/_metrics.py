@@ -1,8 +1,8 @@
 """Metrics panel: the figures of ``get_metrics()``, the shown step's record, integrity problems.
 
-One ``ipywidgets.HTML``; ``draw(frame, ...)`` replaces its value (one message). Everything comes from
-a ``Frame`` (StepRecord + snapshot + the metrics dict recorded with it), so time travel shows the
-totals as they were.
+One ``ipywidgets.HTML``; ``draw(frame, totals, ...)`` replaces its value (one message). Everything
+comes from ``Frame``s (StepRecord + snapshot + the metrics dict recorded with them), so time travel
+shows the totals as they were (as of the nearest earlier step that kept them).
 """
 
 from __future__ import annotations
@@ -60,13 +60,17 @@ class MetricsPanel:
     def empty_html() -> str:
         return "<i>No steps yet: add a request and press Step or Run.</i>"
 
-    def draw(self, frame: Frame | None, *, live: bool, last_step: int | None,
-             integrity: bool, message: str = "") -> None:
+    def draw(self, frame: Frame | None, totals: Frame | None = None, *, live: bool,
+             last_step: int | None, integrity: bool, message: str = "") -> None:
+        """Show ``frame``'s step, with the metrics of ``totals`` (that frame or an earlier one)."""
         if frame is None:
             html = self.empty_html()
         else:
             html = self._header(frame, live, last_step) + "<div style='display:flex;flex-wrap:wrap'>"
-            html += _table(self._step_rows(frame), "this step") + _table(self._total_rows(frame), "totals")
+            html += _table(self._step_rows(frame), "this step")
+            if totals is not None and totals.metrics is not None:
+                title = "totals" if totals.step == frame.step else f"totals as of step {totals.step}"
+                html += _table(self._total_rows(totals.metrics), title)
             html += "</div>" + self._integrity(frame, integrity) + self._events(frame)
         if message:
             html += f"<div style='color:#555'>{escape(message)}</div>"
@@ -97,8 +101,8 @@ class MetricsPanel:
         ]
 
     @staticmethod
-    def _total_rows(frame: Frame) -> list[tuple[str, str]]:
-        return [(label, _fmt(frame.metrics, key, fmt)) for label, key, fmt in TOTALS]
+    def _total_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+        return [(label, _fmt(metrics, key, fmt)) for label, key, fmt in TOTALS]
 
     @staticmethod
     def _integrity(frame: Frame, enabled: bool) -> str:

@@ -2,7 +2,7 @@
 
 ::
 
-    engine.step() --StepRecord--> _on_step: snapshot + metrics -> History (bounded); mark dirty
+    engine.step() --StepRecord--> _on_step: record (+ snapshot, metrics) -> History; mark dirty
                                      | redraw if the Throttle allows (<= 10/s, <= 2% of the time),
                                      | else arm a timer on the kernel's loop (fires once it is free)
                                      v
@@ -29,10 +29,11 @@ from nanovllm.errors import NanoVLLMError, UnknownRequestError
 from ._dashboard import Dashboard
 from ._history import Frame, History, Throttle
 
-# Snapshots cost O(blocks + sequences). By default one is kept for every step while that costs at
-# most this share of the engine's step time (the teaching case: a few requests, a small cache);
-# beyond it (a 64-request batch on a fast step, or 100k blocks) only at redraws, and time travel
-# shows the nearest earlier snapshot. StepRecords, and so the timeline and timing, are always kept.
+# Snapshots cost O(blocks + sequences). By default a snapshot and the metrics are kept for every
+# step while the snapshot costs at most this share of the engine's step time (the teaching case: a
+# few requests, a small cache); beyond it (a 64-request batch on a fast step, or 100k blocks) only
+# at redraws, and time travel shows the nearest earlier ones. StepRecords, and so the timeline and
+# timing, are always kept.
 SNAPSHOT_SHARE = 0.01
 
 
@@ -55,7 +56,7 @@ class Workbench:
         self._timer: asyncio.TimerHandle | None = None
         self._unsubscribe = None
         self.redraws = 0  # how many times the views were redrawn (the throttle's effect, measurable)
-        self.observer_time = 0.0  # CPU seconds spent in the step observer, redraws included
+        self.observer_time = 0.0  # seconds spent in the step observer, redraws included
         self._attach(LLM(self.model, **self.config))
         cfg = self.llm.config
         self.dashboard = Dashboard(cfg.num_kvcache_blocks, cfg.kvcache_block_size, window, history_steps)
@@ -114,9 +115,11 @@ class Workbench:
     # ---- observing ------------------------------------------------------------------------------
     def _on_step(self, record: StepRecord) -> None:
         """Engine observer: keep the step; redraw only if the throttle allows."""
-        started = time.thread_time()
-        snap = self._snapshot() if self._want_snapshot(record) else None
-        frame = Frame(record, snap, self.llm.get_metrics())
+        started = time.perf_counter()
+        if self._want_snapshot(record):
+            frame = Frame(record, self._snapshot(), self.llm.get_metrics())
+        else:
+            frame = Frame(record, None, None)  # filled in if this step gets drawn
         self.history.append(frame)
         self._pending.append(frame)
         self._dirty = True
@@ -124,7 +127,7 @@ class Workbench:
             self.redraw()
         elif self._timer is None:
             self._arm_timer()
-        self.observer_time += time.thread_time() - started
+        self.observer_time += time.perf_counter() - started
 
     def _want_snapshot(self, record: StepRecord) -> bool:
         if self._check or self.snapshot_every_step is not None:
@@ -140,11 +143,9 @@ class Workbench:
 
     def _arm_timer(self) -> None:
         """Draw the last steps once the kernel is free (e.g. after a cell's ``generate`` returns)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop (a script): step() and flush() draw
-        self._timer = loop.call_later(self.throttle.interval, self._on_timer)
+        loop = asyncio._get_running_loop()  # None, not an exception, outside a loop: cheap per step
+        if loop is not None:  # else (a script) step() and flush() draw
+            self._timer = loop.call_later(self.throttle.interval, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -167,12 +168,11 @@ class Workbench:
         self.dashboard.sync_slider(h.first_step, h.last_step, self._pinned)
         step = self.shown_step
         frame = h.at(step) if step is not None else None
-        snap = h.snapshot_at(step) if step is not None else None
-        if step is None or (self._pinned is None and frame.snapshot is None):
-            snap = self._snapshot()  # live, and no snapshot of it yet: take one
-            if frame is not None:
-                h.set_snapshot(step, snap)
-        self.dashboard.draw(step, frame, snap, live=self._pinned is None, last_step=h.last_step,
+        if frame is not None and self._pinned is None and (frame.snapshot is None or frame.metrics is None):
+            frame = h.fill(step, frame.snapshot or self._snapshot(), frame.metrics or self.llm.get_metrics())
+        snap = h.snapshot_at(step) if step is not None else self._snapshot()
+        totals = h.nearest(step, "metrics") if step is not None else None
+        self.dashboard.draw(step, frame, snap, totals, live=self._pinned is None, last_step=h.last_step,
                             integrity=self._check)
         self.redraws += 1
         self.throttle.done(time.thread_time() - started)
@@ -304,7 +304,7 @@ class Workbench:
         self.dashboard.set_value(self.controls.integrity, self._check)
         latest = self.history.latest
         if self._check and latest is not None:
-            self.history.set_snapshot(latest.step, self.llm.snapshot(check=True))
+            self.history.fill(latest.step, snapshot=self.llm.snapshot(check=True))
         self.redraw()
 
     # ---- controls ---------------------------------------------------------------------------------
