@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,6 @@ class Config:
     enable_prefix_caching: bool = True
     attention_backend: str = "auto"
     seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self._check_positive("max_num_batched_tokens", "max_num_seqs", "max_model_len")
@@ -193,7 +192,7 @@ class Config:
             spec = ModelSpec.from_dict(raw)
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise ModelLoadError(f"cannot read {config_file}: {e!r}") from e
-        known = {f.name for f in dataclasses.fields(cls)} - {"model", "spec", "extra"}
+        known = {f.name for f in dataclasses.fields(cls)} - {"model", "spec"}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ConfigError(

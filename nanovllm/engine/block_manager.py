@@ -122,7 +122,7 @@ class BlockManager:
 
     def grow(self, seq: Sequence, num_tokens: int) -> bool:
         """Make ``seq.block_table`` cover ``num_tokens`` tokens. False (and no change) if it can't."""
-        missing = -(-num_tokens // self.block_size) - len(seq.block_table)
+        missing = self.blocks_needed(num_tokens) - len(seq.block_table)
         if missing <= 0:
             return True
         if missing > len(self.free):
@@ -130,9 +130,6 @@ class BlockManager:
         for _ in range(missing):
             seq.block_table.append(self._take_free_block())
         return True
-
-    def can_grow(self, seq: Sequence, num_tokens: int) -> bool:
-        return self.blocks_needed(num_tokens) - len(seq.block_table) <= len(self.free)
 
     def _take_free_block(self) -> int:
         block_id, _ = self.free.popitem(last=False)

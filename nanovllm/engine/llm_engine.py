@@ -200,14 +200,14 @@ class LLMEngine:
         batch = self.scheduler.schedule()
         t1 = time.perf_counter()
         if not batch.seqs:
-            return self._finish_step(batch, [], StepTiming(schedule=t1 - t0, total=t1 - t0), t0)
+            return self._finish_step(batch, [], StepTiming(schedule=t1 - t0, total=t1 - t0))
         try:
             inputs = prepare_inputs(batch, self.config.kvcache_block_size)
             t2 = time.perf_counter()
             out, run_timing = self.executor.run(inputs)
         except Exception as e:
             error = f"{type(e).__name__}: {e}"
-            self._finish_step(batch, [], StepTiming(schedule=t1 - t0), t0, error=error)
+            self._finish_step(batch, [], StepTiming(schedule=t1 - t0), error=error)
             raise StepError(
                 f"step {batch.step} ({batch.phase}, requests {[s.seq_id for s in batch.seqs]}) failed: "
                 f"{error}; the step was rolled back", step=batch.step,
@@ -222,7 +222,7 @@ class LLMEngine:
         timing = StepTiming(schedule=t1 - t0, prepare=(t2 - t1) + run_timing.prepare,
                             forward=run_timing.forward, sample=run_timing.sample,
                             postprocess=t4 - t3, total=t4 - t0)
-        return self._finish_step(batch, sampled, timing, t0, finished)
+        return self._finish_step(batch, sampled, timing, finished)
 
     def _apply_samples(self, batch: ScheduledBatch, out) -> tuple[list[int | None], list[Sequence]]:
         sampled: list[int | None] = []
@@ -243,7 +243,7 @@ class LLMEngine:
         return sampled, failed
 
     def _finish_step(self, batch: ScheduledBatch, sampled: list[int | None], timing: StepTiming,
-                     t0: float, finished: list[int] = (), error: str | None = None) -> StepRecord:
+                     finished: list[int] = (), error: str | None = None) -> StepRecord:
         now = time.perf_counter()
         events = tuple(self.scheduler.events)
         self.scheduler.events.clear()

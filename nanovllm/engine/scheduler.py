@@ -95,10 +95,6 @@ class Scheduler:
     def has_unfinished(self) -> bool:
         return bool(self.waiting or self.running)
 
-    @property
-    def live_seqs(self) -> list[Sequence]:
-        return [*self.running, *self.waiting]
-
     # ---- scheduling ------------------------------------------------------------------------------
     def schedule(self) -> ScheduledBatch:
         batch = ScheduledBatch(step=self.num_steps)

@@ -83,16 +83,8 @@ class Sequence:
         return self.token_ids[: self.num_prompt_tokens]
 
     @property
-    def num_uncomputed_tokens(self) -> int:
-        return len(self.token_ids) - self.num_computed_tokens
-
-    @property
     def is_finished(self) -> bool:
         return self.status is SequenceStatus.FINISHED
-
-    @property
-    def max_total_tokens(self) -> int:
-        return self.num_prompt_tokens + self.params.max_tokens
 
     def _repr_html_(self) -> str:
         from nanovllm.engine.html import sequence_html
