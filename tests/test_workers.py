@@ -366,26 +366,40 @@ def test_typed_error_at_startup_is_raised_as_itself(tiny_model, tmp_path):
 
 
 # ---- KeyboardInterrupt ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "interrupted_call",
+    [5, 6],
+    ids=["before-any-reply-of-the-step", "after-rank-0-replied"],
+)
 def test_interrupt_while_waiting_for_replies_keeps_the_engine_usable(
-    tiny_model, reference, monkeypatch
+    tiny_model, reference, monkeypatch, interrupted_call
 ):
+    """Replies are handed over one per ``wait`` call, so each step takes exactly two calls and the
+    interrupt lands at a known point of the third step: before any reply was read, or after one
+    rank's reply was read and the other's was not (the case that hung CI when the group forgot
+    which ranks had already answered)."""
     leftovers = Leftovers()
     with LLM(tiny_model, tensor_parallel_size=2, **KW) as llm:
         leftovers.note(llm)
+        llm.executor.step_timeout = 60.0  # a regression fails in a minute, not in ten
         calls = []
         real_wait = workers.wait
 
-        def interrupted_wait(*args, **kwargs):
+        def one_reply_per_wait(objects, timeout=None):
             calls.append(1)
-            if len(calls) == 3:
+            if len(calls) == interrupted_call:
                 raise KeyboardInterrupt
-            return real_wait(*args, **kwargs)
+            ready = real_wait(objects, timeout=timeout)
+            return ready[:1]
 
-        monkeypatch.setattr(workers, "wait", interrupted_wait)
+        monkeypatch.setattr(workers, "wait", one_reply_per_wait)
         with pytest.raises(KeyboardInterrupt):
             llm.generate(PROMPTS, LONG, use_tqdm=False)
-        assert llm.executor._in_flight is not None  # the replies of that step are still unread
+        step = llm.executor._in_flight
+        assert step is not None and not step.unsent  # sent to all, replies still owed
+        assert len(step.unanswered) == {5: 2, 6: 1}[interrupted_call]
         assert tokens(llm) == reference
+        assert llm.executor._in_flight is None
         assert llm.check_integrity() == []
     leftovers.check()
 

@@ -56,6 +56,15 @@ JOIN_TIMEOUT_S = 10.0  # a clean exit takes well under a second; then we termina
 DEATH_GRACE_S = 0.5  # when a rank raises, wait this long to see whether a peer died first
 
 
+@dataclasses.dataclass
+class _InFlight:
+    """One step's round trip: the ranks not yet sent its ticket, and those not yet heard from."""
+
+    ticket: Ticket
+    unsent: set[int]
+    unanswered: set[int]
+
+
 class WorkerGroup:
     def __init__(
         self,
@@ -71,7 +80,7 @@ class WorkerGroup:
         self._procs: list[mp.process.BaseProcess] = []
         self._conns: list[Connection] = []
         self._broken: WorkerError | None = None
-        self._in_flight: tuple[Ticket, set[int]] | None = None  # (ticket, ranks not yet sent it)
+        self._in_flight: _InFlight | None = None  # the step sent or being sent, not fully answered
         self._starting = True
         self._finalizer = weakref.finalize(self, _shutdown, self._procs, self._conns, self.channel)
         try:
@@ -112,10 +121,10 @@ class WorkerGroup:
         t0 = time.perf_counter()
         if self._in_flight is not None:
             self._finish_interrupted_step()
-        ticket = self.channel.write(inputs)
-        self._in_flight = (ticket, set(range(self.size)))
+        step = _InFlight(self.channel.write(inputs), set(range(self.size)), set(range(self.size)))
+        self._in_flight = step
         self._send_ticket()
-        out, timing = self._collect("ok", self.step_timeout)[0]
+        out, timing = self._collect("ok", self.step_timeout, unanswered=step.unanswered)[0]
         self._in_flight = None
         wall = time.perf_counter() - t0
         timing.prepare += max(0.0, wall - timing.prepare - timing.forward - timing.sample)
@@ -150,15 +159,17 @@ class WorkerGroup:
             )
 
     def _send_ticket(self) -> None:
-        ticket, unsent = self._in_flight
-        for rank in sorted(unsent):
-            self._send(rank, ("run", ticket))
-            unsent.discard(rank)
+        step = self._in_flight
+        for rank in sorted(step.unsent):
+            self._send(rank, ("run", step.ticket))
+            step.unsent.discard(rank)
 
     def _finish_interrupted_step(self) -> None:
-        """A KeyboardInterrupt left a step half sent or its replies unread: complete it, drop it."""
+        """A KeyboardInterrupt left a step half sent or some of its replies unread: send the rest,
+        read the replies not read yet (a rank that already answered sends nothing more), drop it."""
+        step = self._in_flight
         self._send_ticket()
-        self._collect("ok", self.step_timeout)
+        self._collect("ok", self.step_timeout, sorted(step.unanswered), step.unanswered)
         self._in_flight = None
 
     def _send(self, rank: int, msg: tuple) -> None:
@@ -167,8 +178,16 @@ class WorkerGroup:
         except OSError:  # BrokenPipeError and friends: the worker is gone
             self._fail(self._death_error(rank))
 
-    def _collect(self, tag: str, timeout: float, ranks: list[int] | None = None) -> list:
+    def _collect(
+        self,
+        tag: str,
+        timeout: float,
+        ranks: list[int] | None = None,
+        unanswered: set[int] | None = None,
+    ) -> list:
         """Wait for one ``(tag, payload)`` reply from each of ``ranks``; return the payloads.
+        Each rank whose reply was read is removed from ``unanswered`` at once, so that a
+        KeyboardInterrupt between two replies leaves a true account of what is still owed.
         Raises ``WorkerError`` as soon as any worker raises or dies, or at the timeout."""
         ranks = list(range(self.size)) if ranks is None else ranks
         waiting = {self._conns[r]: r for r in ranks}
@@ -187,7 +206,10 @@ class WorkerGroup:
                 )
             ready = wait([*waiting, *sentinels], timeout=left)
             for conn in [c for c in ready if c in waiting]:
-                replies[waiting.pop(conn)] = self._receive(conn, self._conns.index(conn), tag)
+                rank = waiting.pop(conn)
+                replies[rank] = self._receive(conn, rank, tag)
+                if unanswered is not None:
+                    unanswered.discard(rank)
             for sentinel in [s for s in ready if s in sentinels]:
                 rank = sentinels[sentinel]
                 if self._conns[rank].poll():  # its last words, e.g. a traceback, come first
