@@ -404,6 +404,33 @@ def test_interrupt_while_waiting_for_replies_keeps_the_engine_usable(
     leftovers.check()
 
 
+def test_interrupt_inside_a_reply_stops_the_group_cleanly(tiny_model):
+    """Ctrl-C inside ``recv()`` can leave half a message in the pipe: the group stops, says why
+    on the next call, and closes without leftovers."""
+
+    class InterruptedRecv:
+        def __init__(self, conn):
+            self.conn = conn
+
+        def recv(self):
+            raise KeyboardInterrupt
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+
+    leftovers = Leftovers()
+    llm = LLM(tiny_model, tensor_parallel_size=2, **KW)
+    leftovers.note(llm)
+    group = llm.executor
+    group._conns[1] = InterruptedRecv(group._conns[1])
+    with pytest.raises(KeyboardInterrupt):
+        llm.generate(PROMPTS, SHORT, use_tqdm=False)
+    err = _expect_worker_error(lambda: llm.generate(PROMPTS, SHORT, use_tqdm=False))
+    assert "interrupted while reading" in str(err) and err.rank == 1
+    llm.close()
+    leftovers.check()
+
+
 def test_interrupt_between_sends_keeps_the_engine_usable(tiny_model, reference):
     leftovers = Leftovers()
     with LLM(tiny_model, tensor_parallel_size=2, **KW) as llm:

@@ -25,8 +25,10 @@ Contract:
 - A worker that dies, raises, or does not answer within ``step_timeout`` makes ``run()`` raise
   ``WorkerError`` (carrying the worker's traceback when there is one); the survivors are terminated
   and every later ``run()`` raises ``WorkerError`` at once.
-- A step interrupted in the main process (KeyboardInterrupt) is completed and its replies drained
-  at the start of the next ``run()``, so the group stays in step with the engine.
+- A step interrupted in the main process (KeyboardInterrupt) is completed and its replies still
+  owed are drained at the start of the next ``run()``, so the group stays in step with the engine.
+  An interrupt inside the read of a reply (half a message may be left in the pipe) stops the
+  group instead: the next ``run()`` raises ``WorkerError``.
 - ``close()`` asks the workers to exit (each destroys its process group), joins them (terminating
   stragglers), closes the pipes and unlinks the shared memory. It is idempotent, and also runs on
   garbage collection and at interpreter exit (``weakref.finalize``).
@@ -222,6 +224,20 @@ class WorkerGroup:
             got, payload = conn.recv()
         except (EOFError, OSError):
             self._fail(self._death_error(rank))
+        except KeyboardInterrupt:
+            # Ctrl-C inside recv() may leave half a message in the pipe, and nothing can read
+            # that pipe in step again. Stop the group (the next run() says why), then go on
+            # with the interrupt.
+            try:
+                self._fail(
+                    WorkerError(
+                        f"interrupted while reading tensor-parallel worker rank {rank}'s reply",
+                        rank=rank,
+                    )
+                )
+            except WorkerError:
+                pass
+            raise
         if got == "error":
             self._raise_worker_error(rank, *payload, starting=tag in ("port", "ready"))
         assert got == tag, f"worker rank {rank} answered {got!r}, expected {tag!r}"
