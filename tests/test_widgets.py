@@ -15,6 +15,7 @@ import pytest
 
 import widgets
 from nanovllm import SamplingParams
+from nanovllm.errors import ConfigError
 from nanovllm.engine.snapshot import BLOCK_STATE_NAMES
 from widgets import TEACHING_DEFAULTS, Workbench
 from widgets._blocks import blocks_named
@@ -387,6 +388,22 @@ def test_rerunning_the_cell_keeps_exactly_one_engine_alive():
     assert all(e.closed for e in engines) and widgets.current_workbench() is None
     gc.collect()
     assert set(mp.active_children()) == children and not segments_of(engines)
+
+
+def test_workbench_options_reach_the_views_and_count_as_arguments():
+    widgets.close_workbench()
+    try:
+        bench = widgets.workbench(num_kvcache_blocks=40, history_steps=50, redraw_interval=0.5)
+        assert bench.llm.config.num_kvcache_blocks == 40
+        assert bench.recorder.max_steps == 50 and bench.throttle.interval == 0.5
+        again = widgets.workbench(num_kvcache_blocks=40, history_steps=50, redraw_interval=0.5)
+        assert again is bench
+        other = widgets.workbench(num_kvcache_blocks=40, history_steps=60, redraw_interval=0.5)
+        assert other is not bench and bench.closed and other.recorder.max_steps == 60
+        with pytest.raises(ConfigError, match="histroy_steps"):
+            widgets.workbench(histroy_steps=10)
+    finally:
+        widgets.close_workbench()
 
 
 def pid_exists(pid: int) -> bool:

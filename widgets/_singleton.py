@@ -21,6 +21,9 @@ TEACHING_DEFAULTS: dict[str, Any] = dict(
     max_num_batched_tokens=256,
 )
 
+# Keywords of ``workbench()`` that configure the views rather than the engine.
+WORKBENCH_OPTIONS = ("history_steps", "history_bytes", "redraw_interval", "window", "snapshot_every_step")
+
 _current: Workbench | None = None
 _key: tuple | None = None
 
@@ -41,14 +44,19 @@ def _resolve(model, config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def workbench(model: str | os.PathLike | None = None, **config: Any) -> Workbench:
-    """The kernel's Workbench for ``model`` (default: the tiny model) and engine ``config``."""
+    """The kernel's Workbench for ``model`` (default: the tiny model) and engine ``config``.
+
+    The keywords in ``WORKBENCH_OPTIONS`` (``history_steps``, ``history_bytes``,
+    ``redraw_interval``, ``window``, ``snapshot_every_step``) go to the ``Workbench``; every
+    other keyword is an engine ``Config`` field (an unknown one raises ``ConfigError``)."""
     global _current, _key
+    options = {k: config.pop(k) for k in WORKBENCH_OPTIONS if k in config}
     path, cfg = _resolve(model, config)
-    key = (path, tuple(sorted((k, repr(v)) for k, v in cfg.items())))
+    key = (path, *(tuple(sorted((k, repr(v)) for k, v in d.items())) for d in (cfg, options)))
     if _current is not None and _key == key and not _current.closed:
         return _current
     close_workbench()
-    _current, _key = Workbench(path, cfg), key
+    _current, _key = Workbench(path, cfg, **options), key
     return _current
 
 
