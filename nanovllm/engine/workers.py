@@ -228,15 +228,12 @@ class WorkerGroup:
             # Ctrl-C inside recv() may leave half a message in the pipe, and nothing can read
             # that pipe in step again. Stop the group (the next run() says why), then go on
             # with the interrupt.
-            try:
-                self._fail(
-                    WorkerError(
-                        f"interrupted while reading tensor-parallel worker rank {rank}'s reply",
-                        rank=rank,
-                    )
+            self._stop(
+                WorkerError(
+                    f"interrupted while reading tensor-parallel worker rank {rank}'s reply",
+                    rank=rank,
                 )
-            except WorkerError:
-                pass
+            )
             raise
         if got == "error":
             self._raise_worker_error(rank, *payload, starting=tag in ("port", "ready"))
@@ -291,14 +288,18 @@ class WorkerGroup:
             worker_traceback=also,
         )
 
-    def _fail(self, error: WorkerError, typed: BaseException | None = None):
-        """Mark the group unusable, stop every worker now (survivors may be stuck in a collective
-        waiting for the dead one), and raise ``error`` (or ``typed``, caused by it). ``close()``
-        still joins the workers and unlinks the shared memory."""
+    def _stop(self, error: WorkerError) -> None:
+        """Mark the group unusable (later calls raise ``error``'s reason) and stop every worker
+        now: survivors may be stuck in a collective waiting for a dead one. ``close()`` still
+        joins the workers and unlinks the shared memory."""
         self._broken = error
         for proc in self._procs:
             if proc.exitcode is None:
                 proc.terminate()
+
+    def _fail(self, error: WorkerError, typed: BaseException | None = None):
+        """``_stop(error)``, then raise ``error`` (or ``typed``, caused by it)."""
+        self._stop(error)
         if typed is not None:
             raise typed from error
         raise error
