@@ -171,7 +171,7 @@ class WorkerGroup:
         read the replies not read yet (a rank that already answered sends nothing more), drop it."""
         step = self._in_flight
         self._send_ticket()
-        self._collect("ok", self.step_timeout, sorted(step.unanswered), step.unanswered)
+        self._collect("ok", self.step_timeout, unanswered=step.unanswered)
         self._in_flight = None
 
     def _send(self, rank: int, msg: tuple) -> None:
@@ -188,10 +188,12 @@ class WorkerGroup:
         unanswered: set[int] | None = None,
     ) -> list:
         """Wait for one ``(tag, payload)`` reply from each of ``ranks``; return the payloads.
-        Each rank whose reply was read is removed from ``unanswered`` at once, so that a
-        KeyboardInterrupt between two replies leaves a true account of what is still owed.
+        With ``unanswered`` (and no ``ranks``), wait for the ranks in it, and remove each one as
+        soon as its reply is read, so that a KeyboardInterrupt between two replies leaves a true
+        account of what is still owed.
         Raises ``WorkerError`` as soon as any worker raises or dies, or at the timeout."""
-        ranks = list(range(self.size)) if ranks is None else ranks
+        if ranks is None:
+            ranks = sorted(unanswered) if unanswered is not None else list(range(self.size))
         waiting = {self._conns[r]: r for r in ranks}
         sentinels = {p.sentinel: r for r, p in enumerate(self._procs)}
         replies: dict[int, object] = {}
