@@ -29,6 +29,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 SCREENSHOT_COPY = Path("/tmp/workbench_screenshot.png")
+FAILED_SCREENSHOT = Path("/tmp/workbench_failed.png")  # the page when an assertion failed
 
 pytestmark = [
     pytest.mark.browser,
@@ -37,15 +38,35 @@ pytestmark = [
 ]
 
 CELLS = [
-    # 1: the dashboard, with a delay so that Run can be seen running and paused
+    # 1: the dashboard
     "import time\nimport widgets\nfrom nanovllm import SamplingParams\n"
-    "wb = widgets.workbench()\nwb.controls.delay.value = 0.05\nwb.controls.max_tokens.value = 200\nwb",
+    "wb = widgets.workbench()\nwb.controls.max_tokens.value = 480\nwb.controls.copies.value = 12\nwb",
     # 2: a plain generate, slowed by an observer, so the views must update while the cell runs
     "slow = wb.llm.subscribe(lambda record: time.sleep(0.05))\n"
     "outs = wb.llm.generate(['What is a block table?', 'How does prefix caching save work?'],\n"
     "                       SamplingParams(temperature=0, max_tokens=60, ignore_eos=True), use_tqdm=False)\n"
     "slow()\nlen(outs)",
+    # 3: when each step ended, on the wall clock the page uses (Date.now(), in ms)
+    "import json\noffset = time.time() - time.perf_counter()\n"
+    "print('ENDS=' + json.dumps([round(1e3 * (f.record.time + offset), 1) for f in wb.history.frames]))",
 ]
+PAUSE_CLICKS = 10
+PAUSE_LATENCY_S = 0.5  # click -> the kernel's answer drawn (the toggle reads "Run" again)
+
+# Records the page-clock time of every button press (capture phase: before any widget handler).
+RECORD_CLICKS = """() => {
+  window.__clicks = [];
+  document.addEventListener('pointerdown', (ev) => {
+    const b = ev.target.closest('button');
+    if (b) window.__clicks.push({t: Date.now(), label: b.innerText.trim()});
+  }, true);
+}"""
+# Resolves (polled every animation frame) with the time the Run/Pause toggle reads ``label``.
+TOGGLE_READS = """(label) => {
+  const b = [...document.querySelectorAll('button.widget-toggle-button')]
+    .find(b => ['Run', 'Pause'].includes(b.innerText.trim()));
+  return b && b.innerText.trim() === label && Date.now();
+}"""
 
 
 def write_notebook(path: Path) -> None:
@@ -153,12 +174,24 @@ def panel_step(page) -> int | None:
     return found[0] if found else None
 
 
-def run_next_cell(page) -> None:
-    """Run the active cell and select the next. Cells go one at a time: JupyterLab's widget manager
-    asks the kernel for its widgets the first time one is displayed, and a kernel busy with the next
-    cell (as with run-all) answers only once that cell is done, so nothing would render before."""
+def run_cell(page, index: int) -> None:
+    """Run cell ``index`` (0-based). By index: a click on a widget selects the cell whose output holds
+    it, so "run the selected cell" would run the dashboard's cell again. Cells go one at a time:
+    JupyterLab's widget manager asks the kernel for its widgets the first time one is displayed, and
+    a kernel busy with the next cell (as with run-all) answers only once that cell is done."""
     # not awaited: execute() resolves only when the cell is done, and we watch it while it runs
-    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-cell-and-select-next'); }")
+    page.evaluate("""(i) => {
+        window.jupyterapp.shell.currentWidget.content.activeCellIndex = i;
+        window.jupyterapp.commands.execute('notebook:run-cell');
+    }""", index)
+
+
+def step_ends(page) -> str | None:
+    """The JSON list cell 4 prints, once it is there."""
+    for text in page.locator(".jp-OutputArea-output").all_inner_texts():
+        if text.startswith("ENDS="):
+            return text[len("ENDS="):].strip()
+    return None
 
 
 def button(page, label: str):
@@ -177,7 +210,7 @@ def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
             page.on("pageerror", lambda e: console_errors.append(f"pageerror: {e}"))
             page.goto(f"{lab}/lab/tree/workbench.ipynb?reset")
             wait_until(page, lambda: page.evaluate(KERNEL_STATUS) == "idle", 90, "an idle kernel")
-            run_next_cell(page)  # cell 1 (one at a time, as a person would: see run_next_cell)
+            run_cell(page, 0)  # cell 1 (one at a time, as a person would: see run_next_cell)
 
             # the dashboard renders: three plotly figures, the block grid's heatmap
             page.locator(".js-plotly-plot .main-svg").nth(2).wait_for(state="attached", timeout=90_000)
@@ -185,7 +218,7 @@ def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
             wait_until(page, lambda: page.evaluate(KERNEL_STATUS) == "idle", 60, "cell 1 to finish")
 
             # cell 2 runs generate(): the panel moves while the kernel is still busy
-            run_next_cell(page)
+            run_cell(page, 1)
             seen_busy = set()
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
@@ -205,15 +238,38 @@ def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
             button(page, "Step").click()
             wait_until(page, lambda: panel_step(page) == last + 1, 20, "Step to show the next step")
 
-            # Run, then Pause: steps go on while running, and stop after Pause
-            button(page, "Run").click()
-            wait_until(page, lambda: (panel_step(page) or 0) >= last + 6, 30, "Run to advance")
-            button(page, "Pause").click()
-            page.wait_for_timeout(500)
+            # Run / Pause cycles, each adding 12 requests (the form's copies) first: each Pause is answered within 0.5 s, after at
+            # most one more step (the one in flight when the click arrived)
+            page.evaluate(RECORD_CLICKS)
+            latencies = []
+            for i in range(PAUSE_CLICKS):
+                start = panel_step(page)
+                button(page, "Add request").click()
+                button(page, "Run").click()
+                wait_until(page, lambda s=start: (panel_step(page) or 0) >= s + 3, 20,
+                           f"Run to advance (cycle {i}, from step {start})")
+                page.wait_for_timeout(150 + 40 * i)  # click at a different moment of a step each time
+                button(page, "Pause").click()
+                shown = page.wait_for_function(TOGGLE_READS, arg="Run", polling="raf", timeout=20_000)
+                latencies.append((shown.json_value() - page.evaluate("window.__clicks.at(-1).t")) / 1e3)
+            clicks = page.evaluate("window.__clicks")
             paused = panel_step(page)
             page.wait_for_timeout(1000)
             assert panel_step(page) == paused, "steps went on after Pause"
-            assert button(page, "Run").is_visible()
+
+            run_cell(page, 2)  # cell 3: when each step ended
+            ends = json.loads(wait_until(page, lambda: step_ends(page), 30, "the step times"))
+            clicks = [c for c in clicks if c["label"] in ("Run", "Pause")]
+            runs = [c["t"] for c in clicks if c["label"] == "Run"]
+            pauses = [c["t"] for c in clicks if c["label"] == "Pause"]
+            assert len(runs) == len(pauses) == PAUSE_CLICKS, clicks
+            after = [sum(p < t < r for t in ends) for p, r in zip(pauses, [*runs[1:], float("inf")])]
+            report = (f"pause latency s: {', '.join(f'{x:.3f}' for x in latencies)} "
+                      f"(max {max(latencies):.3f}); steps after each click: {after}")
+            print(report)
+            (tmp_path / "pause_latency.txt").write_text(report + "\n")
+            assert max(latencies) < PAUSE_LATENCY_S, report
+            assert max(after) <= 1, report
 
             titles = page.locator(".js-plotly-plot .gtitle").all_text_contents()  # SVG: no innerText
             assert any(t.startswith(f"KV cache blocks after step {paused}") for t in titles), titles
@@ -224,6 +280,10 @@ def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
             shot = tmp_path / "workbench.png"
             page.screenshot(path=str(shot))
             shutil.copyfile(shot, SCREENSHOT_COPY)
+        except BaseException:
+            page.screenshot(path=str(tmp_path / "failed.png"))
+            shutil.copyfile(tmp_path / "failed.png", FAILED_SCREENSHOT)
+            raise
         finally:
             browser.close()
     widget_errors = [e for e in console_errors if re.search(r"widget|plotly|anywidget|comm", e, re.I)]

@@ -15,7 +15,13 @@ from ._blocks import BlockView
 from ._controls import Controls
 from ._history import Frame, History, Throttle
 from ._metrics import MetricsPanel
-from ._singleton import TEACHING_DEFAULTS, WORKBENCH_OPTIONS, close_workbench, current_workbench, workbench
+from ._singleton import (
+    TEACHING_DEFAULTS,
+    WORKBENCH_OPTIONS,
+    close_workbench,
+    current_workbench,
+    workbench,
+)
 from ._timeline import STATE_NAMES, SequenceTimeline, TimelineView
 from ._timing import TimingView
 from ._workbench import Workbench

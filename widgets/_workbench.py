@@ -26,6 +26,7 @@ from nanovllm.engine.events import StepRecord
 from nanovllm.engine.recorder import Recorder
 from nanovllm.errors import NanoVLLMError, UnknownRequestError
 
+from ._backpressure import Backpressure
 from ._dashboard import Dashboard
 from ._history import Frame, History, Throttle
 
@@ -45,6 +46,7 @@ class Workbench:
         self.history = History(history_steps, history_bytes)
         self.recorder = Recorder(max_steps=history_steps)
         self.throttle = Throttle(redraw_interval)
+        self.backpressure = Backpressure()
         self.snapshot_every_step = snapshot_every_step  # True / False, or None: while cheap
         self._snap_cost = self._step_cost = 0.0  # moving averages, seconds
         self._pending: list[Frame] = []  # steps the views have not ingested yet
@@ -59,7 +61,8 @@ class Workbench:
         self.observer_time = 0.0  # seconds spent in the step observer, redraws included
         self._attach(LLM(self.model, **self.config))
         cfg = self.llm.config
-        self.dashboard = Dashboard(cfg.num_kvcache_blocks, cfg.kvcache_block_size, window, history_steps)
+        self.dashboard = Dashboard(cfg.num_kvcache_blocks, cfg.kvcache_block_size, window, history_steps,
+                                   extra=[self.backpressure.ack])
         self.controls = self.dashboard.controls
         self._wire()
         self.redraw()
@@ -123,7 +126,7 @@ class Workbench:
         self.history.append(frame)
         self._pending.append(frame)
         self._dirty = True
-        if self.throttle.due():
+        if self.throttle.due() and self.backpressure.ready():
             self.redraw()
         elif self._timer is None:
             self._arm_timer()
@@ -143,13 +146,20 @@ class Workbench:
 
     def _arm_timer(self) -> None:
         """Draw the last steps once the kernel is free (e.g. after a cell's ``generate`` returns)."""
-        loop = asyncio._get_running_loop()  # None, not an exception, outside a loop: cheap per step
-        if loop is not None:  # else (a script) step() and flush() draw
-            self._timer = loop.call_later(self.throttle.interval, self._on_timer)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a script): step() and flush() draw
+        self._timer = loop.call_later(self.throttle.interval, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
-        self.flush()
+        if not self._dirty or self.closed:
+            return
+        if self.backpressure.ready():
+            self.redraw()
+        else:
+            self._arm_timer()  # the page is still drawing the last redraw: ask again later
 
     def flush(self) -> None:
         """Redraw now if steps arrived since the last redraw."""
@@ -176,6 +186,7 @@ class Workbench:
                             integrity=self._check)
         self.redraws += 1
         self.throttle.done(time.thread_time() - started)
+        self.backpressure.sent()
 
     # ---- driving --------------------------------------------------------------------------------
     def step(self, n: int = 1) -> list[StepRecord]:
@@ -236,7 +247,12 @@ class Workbench:
                 except NanoVLLMError as e:
                     self.dashboard.set_status(f"stopped: {e}", error=True)
                     break
-                await asyncio.sleep(self.controls.delay.value)
+                # clicks first: the page answers after sending any click, so a Pause is handled
+                # before the next step (see _backpressure.py); without a page, one turn of the loop
+                await self.backpressure.answered()
+                await asyncio.sleep(0)
+                if self.controls.delay.value:
+                    await asyncio.sleep(self.controls.delay.value)
         finally:
             self._running, self._task = False, None
             self.dashboard.show_running(False)
