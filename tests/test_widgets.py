@@ -52,7 +52,7 @@ def figure_states(bench: Workbench) -> dict[tuple[int, int], int]:
     grid = bench.timeline_view.figure.data[0]
     return {(int(label.split()[1]), int(step)): int(code)
             for label, row in zip(grid.y, grid.z, strict=True)
-            for step, code in zip(grid.x, row, strict=True) if not np.isnan(code)}
+            for step, code in zip(grid.x, row, strict=True) if code is not None}
 
 
 def expected_states(rec) -> dict[tuple[int, int], int]:
@@ -430,3 +430,123 @@ def test_switching_away_from_tensor_parallel_joins_workers_and_frees_shared_memo
         assert not segments_of([tp.llm])
     finally:
         widgets.close_workbench()
+
+
+# ---- closed engine, Rebuild, sticky errors ---------------------------------------------------------
+def test_a_closed_workbench_says_so_and_rebuilds_from_the_reset_button(wb):
+    c = wb.controls
+    wb.close()
+    assert "closed" in c.status.value and c.reset_button.description == "Rebuild"
+    assert c.step_button.disabled and c.add_button.disabled
+    c.add_button.click()  # (a disabled button is clickable from code, not in the browser)
+    assert "EngineClosedError" in c.status.value
+    c.step_button.click()  # a second failing action keeps an error showing, not "idle"
+    assert "EngineClosedError" in c.status.value and "Rebuild" in c.status.value
+    c.reset_button.click()
+    assert not wb.closed and c.reset_button.description == "Reset" and not c.step_button.disabled
+    assert "new engine" in c.status.value
+    wb.add_request(PROMPT, max_tokens=2)
+    assert wb.step() and len(wb.history) == 1
+
+
+def test_an_error_stays_until_an_action_succeeds(wb):
+    c = wb.controls
+    c.slider.disabled = False
+    wb._guard(lambda: wb.show_step(99))  # no such step
+    assert "ValueError" in c.status.value
+    c.live_button.click()  # does not set a status of its own, but it worked: the error goes
+    assert "ValueError" not in c.status.value
+
+
+# ---- frozen figures ------------------------------------------------------------------------------------
+def test_a_frozen_figure_keeps_its_step_while_the_live_view_moves_on(wb):
+    pressure(wb, 3)
+    wb.step()
+    frozen = wb.freeze("blocks")
+    at_freeze = wb.history.snapshot_at(frozen.step).block_state.tolist()
+    wb.step(6)
+    cells = np.asarray(frozen.figure.data[0].z, dtype=float).ravel()[:wb.block_view.num_blocks]
+    assert cells.astype(int).tolist() == at_freeze != grid_values(wb)
+    bundle = frozen._repr_mimebundle_()
+    assert "application/vnd.plotly.v1+json" in bundle and wb.frozen == [frozen]
+    with pytest.raises(ValueError, match="choose one of"):
+        wb.freeze("grid")
+
+
+# ---- what crosses to the front end -------------------------------------------------------------------
+def test_every_figure_update_is_json_without_nan(wb):
+    import json
+
+    from plotly.serializers import _py_to_js
+
+    pressure(wb, 4, max_tokens=40)  # preemptions: the timeline has empty cells (not alive)
+    while wb.llm.has_unfinished():
+        wb.step(10)
+    for fig in (wb.block_view.figure, wb.timeline_view.figure, wb.timing_view.figure):
+        for trace in fig.data:
+            for key, value in trace.to_plotly_json().items():
+                packed = _py_to_js(value, None)
+                if isinstance(packed, dict) and "buffer" in packed:
+                    continue  # 1-D numbers travel as binary buffers, where NaN is fine
+                json.dumps(packed, allow_nan=False)  # raises ValueError on NaN / inf
+
+
+# ---- backpressure: a simulated page ------------------------------------------------------------------
+class FakePage:
+    """Answers the workbench's pings like the browser view: a tick is echoed at once, after any click
+    made before it (the page sends messages in order); a ping is answered after ``draw_s``."""
+
+    def __init__(self, bench: Workbench, draw_s: float = 0.01):
+        self.ack, self.clicks = bench.backpressure.ack, []
+        loop = asyncio.get_running_loop()
+        self.ack.observe(lambda _: loop.call_soon(self._tock), "tick")
+        self.ack.observe(lambda _: loop.call_later(draw_s, self._pong), "ping")
+        self._pong()  # the view's hello
+
+    def _tock(self):
+        while self.clicks:
+            self.clicks.pop(0)()
+        self.ack.tock = self.ack.tick
+
+    def _pong(self):
+        self.ack.pong = self.ack.ping
+
+
+def test_run_pauses_after_at_most_one_step_behind_a_click(tiny_model):
+    asyncio.run(run_pauses_after_at_most_one_step(tiny_model))
+
+
+async def run_pauses_after_at_most_one_step(tiny_model):
+    bench = Workbench(tiny_model, TEACHING_DEFAULTS)
+    try:
+        page = FakePage(bench)
+        assert bench.backpressure.connected
+        pressure(bench, 12, max_tokens=300)
+        for _ in range(5):
+            bench.controls.run_toggle.value = True
+            await asyncio.sleep(0.2)
+            steps_at_click = len(bench.history)
+            page.clicks.append(lambda: setattr(bench.controls.run_toggle, "value", False))
+            await until(lambda: not bench.running)
+            assert len(bench.history) - steps_at_click <= 1
+        assert bench.redraws > 5  # the page answered, so the views kept moving
+    finally:
+        bench.close()
+
+
+def test_redraws_wait_for_the_page_and_go_on_without_one(tiny_model):
+    asyncio.run(redraws_wait_for_the_page(tiny_model))
+
+
+async def redraws_wait_for_the_page(tiny_model):
+    bench = Workbench(tiny_model, TEACHING_DEFAULTS, redraw_interval=0.0)
+    try:
+        bp = bench.backpressure
+        assert not bp.connected and bp.ready()  # no page: nothing waits
+        bp.ack.pong = bp.ack.ping  # a view said hello
+        bp.sent(now=100.0)  # a redraw went out and is not drawn yet
+        assert not bp.ready(now=100.5)
+        assert bp.ready(now=101.5) and not bp.connected  # unanswered for 1 s: no page any more
+        await bp.answered()  # returns at once without a page
+    finally:
+        bench.close()

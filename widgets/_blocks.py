@@ -24,6 +24,8 @@ import plotly.graph_objects as go
 
 from nanovllm.engine.snapshot import BLOCK_STATE_NAMES, EngineSnapshot
 
+from ._json import grid
+
 COLORS = ("#e5e7eb", "#3b82f6", "#10b981", "#f59e0b")  # free, used, cached, shared (as engine/html.py)
 MAX_HOVER_BLOCKS = 4096  # above this, cells carry no per-block text (it would dominate the message)
 MAX_LABEL_BLOCKS = 256  # above this, cells are too small to print owner ids in
@@ -82,7 +84,7 @@ class BlockView:
     def _grid_trace(self) -> go.Heatmap:
         n = len(COLORS)
         return go.Heatmap(
-            z=self._pad(np.zeros(self.num_blocks)), zmin=-0.5, zmax=n - 0.5,
+            z=grid(self._pad(np.zeros(self.num_blocks))), zmin=-0.5, zmax=n - 0.5,
             colorscale=discrete_colorscale(COLORS), xgap=1, ygap=1, hoverongaps=False,
             colorbar=dict(tickvals=list(range(n)), ticktext=list(BLOCK_STATE_NAMES), thickness=12, len=0.9),
             hovertemplate="%{hovertext}<extra></extra>", texttemplate="%{text}",
@@ -116,10 +118,10 @@ class BlockView:
         bad = sorted({b for p in snap.problems for b in blocks_named(p) if 0 <= b < self.num_blocks})
         why = ["<br>".join(p for p in snap.problems if b in blocks_named(p)) for b in bad]
         with self.figure.batch_update():
-            grid, overlay = self.figure.data
-            grid.z = self._pad(snap.block_state)
-            grid.hovertext = self._pad(hover, "", object) if hover is not None else None
-            grid.text = self._pad(labels, "", object) if labels is not None else None
+            cells, overlay = self.figure.data
+            cells.z = grid(self._pad(snap.block_state))
+            cells.hovertext = self._pad(hover, "", object) if hover is not None else None
+            cells.text = self._pad(labels, "", object) if labels is not None else None
             overlay.x = [self.position(b)[0] for b in bad]
             overlay.y = [self.position(b)[1] for b in bad]
             overlay.text = why

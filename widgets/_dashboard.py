@@ -43,6 +43,7 @@ class Dashboard:
         self.metrics_panel = MetricsPanel()
         self.controls = Controls()
         self.syncing = False  # True while code (not the user) changes a control
+        self.status_error, self.status_version = False, 0  # what the status line shows, and when
         self.widget = W.VBox([
             self.controls.widget,
             W.HBox([W.Box([self.block_view.figure], layout=W.Layout(width="62%")),
@@ -108,6 +109,16 @@ class Dashboard:
             s.min, s.max, s.disabled = first, last, False
             s.value = last if value is None else value
 
+    def show_closed(self, closed: bool) -> None:
+        """A closed engine: Reset becomes Rebuild, and what needs an engine is disabled."""
+        c = self.controls
+        c.reset_button.description = "Rebuild" if closed else "Reset"
+        c.reset_button.icon = "refresh" if closed else "undo"
+        c.reset_button.button_style = "warning" if closed else ""
+        for w in (c.step_button, c.run_toggle, c.add_button):
+            w.disabled = closed
+
     def set_status(self, text: str, error: bool = False) -> None:
+        self.status_error, self.status_version = error, self.status_version + 1
         color = "#b91c1c" if error else "#555"
         self.controls.status.value = f"<span style='color:{color}'>{escape(text)}</span>"

@@ -25,6 +25,7 @@ from nanovllm.engine.events import StepRecord
 from nanovllm.engine.sequence import SequenceStatus
 
 from ._blocks import discrete_colorscale
+from ._json import grid as json_grid
 
 WAITING, PREFILL, DECODE, IDLE, PREEMPTED, FINISHED = range(6)
 STATE_NAMES = ("waiting", "prefilling", "decoding", "running (not scheduled)", "preempted", "finished")
@@ -158,7 +159,7 @@ class TimelineView:
                  if i in shown and last_step is not None and last_step - self.window < s <= last_step]
         with self.figure.batch_update():
             grid, pre = self.figure.data
-            grid.x, grid.y, grid.z, grid.text = steps, labels, z, text
+            grid.x, grid.y, grid.z, grid.text = steps, labels, json_grid(z), text
             pre.x = [s for s, _ in marks]
             pre.y = [f"seq {i}" for _, i in marks]
             self.figure.layout.height = max(220, 90 + 18 * len(ids))

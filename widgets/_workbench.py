@@ -24,10 +24,11 @@ from typing import Any
 from nanovllm import LLM, SamplingParams
 from nanovllm.engine.events import StepRecord
 from nanovllm.engine.recorder import Recorder
-from nanovllm.errors import NanoVLLMError, UnknownRequestError
+from nanovllm.errors import EngineClosedError, NanoVLLMError, UnknownRequestError
 
 from ._backpressure import Backpressure
 from ._dashboard import Dashboard
+from ._frozen import FrozenFigure
 from ._history import Frame, History, Throttle
 
 # Snapshots cost O(blocks + sequences). By default a snapshot and the metrics are kept for every
@@ -57,6 +58,7 @@ class Workbench:
         self._task: asyncio.Task | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._unsubscribe = None
+        self.frozen: list[FrozenFigure] = []  # every figure freeze() made, in order
         self.redraws = 0  # how many times the views were redrawn (the throttle's effect, measurable)
         self.observer_time = 0.0  # seconds spent in the step observer, redraws included
         self._attach(LLM(self.model, **self.config))
@@ -113,7 +115,18 @@ class Workbench:
             self._timer = None
         self._detach()
         self.llm.close()
-        self.dashboard.set_status("closed")
+        self.dashboard.show_closed(True)
+        self.dashboard.set_status("closed: press Rebuild (or wb.rebuild()) for a fresh engine")
+
+    def rebuild(self) -> None:
+        """A fresh engine with the same model and config (an empty cache and history); also
+        brings a closed workbench back."""
+        self.reset(rebuild=True)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise EngineClosedError("the workbench's engine is closed: press Rebuild (or call "
+                                    "wb.rebuild()) for a fresh one")
 
     # ---- observing ------------------------------------------------------------------------------
     def _on_step(self, record: StepRecord) -> None:
@@ -191,6 +204,7 @@ class Workbench:
     # ---- driving --------------------------------------------------------------------------------
     def step(self, n: int = 1) -> list[StepRecord]:
         """Run up to ``n`` engine steps (fewer when nothing is left to do), then show the latest."""
+        self._check_open()
         records = []
         try:
             for _ in range(n):
@@ -207,6 +221,7 @@ class Workbench:
     def add_request(self, prompt: str | list[int], max_tokens: int = 32, temperature: float = 0.0,
                     **sampling: Any) -> int:
         """Queue a request (more ``SamplingParams`` fields by keyword); returns its id."""
+        self._check_open()
         params = SamplingParams(temperature=temperature, max_tokens=max_tokens, **sampling)
         request_id = self.llm.add_request(prompt, params)
         self.dashboard.set_status(f"added request {request_id}")
@@ -220,6 +235,7 @@ class Workbench:
         """Step continuously in an asyncio task on the running loop (the kernel's) until paused."""
         if self._running:
             return
+        self._check_open()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -256,7 +272,9 @@ class Workbench:
         finally:
             self._running, self._task = False, None
             self.dashboard.show_running(False)
-            if not self.closed:
+            if self.closed:
+                self.dashboard.show_closed(True)
+            else:
                 self.redraw()
 
     def reset(self, rebuild: bool = False) -> None:
@@ -267,7 +285,9 @@ class Workbench:
             self._detach()
             self.llm.close()
             self._attach(LLM(self.model, **self.config))
+            self.dashboard.show_closed(False)
         else:
+            self._check_open()
             self._clear_requests()
         self.recorder.clear()
         self.history.clear()
@@ -290,6 +310,19 @@ class Workbench:
                 self.llm.get_output(s.seq_id)
             except UnknownRequestError:
                 pass  # already collected
+
+    # ---- frozen copies ----------------------------------------------------------------------------
+    def freeze(self, view: str = "blocks") -> FrozenFigure:
+        """A static copy of a view ("blocks", "timeline" or "timing") as drawn now, at the shown
+        step: it keeps showing that moment while the live views move on."""
+        figures = {"blocks": self.block_view.figure, "timeline": self.timeline_view.figure,
+                   "timing": self.timing_view.figure}
+        if view not in figures:
+            raise ValueError(f"view={view!r}: choose one of {sorted(figures)}")
+        self.flush()
+        frozen = FrozenFigure.of(view, self.shown_step, figures[view])
+        self.frozen.append(frozen)
+        return frozen
 
     # ---- time travel and integrity ----------------------------------------------------------------
     def show_step(self, step_index: int) -> None:
@@ -327,9 +360,9 @@ class Workbench:
     def _wire(self) -> None:
         c = self.controls
         c.step_button.on_click(lambda _: self._guard(lambda: self.step(c.steps.value)))
-        c.reset_button.on_click(lambda _: self._guard(self.reset))
+        c.reset_button.on_click(lambda _: self._guard(self.rebuild if self.closed else self.reset))
         c.add_button.on_click(lambda _: self._guard(self._add_from_form))
-        c.live_button.on_click(lambda _: self.live())
+        c.live_button.on_click(lambda _: self._guard(self.live))
         c.run_toggle.observe(self._on_toggle, "value")
         c.slider.observe(lambda ch: self._by_user(lambda: self.show_step(ch["new"])), "value")
         c.integrity.observe(lambda ch: self._by_user(lambda: setattr(self, "check_integrity", ch["new"])),
@@ -340,10 +373,16 @@ class Workbench:
             self._guard(action)
 
     def _guard(self, action) -> None:
+        """Run a control's action; a failure is shown in the status line (where it stays until an
+        action succeeds: failing actions only replace it with their own error)."""
+        shown = self.dashboard.status_version
         try:
             action()
         except (NanoVLLMError, ValueError, RuntimeError) as e:
             self.dashboard.set_status(f"{type(e).__name__}: {e}", error=True)
+            return
+        if self.dashboard.status_error and self.dashboard.status_version == shown:
+            self.dashboard.set_status("")  # it worked: the last error is no longer true
 
     def _add_from_form(self) -> None:
         c = self.controls
