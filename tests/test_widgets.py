@@ -15,8 +15,8 @@ import pytest
 
 import widgets
 from nanovllm import SamplingParams
-from nanovllm.errors import ConfigError
 from nanovllm.engine.snapshot import BLOCK_STATE_NAMES
+from nanovllm.errors import ConfigError
 from widgets import TEACHING_DEFAULTS, Workbench
 from widgets._blocks import blocks_named
 from widgets._history import Frame, History, Throttle
@@ -484,7 +484,7 @@ def test_every_figure_update_is_json_without_nan(wb):
         wb.step(10)
     for fig in (wb.block_view.figure, wb.timeline_view.figure, wb.timing_view.figure):
         for trace in fig.data:
-            for key, value in trace.to_plotly_json().items():
+            for value in trace.to_plotly_json().values():
                 packed = _py_to_js(value, None)
                 if isinstance(packed, dict) and "buffer" in packed:
                     continue  # 1-D numbers travel as binary buffers, where NaN is fine

@@ -14,16 +14,20 @@ from dataclasses import dataclass
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from nanovllm.engine.snapshot import EngineSnapshot
+
 
 @dataclass(frozen=True)
 class FrozenFigure:
     view: str  # "blocks", "timeline" or "timing"
     step: int | None  # the step the view showed (None: before the first step)
     figure: go.Figure
+    snapshot: EngineSnapshot | None  # what the block view drew from (None for the other views)
 
     @classmethod
-    def of(cls, view: str, step: int | None, live: go.FigureWidget) -> FrozenFigure:
-        return cls(view, step, go.Figure(live))
+    def of(cls, view: str, step: int | None, live: go.FigureWidget,
+           snapshot: EngineSnapshot | None = None) -> FrozenFigure:
+        return cls(view, step, go.Figure(live), snapshot)
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
         # plotly's JSON encoder writes NaN as null: the bundle is valid JSON

@@ -320,7 +320,9 @@ class Workbench:
         if view not in figures:
             raise ValueError(f"view={view!r}: choose one of {sorted(figures)}")
         self.flush()
-        frozen = FrozenFigure.of(view, self.shown_step, figures[view])
+        step = self.shown_step
+        snap = self.history.snapshot_at(step) if view == "blocks" and step is not None else None
+        frozen = FrozenFigure.of(view, step, figures[view], snap)
         self.frozen.append(frozen)
         return frozen
 
