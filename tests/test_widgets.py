@@ -116,7 +116,8 @@ def test_step_button_draws_the_engine_snapshot(wb):
     assert list(timing[0].x) == [0, 1, 2, 3]
     assert list(timing[5].y) == wb.recorder.steps.prefill_tokens.tolist()  # prefill tokens per step
     assert list(timing[6].y) == wb.recorder.steps.decode_tokens.tolist()
-    fwd_ms = np.array(timing[2].y)
+    fwd_ms = np.array(timing[2].customdata)  # ms on hover; the bars are shares of the step
+    assert np.allclose(sum(np.array(t.y) for t in timing[:5]), 100)
     assert np.allclose(fwd_ms, wb.recorder.steps.t_forward.to_numpy() * 1e3)
 
 

@@ -69,7 +69,7 @@ class BlockView:
         self.figure = go.FigureWidget(
             data=[self._grid_trace(), self._overlay_trace()],
             layout=go.Layout(
-                title=dict(text="KV cache blocks", font=dict(size=14)),
+                title=dict(text="KV cache blocks", font=dict(size=13), x=0.01, xanchor="left"),
                 height=height or min(560, 130 + 26 * self.nrows),
                 margin=dict(l=40, r=10, t=40, b=40),
                 xaxis=dict(showgrid=False, zeroline=False, range=[-0.5, self.ncols - 0.5],

@@ -7,8 +7,8 @@
     |           time-travel slider, Live                               |
     +--------------------------------------+---------------------------+
     | KV cache blocks (BlockView)          | metrics (MetricsPanel)    |
+    | sequence states (TimelineView)       |                           |
     +--------------------------------------+---------------------------+
-    | sequence states (TimelineView)                                   |
     | step timing (TimingView)                                         |
     +------------------------------------------------------------------+
 
@@ -44,11 +44,11 @@ class Dashboard:
         self.controls = Controls()
         self.syncing = False  # True while code (not the user) changes a control
         self.status_error, self.status_version = False, 0  # what the status line shows, and when
+        # the grid and the timeline share the left column, so the tall panel leaves no gap
         self.widget = W.VBox([
             self.controls.widget,
-            W.HBox([W.Box([self.block_view.figure], layout=W.Layout(width="62%")),
+            W.HBox([W.VBox([self.block_view.figure, self.timeline_view.figure], layout=W.Layout(width="62%")),
                     W.Box([self.metrics_panel.widget], layout=W.Layout(width="38%", padding="0 0 0 8px"))]),
-            self.timeline_view.figure,
             self.timing_view.figure,
             *(extra or []),  # invisible helpers (the redraw acknowledgement)
         ])

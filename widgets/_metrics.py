@@ -24,8 +24,9 @@ TOTALS = (
     ("failed / aborted", ("requests_failed", "requests_aborted"), "{:d} / {:d}"),
     ("generated tokens", "generated_tokens", "{:,d}"),
     ("preemptions", "preemptions", "{:d}"),
-    ("generated tok/s", "generated_tokens_per_s", "{:,.1f}"),
-    ("prefill / decode tok/s", ("prefill_tokens_per_s", "decode_tokens_per_s"), "{:,.0f} / {:,.0f}"),
+    ("generated tok/s (of step time)", "generated_tokens_per_s", "{:,.1f}"),
+    ("prefill / decode tok/s (all steps)", ("prefill_tokens_per_s", "decode_tokens_per_s"),
+     "{:,.0f} / {:,.0f}"),
     ("avg prefill / decode step ms", ("avg_prefill_step_time", "avg_decode_step_time"), "{:.2f} / {:.2f}"),
     ("prefix cache hit rate", "prefix_cache_hit_rate", "{:.1%}"),
 )

@@ -129,13 +129,14 @@ class TimelineView:
                            colorbar=dict(tickvals=list(range(n)), ticktext=list(STATE_NAMES),
                                          thickness=12, len=0.9),
                            hovertemplate="%{y}, step %{x}: %{text}<extra></extra>"),
-                go.Scatter(x=[], y=[], mode="markers", name="preempted", hovertemplate=
+                go.Scatter(x=[], y=[], mode="markers", name="✕ preempted at this step", hovertemplate=
                            "%{y} preempted at step %{x}<extra></extra>",
                            marker=dict(symbol="x-thin", size=11, line=dict(width=2, color="#b91c1c"))),
             ],
             layout=go.Layout(
-                title=dict(text="Sequence states", font=dict(size=14)), height=320,
-                margin=dict(l=60, r=10, t=40, b=40), plot_bgcolor="white", showlegend=False,
+                title=dict(text="Sequence states", font=dict(size=13), x=0.01, xanchor="left"),
+                height=320, margin=dict(l=60, r=10, t=40, b=40), plot_bgcolor="white",
+                showlegend=True, legend=dict(orientation="h", x=0, y=-0.25, font=dict(size=10)),
                 xaxis=dict(title="step", showgrid=False, zeroline=False),
                 yaxis=dict(autorange="reversed", showgrid=False, type="category"),
             ),

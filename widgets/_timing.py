@@ -23,7 +23,8 @@ from plotly.subplots import make_subplots
 from nanovllm.engine.events import StepRecord
 
 PARTS = ("schedule", "prepare", "forward", "sample", "postprocess")
-PART_COLORS = ("#94a3b8", "#f59e0b", "#3b82f6", "#10b981", "#a855f7")
+# five parts and two token kinds, seven colours no two alike (forward teal, decode tokens blue)
+PART_COLORS = ("#94a3b8", "#f59e0b", "#14b8a6", "#84cc16", "#ec4899")
 PREFILL_COLOR, DECODE_COLOR = "#8b5cf6", "#3b82f6"
 # one row per step: step, prefill tokens, decode tokens, then the seconds of each part, then total
 _COLS = ("step", "prefill", "decode", *PARTS, "total")
@@ -37,17 +38,20 @@ class TimingView:
         fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.6, 0.4])
         for name, color in zip(PARTS, PART_COLORS, strict=True):
             fig.add_trace(go.Bar(x=[], y=[], name=name, marker_color=color, legendgroup="time",
-                                 hovertemplate=f"step %{{x}} {name}: %{{y:.2f}} ms<extra></extra>"),
+                                 hovertemplate=f"step %{{x}} {name}: %{{customdata:.2f}} ms "
+                                               f"(%{{y:.1f}}%)<extra></extra>"),
                           row=1, col=1)
         for name, color in (("prefill tokens", PREFILL_COLOR), ("decode tokens", DECODE_COLOR)):
             fig.add_trace(go.Bar(x=[], y=[], name=name, marker_color=color, legendgroup="tokens",
                                  hovertemplate=f"step %{{x}}: %{{y}} {name}<extra></extra>"), row=2, col=1)
         fig.update_layout(
-            barmode="stack", height=360, bargap=0.1, margin=dict(l=50, r=10, t=40, b=40),
-            title=dict(text="Step timing", font=dict(size=14)), plot_bgcolor="white",
+            barmode="stack", height=380, bargap=0.1, margin=dict(l=50, r=10, t=60, b=40),
+            title=dict(text="Step timing", font=dict(size=13), x=0.01, xanchor="left"),
+            plot_bgcolor="white",
             legend=dict(orientation="h", y=-0.18, font=dict(size=10)),
         )
-        fig.update_yaxes(title_text="ms", row=1, col=1, gridcolor="#eee")
+        # shares of each step's time: the small host parts stay visible next to a long forward
+        fig.update_yaxes(title_text="% of step", range=[0, 100], row=1, col=1, gridcolor="#eee")
         fig.update_yaxes(title_text="tokens", row=2, col=1, gridcolor="#eee")
         fig.update_xaxes(title_text="step", row=2, col=1)
         self.figure = go.FigureWidget(fig)
@@ -80,8 +84,9 @@ class TimingView:
         a, phases = self.window_arrays(last_step)
         steps = a[:, 0].astype(np.int64)  # numpy arrays: validated and sent without a per-item pass
         with self.figure.batch_update():
+            share = 100 / np.maximum(a[:, 3:3 + len(PARTS)].sum(axis=1), 1e-12)
             for k, trace in enumerate(self.figure.data[:len(PARTS)]):
-                trace.x, trace.y = steps, a[:, 3 + k] * 1e3
+                trace.x, trace.y, trace.customdata = steps, a[:, 3 + k] * share, a[:, 3 + k] * 1e3
             pre, dec = self.figure.data[len(PARTS):]
             pre.x, pre.y = steps, a[:, 1].astype(np.int64)
             dec.x, dec.y = steps, a[:, 2].astype(np.int64)
@@ -89,7 +94,7 @@ class TimingView:
 
 
 def _summary(a: np.ndarray, phases: list[str]) -> str:
-    """'Step timing: prefill 12.3 ms/step, decode 4.5 ms/step' over the window."""
+    """'Step timing, last 100 steps: prefill 12.3 ms/step, ...' (the window's own averages)."""
     parts = []
     for kind in ("prefill", "decode"):
         mask = np.array([p == kind or (kind == "prefill" and p == "mixed") for p in phases], dtype=bool)
@@ -97,4 +102,5 @@ def _summary(a: np.ndarray, phases: list[str]) -> str:
             ms = a[mask, -1].mean() * 1e3
             tok = a[mask, 1 if kind == "prefill" else 2].sum() / max(a[mask, -1].sum(), 1e-12)
             parts.append(f"{kind} {ms:.1f} ms/step, {tok:,.0f} tok/s")
-    return "Step timing" + (": " + "; ".join(parts) if parts else "")
+    head = f"Step timing, last {len(phases)} steps" if phases else "Step timing"
+    return head + ("<br><sup>" + "; ".join(parts) + "</sup>" if parts else "")

@@ -97,7 +97,8 @@ class MetricsCollector:
             avg_decode_step_time=t.decode_time / t.decode_steps if t.decode_steps else 0.0,
             prefill_tokens_per_s=t.prefill_tokens / t.prefill_time if t.prefill_time else 0.0,
             decode_tokens_per_s=t.decode_tokens / t.decode_time if t.decode_time else 0.0,
-            generated_tokens_per_s=t.generated_tokens / wall if wall else 0.0,
+            # per second of step time: idle time between steps (stepping by hand) does not count
+            generated_tokens_per_s=t.generated_tokens / t.busy_time if t.busy_time else 0.0,
             prefix_cache_hit_rate=(t.prefix_hit_tokens / t.admitted_prompt_tokens
                                    if t.admitted_prompt_tokens else 0.0),
             wall_time=wall,
