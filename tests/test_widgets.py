@@ -551,3 +551,13 @@ async def redraws_wait_for_the_page(tiny_model):
         await bp.answered()  # returns at once without a page
     finally:
         bench.close()
+
+
+def test_timeline_rows_favour_sequences_that_ran_over_those_only_waiting():
+    from widgets._timeline import pick_rows
+
+    ids = np.array([1, 2, 3, 4, 5, 6, 1, 2])
+    codes = np.array([DECODE, PREEMPTED, WAITING, WAITING, WAITING, WAITING, FINISHED, WAITING])
+    assert pick_rows(ids, codes, 3).tolist() == [1, 2, 3]  # the two that ran, then next in line
+    assert pick_rows(ids, codes, 1).tolist() == [2]  # too many active: the newest
+    assert pick_rows(ids, codes, 10).tolist() == [1, 2, 3, 4, 5, 6]

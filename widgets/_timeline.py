@@ -96,8 +96,8 @@ class SequenceTimeline:
 
     def window(self, last_step: int, num_steps: int, max_rows: int):
         """(steps, seq ids, z) for the ``num_steps`` steps up to ``last_step``: z is a float array
-        [len(ids), len(steps)] of state codes, NaN where a sequence was not alive. Rows: the
-        ``max_rows`` highest seq ids seen in the window."""
+        [len(ids), len(steps)] of state codes, NaN where a sequence was not alive. Rows: at most
+        ``max_rows`` (see ``pick_rows``)."""
         cols = []
         for c in reversed(self.columns):  # newest first: stop at the window's left edge
             if c.step <= last_step - num_steps:
@@ -108,11 +108,19 @@ class SequenceTimeline:
         seq_ids = np.concatenate([c.seq_ids for c in cols]) if cols else np.zeros(0, np.int64)
         codes = np.concatenate([c.codes for c in cols]) if cols else np.zeros(0, np.int8)
         col = np.repeat(np.arange(len(cols)), [len(c.seq_ids) for c in cols])
-        ids = np.unique(seq_ids)[-max_rows:]
+        ids = pick_rows(seq_ids, codes, max_rows)
         shown = np.isin(seq_ids, ids)
         z = np.full((len(ids), len(cols)), np.nan)
         z[np.searchsorted(ids, seq_ids[shown]), col[shown]] = codes[shown]
         return np.array([c.step for c in cols], dtype=np.int64), ids.tolist(), z
+
+
+def pick_rows(seq_ids: np.ndarray, codes: np.ndarray, max_rows: int) -> np.ndarray:
+    """Which sequences get a row, sorted: first those that did something in the window (ran, were
+    preempted or finished; the newest if too many), then those only waiting, next in line first."""
+    active = np.unique(seq_ids[codes != WAITING])[-max_rows:]
+    waiting = np.setdiff1d(np.unique(seq_ids), active)[: max_rows - len(active)]
+    return np.sort(np.concatenate([active, waiting]))
 
 
 class TimelineView:
@@ -127,7 +135,7 @@ class TimelineView:
                 go.Heatmap(z=[], x=[], y=[], zmin=-0.5, zmax=n - 0.5, xgap=1, ygap=1, hoverongaps=False,
                            colorscale=discrete_colorscale(STATE_COLORS), name="states",
                            colorbar=dict(tickvals=list(range(n)), ticktext=list(STATE_NAMES),
-                                         thickness=12, len=0.9),
+                                         thickness=12, len=0.9, tickfont=dict(size=10)),
                            hovertemplate="%{y}, step %{x}: %{text}<extra></extra>"),
                 go.Scatter(x=[], y=[], mode="markers", name="✕ preempted at this step", hovertemplate=
                            "%{y} preempted at step %{x}<extra></extra>",
@@ -136,7 +144,8 @@ class TimelineView:
             layout=go.Layout(
                 title=dict(text="Sequence states", font=dict(size=13), x=0.01, xanchor="left"),
                 height=320, margin=dict(l=60, r=10, t=40, b=40), plot_bgcolor="white",
-                showlegend=True, legend=dict(orientation="h", x=0, y=-0.25, font=dict(size=10)),
+                showlegend=True, legend=dict(orientation="h", x=0.45, y=1.0, yanchor="bottom",
+                                             font=dict(size=10)),
                 xaxis=dict(title="step", showgrid=False, zeroline=False),
                 yaxis=dict(autorange="reversed", showgrid=False, type="category"),
             ),
