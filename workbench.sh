@@ -29,8 +29,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 command -v python >/dev/null || python() { python3 "$@"; }
 
-mode=lab
-if [ "${1:-}" = test ]; then mode=test; shift; fi
+mode="lab"
+if [ "${1:-}" = test ]; then mode="test"; shift; fi
 
 python -c "import torch" 2>/dev/null || python -m pip install torch==2.13.0
 if [ "$mode" = test ]; then
