@@ -3,7 +3,8 @@
 ::
 
     engine.step() --StepRecord--> _on_step: record (+ snapshot, metrics) -> History; mark dirty
-                                     | redraw if the Throttle allows (<= 10/s, <= 2% of the time),
+                                     | redraw if the Throttle allows (<= 10/s, <= 2% of the time)
+                                     | and the page has drawn the last redraw (Backpressure),
                                      | else arm a timer on the kernel's loop (fires once it is free)
                                      v
                                   redraw(): views ingest the new steps, then draw the shown step
@@ -11,8 +12,9 @@
 
 The views observe only: ``StepRecord``s, ``EngineSnapshot``s and ``get_metrics()``. The engine is
 driven through its public API (``step``, ``add_request``, ``abort``, ``get_output``). Run/Pause is an
-asyncio task on the kernel's loop: one step per iteration, ``await asyncio.sleep`` in between, so
-clicks are handled while it runs.
+asyncio task on the kernel's loop: one step per iteration, then it waits for the page's echo
+(``Backpressure.answered``), so a Pause click is handled before the next step. ``freeze(view)`` gives
+a static copy of a view for cells that teach one moment; a closed workbench offers Rebuild.
 """
 
 from __future__ import annotations
