@@ -25,7 +25,9 @@ from nanovllm.engine.recorder import Recorder
 
 def workload(num_seqs=256, max_input_len=1024, max_output_len=1024, seed_=0):
     seed(seed_)
-    prompts = [[randint(0, 10000) for _ in range(randint(100, max_input_len))] for _ in range(num_seqs)]
+    prompts = [
+        [randint(0, 10000) for _ in range(randint(100, max_input_len))] for _ in range(num_seqs)
+    ]
     max_tokens = [randint(100, max_output_len) for _ in range(num_seqs)]
     params = [SamplingParams(temperature=0.6, ignore_eos=True, max_tokens=m) for m in max_tokens]
     return prompts, params
@@ -60,13 +62,21 @@ def measure_matmul() -> float:
     return 2 * 8192**3 / statistics.median(times[2:])
 
 
-def floor_seconds(spec, num_params: int, prompts, params, bw: float, flops: float, tp: int = 1) -> dict:
+def floor_seconds(
+    spec, num_params: int, prompts, params, bw: float, flops: float, tp: int = 1
+) -> dict:
     kv_per_token = 2 * spec.num_hidden_layers * spec.num_key_value_heads * spec.head_dim * 2
-    kv_tokens = sum(out * len(p) + out * (out - 1) // 2 for p, out in ((p, sp.max_tokens) for p, sp in zip(prompts, params)))
+    kv_tokens = sum(
+        out * len(p) + out * (out - 1) // 2
+        for p, out in ((p, sp.max_tokens) for p, sp in zip(prompts, params))
+    )
     max_out = max(sp.max_tokens for sp in params)
     total_tokens = sum(map(len, prompts)) + sum(sp.max_tokens for sp in params)
-    terms = dict(kv_s=kv_tokens * kv_per_token / bw / tp, weights_s=max_out * num_params * 2 / bw / tp,
-                 matmul_s=2 * num_params * total_tokens / flops / tp)
+    terms = dict(
+        kv_s=kv_tokens * kv_per_token / bw / tp,
+        weights_s=max_out * num_params * 2 / bw / tp,
+        matmul_s=2 * num_params * total_tokens / flops / tp,
+    )
     terms["floor_s"] = sum(terms.values())
     return terms
 
@@ -76,11 +86,18 @@ def count_params(spec) -> int:
 
     from nanovllm.testing.random_model import qwen3_tensor_shapes
 
-    shapes = qwen3_tensor_shapes(dict(
-        hidden_size=spec.hidden_size, head_dim=spec.head_dim, intermediate_size=spec.intermediate_size,
-        num_attention_heads=spec.num_attention_heads, num_key_value_heads=spec.num_key_value_heads,
-        num_hidden_layers=spec.num_hidden_layers, vocab_size=spec.vocab_size,
-        tie_word_embeddings=spec.tie_word_embeddings))
+    shapes = qwen3_tensor_shapes(
+        dict(
+            hidden_size=spec.hidden_size,
+            head_dim=spec.head_dim,
+            intermediate_size=spec.intermediate_size,
+            num_attention_heads=spec.num_attention_heads,
+            num_key_value_heads=spec.num_key_value_heads,
+            num_hidden_layers=spec.num_hidden_layers,
+            vocab_size=spec.vocab_size,
+            tie_word_embeddings=spec.tie_word_embeddings,
+        )
+    )
     return sum(prod(s) for s in shapes.values())
 
 
@@ -102,9 +119,13 @@ def host_overhead(rec: Recorder, batch: int = 256) -> dict:
     if df.empty:
         df = rec.steps[rec.steps.phase == "decode"]
     host = (df.t_schedule + df.t_prepare + df.t_postprocess) / df.t_total
-    return dict(steps=len(df), step_ms=1e3 * df.t_total.median(), forward_ms=1e3 * df.t_forward.median(),
-                host_fraction=float(host.median()),
-                non_forward_fraction=float(((df.t_total - df.t_forward) / df.t_total).median()))
+    return dict(
+        steps=len(df),
+        step_ms=1e3 * df.t_total.median(),
+        forward_ms=1e3 * df.t_forward.median(),
+        host_fraction=float(host.median()),
+        non_forward_fraction=float(((df.t_total - df.t_forward) / df.t_total).median()),
+    )
 
 
 def run_peer(model_path: str, prompts, params, n: int) -> float | None:
@@ -112,17 +133,30 @@ def run_peer(model_path: str, prompts, params, n: int) -> float | None:
     try:
         from transformers import AutoModelForCausalLM, GenerationConfig
 
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16,
-                                                     attn_implementation="sdpa_paged").cuda().eval()
+        model = (
+            AutoModelForCausalLM.from_pretrained(
+                model_path, dtype=torch.bfloat16, attn_implementation="sdpa_paged"
+            )
+            .cuda()
+            .eval()
+        )
         prompts, params = prompts[:n], params[:n]
         max_new = max(sp.max_tokens for sp in params)
-        cfg = GenerationConfig(max_new_tokens=max_new, do_sample=True, temperature=0.6, eos_token_id=-1,
-                               pad_token_id=0, use_cuda_graph=False)
+        cfg = GenerationConfig(
+            max_new_tokens=max_new,
+            do_sample=True,
+            temperature=0.6,
+            eos_token_id=-1,
+            pad_token_id=0,
+            use_cuda_graph=False,
+        )
         t = time.perf_counter()
         outs = model.generate_batch(inputs=prompts, generation_config=cfg, progress_bar=False)
         elapsed = time.perf_counter() - t
         tokens = sum(len(o.generated_tokens) for o in outs.values())
-        print(f"peer: transformers generate_batch on {n} requests: {tokens} tokens in {elapsed:.1f} s")
+        print(
+            f"peer: transformers generate_batch on {n} requests: {tokens} tokens in {elapsed:.1f} s"
+        )
         del model
         torch.cuda.empty_cache()
         return tokens / elapsed
@@ -153,53 +187,84 @@ def main() -> None:
             make_random_model(path, QWEN3_0_6B if args.arch == "0.6b" else QWEN3_8B, device="cuda")
             print(f"built random Qwen3-{args.arch} in {time.perf_counter() - t:.1f} s")
     prompts, params = workload(args.num_seqs)
-    print(f"workload: {len(prompts)} requests, {sum(map(len, prompts))} prompt tokens, "
-          f"{sum(sp.max_tokens for sp in params)} output tokens")
+    print(
+        f"workload: {len(prompts)} requests, {sum(map(len, prompts))} prompt tokens, "
+        f"{sum(sp.max_tokens for sp in params)} output tokens"
+    )
     bw, flops = measure_bandwidth(), measure_matmul()
-    print(f"device: {torch.cuda.get_device_name()}  B={bw / 1e12:.2f} TB/s  F={flops / 1e12:.0f} TFLOP/s")
+    print(
+        f"device: {torch.cuda.get_device_name()}  B={bw / 1e12:.2f} TB/s  F={flops / 1e12:.0f} TFLOP/s"
+    )
     t = time.perf_counter()
-    llm = LLM(path, max_model_len=4096, tensor_parallel_size=args.tp, attention_backend=args.backend,
-              enforce_eager=args.enforce_eager)
+    llm = LLM(
+        path,
+        max_model_len=4096,
+        tensor_parallel_size=args.tp,
+        attention_backend=args.backend,
+        enforce_eager=args.enforce_eager,
+    )
     runner = getattr(llm.executor, "model", None) and llm.executor
-    print(f"engine up in {time.perf_counter() - t:.1f} s; KV blocks {llm.config.num_kvcache_blocks}; "
-          f"memory {getattr(runner, 'memory_report', None)}; graph capture "
-          f"{getattr(getattr(runner, 'graphs', None), 'capture_seconds', float('nan')):.1f} s")
+    print(
+        f"engine up in {time.perf_counter() - t:.1f} s; KV blocks {llm.config.num_kvcache_blocks}; "
+        f"memory {getattr(runner, 'memory_report', None)}; graph capture "
+        f"{getattr(getattr(runner, 'graphs', None), 'capture_seconds', float('nan')):.1f} s"
+    )
     # One warm-up generate: a few requests shaped like the workload, so every kernel variant
     # (prefill, mixed prefill + decode, decode buckets) is compiled before timing.
     # Its prompts share nothing with the workload, and the prefix cache is emptied before each
     # timed run, so no run gets prefill for free.
     warm, _ = workload(16, seed_=1)
-    llm.generate(warm, [SamplingParams(temperature=0.6, ignore_eos=True, max_tokens=16)] * 16, use_tqdm=False)
+    llm.generate(
+        warm, [SamplingParams(temperature=0.6, ignore_eos=True, max_tokens=16)] * 16, use_tqdm=False
+    )
     llm.reset_prefix_cache()
     num_params = count_params(llm.config.spec)
     tokens, elapsed, _ = run_engine(llm, prompts, params, recorder=False)
     tok_s = tokens / elapsed
     fl = floor_seconds(llm.config.spec, num_params, prompts, params, bw, flops, args.tp)
     print(f"nanovllm: {tokens} tokens in {elapsed:.2f} s = {tok_s:,.0f} tok/s")
-    print("floor: " + ", ".join(f"{k}={v:.2f}" for k, v in fl.items()) + f"; efficiency {fl['floor_s'] / elapsed:.3f}")
+    print(
+        "floor: "
+        + ", ".join(f"{k}={v:.2f}" for k, v in fl.items())
+        + f"; efficiency {fl['floor_s'] / elapsed:.3f}"
+    )
     # A second timed run with a Recorder attached: the step breakdown, and what observing costs.
     llm.reset_prefix_cache()
     tokens_r, elapsed_r, rec = run_engine(llm, prompts, params, recorder=True)
-    print(f"with a Recorder attached: {tokens_r / elapsed_r:,.0f} tok/s "
-          f"(ratio to bare {elapsed / elapsed_r:.3f})")
+    print(
+        f"with a Recorder attached: {tokens_r / elapsed_r:,.0f} tok/s "
+        f"(ratio to bare {elapsed / elapsed_r:.3f})"
+    )
     df = rec.steps
-    by_phase = df.groupby("phase").agg(steps=("step", "size"), total_s=("t_total", "sum"),
-                                       forward_s=("t_forward", "sum"), sample_s=("t_sample", "sum"))
+    by_phase = df.groupby("phase").agg(
+        steps=("step", "size"),
+        total_s=("t_total", "sum"),
+        forward_s=("t_forward", "sum"),
+        sample_s=("t_sample", "sum"),
+    )
     host_s = (df.t_schedule + df.t_prepare + df.t_postprocess).sum()
-    print(f"steps by phase:\n{by_phase.to_string()}\nhost (schedule+prepare+postprocess) {host_s:.2f} s; "
-          f"outside step() {elapsed_r - df.t_total.sum():.2f} s")
+    print(
+        f"steps by phase:\n{by_phase.to_string()}\nhost (schedule+prepare+postprocess) {host_s:.2f} s; "
+        f"outside step() {elapsed_r - df.t_total.sum():.2f} s"
+    )
     ho = host_overhead(rec)
     print("decode steps at batch 256: " + ", ".join(f"{k}={v:.3f}" for k, v in ho.items()))
     llm.close()
     peer = run_peer(path, prompts, params, args.peer) if args.peer else None
     if peer:
         with LLM(path, max_model_len=4096) as llm2:  # a fresh engine: an empty prefix cache
-            t_tokens, t_elapsed, _ = run_engine(llm2, prompts[: args.peer], params[: args.peer], recorder=False)
-        print(f"same {args.peer} requests: nanovllm {t_tokens / t_elapsed:,.0f} tok/s vs transformers "
-              f"{peer:,.0f} tok/s = {t_tokens / t_elapsed / peer:.1f}x")
-    print(f"bench: engine=nanovllm backend={llm.executor.backend_name if hasattr(llm.executor, 'backend_name') else args.backend} "
-          f"tp={args.tp} tok={tokens} time_s={elapsed:.2f} tok_s={tok_s:.0f} floor_s={fl['floor_s']:.2f} "
-          f"efficiency={fl['floor_s'] / elapsed:.2f}")
+            t_tokens, t_elapsed, _ = run_engine(
+                llm2, prompts[: args.peer], params[: args.peer], recorder=False
+            )
+        print(
+            f"same {args.peer} requests: nanovllm {t_tokens / t_elapsed:,.0f} tok/s vs transformers "
+            f"{peer:,.0f} tok/s = {t_tokens / t_elapsed / peer:.1f}x"
+        )
+    print(
+        f"bench: engine=nanovllm backend={llm.executor.backend_name if hasattr(llm.executor, 'backend_name') else args.backend} "
+        f"tp={args.tp} tok={tokens} time_s={elapsed:.2f} tok_s={tok_s:.0f} floor_s={fl['floor_s']:.2f} "
+        f"efficiency={fl['floor_s'] / elapsed:.2f}"
+    )
 
 
 if __name__ == "__main__":

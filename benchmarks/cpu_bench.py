@@ -53,14 +53,18 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     cost = scheduler_step_cost()
-    print(f"scheduler+block manager, decode step at 256 running: {cost * 1e3:.3f} ms "
-          f"({1 / cost:,.0f} steps/s)")
+    print(
+        f"scheduler+block manager, decode step at 256 running: {cost * 1e3:.3f} ms "
+        f"({1 / cost:,.0f} steps/s)"
+    )
     if args.model is None:
         from nanovllm.testing import tiny_model_path
 
         args.model = str(tiny_model_path())
     rng = random.Random(0)
-    prompts = [[rng.randrange(3, 448) for _ in range(rng.randint(16, 128))] for _ in range(args.requests)]
+    prompts = [
+        [rng.randrange(3, 448) for _ in range(rng.randint(16, 128))] for _ in range(args.requests)
+    ]
     params = SamplingParams(temperature=0.6, max_tokens=args.max_tokens, ignore_eos=True)
     with LLM(args.model, kvcache_block_size=16) as llm:
         throughput(llm, prompts[:4], params)  # warm-up
@@ -71,10 +75,14 @@ def main() -> None:
             recorded.append(throughput(llm, prompts, params))
             rec.detach()
     b, r = statistics.median(bare), statistics.median(recorded)
-    print(f"tiny model on CPU: {b:,.0f} tok/s bare, {r:,.0f} tok/s with a Recorder "
-          f"(ratio {r / b:.3f}; runs bare {[round(x) for x in bare]}, recorded {[round(x) for x in recorded]})")
-    print(f"bench: engine=nanovllm device=cpu sched_step_ms={cost * 1e3:.3f} tok_s={b:.0f} "
-          f"tok_s_recorder={r:.0f}")
+    print(
+        f"tiny model on CPU: {b:,.0f} tok/s bare, {r:,.0f} tok/s with a Recorder "
+        f"(ratio {r / b:.3f}; runs bare {[round(x) for x in bare]}, recorded {[round(x) for x in recorded]})"
+    )
+    print(
+        f"bench: engine=nanovllm device=cpu sched_step_ms={cost * 1e3:.3f} tok_s={b:.0f} "
+        f"tok_s_recorder={r:.0f}"
+    )
 
 
 if __name__ == "__main__":

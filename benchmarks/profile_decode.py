@@ -1,6 +1,6 @@
 """Where a decode step's time goes at batch 256 (GPU): StepTiming medians and the top CUDA kernels.
 
-    python benchmarks/profile_decode.py [--model PATH] [--eager]
+python benchmarks/profile_decode.py [--model PATH] [--eager]
 """
 
 from __future__ import annotations
@@ -34,15 +34,23 @@ def main() -> None:
             llm.add_request(p, sp)
         records = [llm.step() for _ in range(40)]
         decode = [r for r in records if r.phase == "decode"]
-        med = {k: statistics.median(getattr(r.timing, k) for r in decode) * 1e3
-               for k in ("schedule", "prepare", "forward", "sample", "postprocess", "total")}
-        print(f"decode steps at batch {len(decode[-1].seq_ids)}: " +
-              ", ".join(f"{k}={v:.2f} ms" for k, v in med.items()))
+        med = {
+            k: statistics.median(getattr(r.timing, k) for r in decode) * 1e3
+            for k in ("schedule", "prepare", "forward", "sample", "postprocess", "total")
+        }
+        print(
+            f"decode steps at batch {len(decode[-1].seq_ids)}: "
+            + ", ".join(f"{k}={v:.2f} ms" for k, v in med.items())
+        )
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             for _ in range(5):
                 llm.step()
             torch.cuda.synchronize()
-        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=22, max_name_column_width=60))
+        print(
+            prof.key_averages().table(
+                sort_by="cuda_time_total", row_limit=22, max_name_column_width=60
+            )
+        )
 
 
 if __name__ == "__main__":

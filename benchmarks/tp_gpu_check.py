@@ -41,11 +41,21 @@ def correctness(path: str) -> bool:
         outs = {}
         for tp in (1, 2):
             t = time.perf_counter()
-            with LLM(path, tensor_parallel_size=tp, dtype="float32", enforce_eager=eager, max_model_len=2048,
-                     max_num_batched_tokens=512, max_num_seqs=4, gpu_memory_utilization=0.5) as llm:
+            with LLM(
+                path,
+                tensor_parallel_size=tp,
+                dtype="float32",
+                enforce_eager=eager,
+                max_model_len=2048,
+                max_num_batched_tokens=512,
+                max_num_seqs=4,
+                gpu_memory_utilization=0.5,
+            ) as llm:
                 outs[tp] = [o["token_ids"] for o in llm.generate(prompts, params, use_tqdm=False)]
                 hits = llm.get_metrics()["prefix_hit_tokens"]
-            print(f"  tp={tp} {'eager ' if eager else 'graphs'}: {time.perf_counter() - t:.1f} s, prefix hits {hits}")
+            print(
+                f"  tp={tp} {'eager ' if eager else 'graphs'}: {time.perf_counter() - t:.1f} s, prefix hits {hits}"
+            )
         same = outs[1] == outs[2]
         ok &= same
         print(f"greedy TP=2 == TP=1 ({'eager' if eager else 'CUDA graphs'}, float32): {same}")
@@ -56,15 +66,22 @@ def cycles(path: str, n: int = 4) -> bool:
     base = gpu_used_gib()
     for i in range(n):
         tp = 1 + i % 2
-        with LLM(path, tensor_parallel_size=tp, max_model_len=1024, gpu_memory_utilization=0.3,
-                 enforce_eager=True) as llm:
+        with LLM(
+            path,
+            tensor_parallel_size=tp,
+            max_model_len=1024,
+            gpu_memory_utilization=0.3,
+            enforce_eager=True,
+        ) as llm:
             llm.generate([[1, 2, 3]] * 4, SamplingParams(max_tokens=8), use_tqdm=False)
             during = gpu_used_gib()
         torch.cuda.synchronize()
         time.sleep(1.0)
         after = gpu_used_gib()
-        print(f"cycle {i} tp={tp}: GPU used GiB before {base} during {during} after {after}; "
-              f"children {len(multiprocessing.active_children())}")
+        print(
+            f"cycle {i} tp={tp}: GPU used GiB before {base} during {during} after {after}; "
+            f"children {len(multiprocessing.active_children())}"
+        )
     leftover = [a - b for a, b in zip(gpu_used_gib(), base)]
     clean = all(x < 1.0 for x in leftover) and not multiprocessing.active_children()
     print(f"create/close cycles clean: {clean} (GPU memory left over per GPU: {leftover} GiB)")
@@ -95,17 +112,26 @@ def bench_8b() -> None:
     for tp in (1, 2):
         with LLM(path, max_model_len=4096, tensor_parallel_size=tp) as llm:
             warm, _ = workload(16, seed_=1)  # shares no prefix with the timed workload
-            llm.generate(warm, [SamplingParams(temperature=0.6, ignore_eos=True, max_tokens=16)] * 16,
-                         use_tqdm=False)
+            llm.generate(
+                warm,
+                [SamplingParams(temperature=0.6, ignore_eos=True, max_tokens=16)] * 16,
+                use_tqdm=False,
+            )
             llm.reset_prefix_cache()
             tokens, elapsed, _ = run_engine(llm, prompts, params, recorder=False)
-            fl = floor_seconds(llm.config.spec, count_params(llm.config.spec), prompts, params, bw, flops, tp)
+            fl = floor_seconds(
+                llm.config.spec, count_params(llm.config.spec), prompts, params, bw, flops, tp
+            )
         results[tp] = elapsed
-        print(f"Qwen3-8B tp={tp}: {tokens} tokens in {elapsed:.2f} s = {tokens / elapsed:,.0f} tok/s; "
-              f"floor {fl['floor_s']:.2f} s (kv {fl['kv_s']:.2f}, weights {fl['weights_s']:.2f}, "
-              f"matmul {fl['matmul_s']:.2f}); efficiency {fl['floor_s'] / elapsed:.2f}")
-    print(f"bench: model=qwen3-8b tp1_s={results[1]:.2f} tp2_s={results[2]:.2f} "
-          f"speedup={results[1] / results[2]:.2f}")
+        print(
+            f"Qwen3-8B tp={tp}: {tokens} tokens in {elapsed:.2f} s = {tokens / elapsed:,.0f} tok/s; "
+            f"floor {fl['floor_s']:.2f} s (kv {fl['kv_s']:.2f}, weights {fl['weights_s']:.2f}, "
+            f"matmul {fl['matmul_s']:.2f}); efficiency {fl['floor_s'] / elapsed:.2f}"
+        )
+    print(
+        f"bench: model=qwen3-8b tp1_s={results[1]:.2f} tp2_s={results[2]:.2f} "
+        f"speedup={results[1] / results[2]:.2f}"
+    )
 
 
 def main() -> None:
@@ -116,8 +142,14 @@ def main() -> None:
     print(f"GPUs: {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}")
     from nanovllm.testing.random_model import QWEN3_0_6B, make_random_model
 
-    path = str(make_random_model(os.path.join(tempfile.gettempdir(), "qwen3-0.6b-fp32"), QWEN3_0_6B,
-                                 dtype="float32", device="cuda"))
+    path = str(
+        make_random_model(
+            os.path.join(tempfile.gettempdir(), "qwen3-0.6b-fp32"),
+            QWEN3_0_6B,
+            dtype="float32",
+            device="cuda",
+        )
+    )
     ok = correctness(path)
     clean = cycles(path)
     if not args.skip_bench:

@@ -23,7 +23,9 @@ from nanovllm import LLM, SamplingParams
 
 
 def prompts(rep: int, n: int) -> list[str]:
-    return [f"Run {rep} request {i}: how many tokens fit in {i + 1} blocks of 16?" for i in range(n)]
+    return [
+        f"Run {rep} request {i}: how many tokens fit in {i + 1} blocks of 16?" for i in range(n)
+    ]
 
 
 def timed_generate(llm: LLM, batch: list[str], params: SamplingParams) -> tuple[float, float]:
@@ -45,8 +47,12 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--blocks", type=int, default=TEACHING_DEFAULTS["num_kvcache_blocks"])
     ap.add_argument("--model", default=None, help="default: $NANOVLLM_MODEL or the tiny model")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (1: steadier figures on a shared machine; 0: torch's default)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1: steadier figures on a shared machine; 0: torch's default)",
+    )
     args = ap.parse_args()
     if args.threads:
         import torch
@@ -61,8 +67,10 @@ def main() -> None:
     for llm in (bare, wb.llm):  # warm up both (first-call allocations, kernel selection)
         llm.generate(prompts(-1, 8), SamplingParams(temperature=0, max_tokens=8), use_tqdm=False)
 
-    print(f"model={model}\nconfig={config}\nworkload: {args.requests} requests x {args.tokens} tokens, "
-          f"{args.reps} alternating repetitions")
+    print(
+        f"model={model}\nconfig={config}\nworkload: {args.requests} requests x {args.tokens} tokens, "
+        f"{args.reps} alternating repetitions"
+    )
     results: dict[str, list[tuple[float, float]]] = {"bare": [], "workbench": []}
     redraws0, steps0, observer0 = wb.redraws, wb.history.last_step, wb.observer_time
     cpu = {"bare": 0.0, "workbench": 0.0}
@@ -73,16 +81,23 @@ def main() -> None:
             wall, per_cpu = results[name][-1]
             cpu[name] += args.requests * args.tokens / per_cpu
             print(f"  rep {rep} {name:9s} {wall:8.1f} tok/s wall   {per_cpu:8.1f} tok/s CPU")
-    med = {name: [statistics.median(r[k] for r in runs) for k in (0, 1)] for name, runs in results.items()}
+    med = {
+        name: [statistics.median(r[k] for r in runs) for k in (0, 1)]
+        for name, runs in results.items()
+    }
     for name in results:
         print(f"median {name:9s} {med[name][0]:8.1f} tok/s wall   {med[name][1]:8.1f} tok/s CPU")
     for k, what in enumerate(("wall", "CPU")):
         ratio = med["workbench"][k] / med["bare"][k]
-        print(f"ratio workbench/bare ({what} time) = {ratio:.3f}  (overhead {100 * (1 - ratio):+.1f}%)")
+        print(
+            f"ratio workbench/bare ({what} time) = {ratio:.3f}  (overhead {100 * (1 - ratio):+.1f}%)"
+        )
     observer = wb.observer_time - observer0
-    print(f"workbench: {wb.redraws - redraws0} redraws over {wb.history.last_step - steps0} steps "
-          f"(about {wb.throttle.cost * 1e3:.1f} ms of CPU each); its step observer took "
-          f"{observer * 1e3:.0f} ms = {100 * observer / cpu['workbench']:.1f}% of the attached runs' CPU time")
+    print(
+        f"workbench: {wb.redraws - redraws0} redraws over {wb.history.last_step - steps0} steps "
+        f"(about {wb.throttle.cost * 1e3:.1f} ms of CPU each); its step observer took "
+        f"{observer * 1e3:.0f} ms = {100 * observer / cpu['workbench']:.1f}% of the attached runs' CPU time"
+    )
     wb.close()
     bare.close()
 

@@ -16,8 +16,17 @@ from nanovllm.llm import LLM
 from nanovllm.sampling_params import SamplingParams
 
 __all__ = [
-    "LLM", "SamplingParams", "NanoVLLMError", "ConfigError", "KVCacheTooSmallError", "ModelLoadError",
-    "UnsupportedModelError", "RequestError", "UnknownRequestError", "EngineClosedError", "StepError",
+    "LLM",
+    "SamplingParams",
+    "NanoVLLMError",
+    "ConfigError",
+    "KVCacheTooSmallError",
+    "ModelLoadError",
+    "UnsupportedModelError",
+    "RequestError",
+    "UnknownRequestError",
+    "EngineClosedError",
+    "StepError",
     "WorkerError",
 ]
 __version__ = "0.1.0"

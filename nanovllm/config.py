@@ -58,7 +58,8 @@ class ModelSpec:
             intermediate_size=raw["intermediate_size"],
             max_position_embeddings=raw.get("max_position_embeddings", 4096),
             rms_norm_eps=raw.get("rms_norm_eps", 1e-6),
-            rope_theta=raw.get("rope_theta") or (raw.get("rope_parameters") or {}).get("rope_theta", 10000.0),
+            rope_theta=raw.get("rope_theta")
+            or (raw.get("rope_parameters") or {}).get("rope_theta", 10000.0),
             tie_word_embeddings=raw.get("tie_word_embeddings", False),
             eos_token_id=eos_ids,
             torch_dtype=raw.get("torch_dtype") or raw.get("dtype"),
@@ -128,8 +129,10 @@ class Config:
 
     def _check_tensor_parallel(self) -> None:
         tp, spec = self.tensor_parallel_size, self.spec
-        for what, n in (("num_attention_heads", spec.num_attention_heads),
-                        ("num_key_value_heads", spec.num_key_value_heads)):
+        for what, n in (
+            ("num_attention_heads", spec.num_attention_heads),
+            ("num_key_value_heads", spec.num_key_value_heads),
+        ):
             if n % tp:
                 divisors = [d for d in range(1, n + 1) if n % d == 0]
                 raise ConfigError(

@@ -1,8 +1,8 @@
 """LLM: the public facade, in the style of vLLM and nano-vllm.
 
-    with LLM("/path/to/Qwen3-0.6B") as llm:
-        outs = llm.generate(["Hello"], SamplingParams(temperature=0.6, max_tokens=32))
-        print(outs[0]["text"])
+with LLM("/path/to/Qwen3-0.6B") as llm:
+    outs = llm.generate(["Hello"], SamplingParams(temperature=0.6, max_tokens=32))
+    print(outs[0]["text"])
 """
 
 from __future__ import annotations
@@ -71,8 +71,10 @@ class LLM(LLMEngine):
                     bar.update(len(done))
                     if record is not None and record.timing.total > 0:
                         kind = "decode" if record.phase == "decode" else "prefill"
-                        bar.set_postfix_str(f"{kind} {record.num_tokens / record.timing.total:,.0f} tok/s",
-                                            refresh=False)
+                        bar.set_postfix_str(
+                            f"{kind} {record.num_tokens / record.timing.total:,.0f} tok/s",
+                            refresh=False,
+                        )
         finally:
             if bar is not None:
                 bar.close()
@@ -85,9 +87,13 @@ def _as_prompt_list(prompts) -> list[Prompt]:
         if prompts and all(isinstance(t, int) and not isinstance(t, bool) for t in prompts):
             return [list(prompts)]  # one prompt given as token ids
         if not prompts:
-            raise RequestError("generate() got no prompts; pass a string, token ids, or a list of them")
+            raise RequestError(
+                "generate() got no prompts; pass a string, token ids, or a list of them"
+            )
         return list(prompts)
-    raise RequestError(f"prompts must be a str, a list of token ids, or a list of those; got {type(prompts).__name__}")
+    raise RequestError(
+        f"prompts must be a str, a list of token ids, or a list of those; got {type(prompts).__name__}"
+    )
 
 
 def _as_params_list(params, n: int) -> list[SamplingParams]:
@@ -95,7 +101,9 @@ def _as_params_list(params, n: int) -> list[SamplingParams]:
         return [params or SamplingParams()] * n
     params = list(params)
     if len(params) != n:
-        raise RequestError(f"got {len(params)} SamplingParams for {n} prompts; pass one, or one per prompt")
+        raise RequestError(
+            f"got {len(params)} SamplingParams for {n} prompts; pass one, or one per prompt"
+        )
     return params
 
 

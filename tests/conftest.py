@@ -6,8 +6,15 @@ import os
 
 import pytest
 
-SECOND_CONFIG = dict(num_attention_heads=8, num_key_value_heads=2, head_dim=8, hidden_size=64,
-                     num_hidden_layers=3, tie_word_embeddings=False, intermediate_size=96)
+SECOND_CONFIG = dict(
+    num_attention_heads=8,
+    num_key_value_heads=2,
+    head_dim=8,
+    hidden_size=64,
+    num_hidden_layers=3,
+    tie_word_embeddings=False,
+    intermediate_size=96,
+)
 
 
 def pytest_configure(config):

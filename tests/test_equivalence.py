@@ -24,9 +24,14 @@ def hf_model(path: str):
 
 
 def hf_greedy(model, prompt: list[int]) -> list[int]:
-    out = model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=MAX_NEW,
-                         min_new_tokens=MAX_NEW, pad_token_id=0)
-    return out[0, len(prompt):].tolist()
+    out = model.generate(
+        torch.tensor([prompt]),
+        do_sample=False,
+        max_new_tokens=MAX_NEW,
+        min_new_tokens=MAX_NEW,
+        pad_token_id=0,
+    )
+    return out[0, len(prompt) :].tolist()
 
 
 def hf_logprobs(model, prompt: list[int], completion: list[int]) -> torch.Tensor:
@@ -55,7 +60,8 @@ def test_greedy_tokens_and_logprobs_match_transformers(which, request):
 
 def test_text_prompts_round_trip_through_the_tokenizer(tiny_model):
     with LLM(tiny_model, kvcache_block_size=16) as llm:
-        [out] = llm.generate("The KV cache is paged", SamplingParams(temperature=0, max_tokens=4),
-                             use_tqdm=False)
+        [out] = llm.generate(
+            "The KV cache is paged", SamplingParams(temperature=0, max_tokens=4), use_tqdm=False
+        )
         assert isinstance(out["text"], str) and len(out["token_ids"]) <= 4
         assert out["text"] == llm.tokenizer.decode(out["token_ids"])

@@ -57,14 +57,17 @@ def test_unknown_config_keyword(tiny_model):
     assert isinstance(info.value, ValueError)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(kvcache_block_size=24), "power of two"),
-    (dict(max_model_len=10**6), "max_position_embeddings"),
-    (dict(max_num_seqs=0), "positive integer"),
-    (dict(tensor_parallel_size=3), "does not divide"),
-    (dict(dtype="int8"), "dtype"),
-    (dict(gpu_memory_utilization=1.5), r"\(0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(kvcache_block_size=24), "power of two"),
+        (dict(max_model_len=10**6), "max_position_embeddings"),
+        (dict(max_num_seqs=0), "positive integer"),
+        (dict(tensor_parallel_size=3), "does not divide"),
+        (dict(dtype="int8"), "dtype"),
+        (dict(gpu_memory_utilization=1.5), r"\(0, 1\]"),
+    ],
+)
 def test_bad_config_values(tiny_model, bad, match):
     with pytest.raises(ConfigError, match=match):
         LLM(tiny_model, **bad)
@@ -75,30 +78,36 @@ def test_kv_cache_too_small_for_one_sequence(tiny_model):
         LLM(tiny_model, kvcache_block_size=16, max_model_len=128, num_kvcache_blocks=3)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(temperature=-1.0), "temperature"),
-    (dict(temperature=math.nan), "temperature"),
-    (dict(top_p=0.0), "top_p"),
-    (dict(top_p=math.nan), "top_p"),
-    (dict(top_k=0), "top_k"),
-    (dict(max_tokens=0), "max_tokens"),
-    (dict(logprobs=-2), "logprobs"),
-    (dict(stop_token_ids=[-1]), "stop_token_ids"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(temperature=-1.0), "temperature"),
+        (dict(temperature=math.nan), "temperature"),
+        (dict(top_p=0.0), "top_p"),
+        (dict(top_p=math.nan), "top_p"),
+        (dict(top_k=0), "top_k"),
+        (dict(max_tokens=0), "max_tokens"),
+        (dict(logprobs=-2), "logprobs"),
+        (dict(stop_token_ids=[-1]), "stop_token_ids"),
+    ],
+)
 def test_bad_sampling_values(kwargs, match):
     with pytest.raises(RequestError, match=match):
         SamplingParams(**kwargs)
 
 
-@pytest.mark.parametrize("prompt, params, match", [
-    ([], GREEDY, "empty"),
-    ("", GREEDY, "empty"),
-    ([1, 2, 10**6], GREEDY, "outside the vocabulary"),
-    ([1, -5], GREEDY, "outside the vocabulary"),
-    ([1] * 250, SamplingParams(max_tokens=10), "exceeds max_model_len=256"),
-    (3.5, GREEDY, "str or a list of token ids"),
-    ([1, 2], "greedy", "SamplingParams"),
-])
+@pytest.mark.parametrize(
+    "prompt, params, match",
+    [
+        ([], GREEDY, "empty"),
+        ("", GREEDY, "empty"),
+        ([1, 2, 10**6], GREEDY, "outside the vocabulary"),
+        ([1, -5], GREEDY, "outside the vocabulary"),
+        ([1] * 250, SamplingParams(max_tokens=10), "exceeds max_model_len=256"),
+        (3.5, GREEDY, "str or a list of token ids"),
+        ([1, 2], "greedy", "SamplingParams"),
+    ],
+)
 def test_bad_requests_leave_the_engine_usable(llm, prompt, params, match):
     good = llm.add_request([5, 6, 7], GREEDY)
     with pytest.raises(RequestError, match=match):

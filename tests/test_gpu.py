@@ -17,8 +17,11 @@ pytestmark = pytest.mark.gpu
 def qwen3_06b(tmp_path_factory):
     from nanovllm.testing.random_model import QWEN3_0_6B, make_random_model
 
-    return str(make_random_model(tmp_path_factory.mktemp("qwen3"), QWEN3_0_6B, dtype="float32",
-                                 device="cuda"))
+    return str(
+        make_random_model(
+            tmp_path_factory.mktemp("qwen3"), QWEN3_0_6B, dtype="float32", device="cuda"
+        )
+    )
 
 
 def mixed_prompts():
@@ -40,16 +43,31 @@ GREEDY = SamplingParams(temperature=0, max_tokens=24, ignore_eos=True, logprobs=
 
 def test_triton_equals_torch_ref_in_float32_with_chunks_prefix_hits_and_graphs(qwen3_06b):
     prompts = mixed_prompts()
-    ref, _ = generate(qwen3_06b, prompts, GREEDY, dtype="float32", attention_backend="torch_ref",
-                      enforce_eager=True)
+    ref, _ = generate(
+        qwen3_06b,
+        prompts,
+        GREEDY,
+        dtype="float32",
+        attention_backend="torch_ref",
+        enforce_eager=True,
+    )
     for eager in (True, False):
-        outs, m = generate(qwen3_06b, prompts, GREEDY, dtype="float32", attention_backend="triton",
-                           enforce_eager=eager, max_num_batched_tokens=512, max_num_seqs=4)
+        outs, m = generate(
+            qwen3_06b,
+            prompts,
+            GREEDY,
+            dtype="float32",
+            attention_backend="triton",
+            enforce_eager=eager,
+            max_num_batched_tokens=512,
+            max_num_seqs=4,
+        )
         assert m["prefix_hit_tokens"] > 0 and m["prefill_steps"] > 3
         assert [o["token_ids"] for o in outs] == [o["token_ids"] for o in ref]
         for a, b in zip(outs, ref):
-            torch.testing.assert_close(torch.tensor(a["logprobs"]), torch.tensor(b["logprobs"]),
-                                       atol=2e-3, rtol=0)
+            torch.testing.assert_close(
+                torch.tensor(a["logprobs"]), torch.tensor(b["logprobs"]), atol=2e-3, rtol=0
+            )
 
 
 def test_triton_matches_transformers_greedy(qwen3_06b):
@@ -59,8 +77,13 @@ def test_triton_matches_transformers_greedy(qwen3_06b):
     outs, _ = generate(qwen3_06b, prompts, GREEDY, dtype="float32", attention_backend="triton")
     hf = AutoModelForCausalLM.from_pretrained(qwen3_06b, dtype=torch.float32).cuda().eval()
     for prompt, out in zip(prompts, outs):
-        ref = hf.generate(torch.tensor([prompt], device="cuda"), do_sample=False, max_new_tokens=24,
-                          min_new_tokens=24, pad_token_id=0)[0, len(prompt):].tolist()
+        ref = hf.generate(
+            torch.tensor([prompt], device="cuda"),
+            do_sample=False,
+            max_new_tokens=24,
+            min_new_tokens=24,
+            pad_token_id=0,
+        )[0, len(prompt) :].tolist()
         assert out["token_ids"] == ref
 
 
@@ -68,8 +91,14 @@ def test_bf16_logprobs_agree_within_bf16_tolerance(qwen3_06b):
     prompts = mixed_prompts()
     params = SamplingParams(temperature=0, max_tokens=1, logprobs=10)
     a, _ = generate(qwen3_06b, prompts, params, dtype="bfloat16", attention_backend="triton")
-    b, _ = generate(qwen3_06b, prompts, params, dtype="bfloat16", attention_backend="torch_ref",
-                    enforce_eager=True)
+    b, _ = generate(
+        qwen3_06b,
+        prompts,
+        params,
+        dtype="bfloat16",
+        attention_backend="torch_ref",
+        enforce_eager=True,
+    )
     for x, y in zip(a, b):
         tx, ty = x["top_logprobs"][0], y["top_logprobs"][0]
         common = set(tx) & set(ty)
@@ -79,7 +108,10 @@ def test_bf16_logprobs_agree_within_bf16_tolerance(qwen3_06b):
 
 def test_seeded_sampling_repeats_on_gpu(qwen3_06b):
     prompts = mixed_prompts()[:4]
-    params = [SamplingParams(temperature=0.8, top_p=0.9, seed=i, max_tokens=16, ignore_eos=True) for i in range(4)]
+    params = [
+        SamplingParams(temperature=0.8, top_p=0.9, seed=i, max_tokens=16, ignore_eos=True)
+        for i in range(4)
+    ]
     a, _ = generate(qwen3_06b, prompts, params, dtype="bfloat16")
     b, _ = generate(qwen3_06b, prompts[:1], params[:1], dtype="bfloat16")
     assert a[0]["token_ids"] == b[0]["token_ids"]

@@ -69,8 +69,12 @@ def test_batch_composition_does_not_matter(tiny_model, baseline, order):
 
 
 def test_seeded_sampling_is_independent_of_batch_mates(tiny_model):
-    params = [SamplingParams(temperature=0.9, top_k=50, top_p=0.9, seed=100 + i, max_tokens=16,
-                             ignore_eos=True) for i in range(3)]
+    params = [
+        SamplingParams(
+            temperature=0.9, top_k=50, top_p=0.9, seed=100 + i, max_tokens=16, ignore_eos=True
+        )
+        for i in range(3)
+    ]
     prompts = workload()[:3]
     together, _ = run(tiny_model, prompts, params)
     alone = [run(tiny_model, [p], sp)[0][0] for p, sp in zip(prompts, params)]
@@ -91,7 +95,9 @@ def test_prefix_cache_computes_only_the_uncached_tokens(tiny_model):
         rid = llm.add_request(shared + [4, 5], GREEDY)
         while llm.has_unfinished():
             llm.step()
-        prefill = [e for r in records for e in r.scheduled if e.seq_id == rid and e.phase == "prefill"]
+        prefill = [
+            e for r in records for e in r.scheduled if e.seq_id == rid and e.phase == "prefill"
+        ]
         assert [(e.start, e.num_tokens) for e in prefill] == [(64, 2)]
         assert records[0].prefix_hit_tokens == 64
         assert llm.get_output(rid)["num_cached_tokens"] == 64

@@ -14,7 +14,9 @@ import nbformat
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-USES_WORKBENCH = sorted(p for p in NOTEBOOKS.glob("*.ipynb") if "widgets.workbench(" in p.read_text())
+USES_WORKBENCH = sorted(
+    p for p in NOTEBOOKS.glob("*.ipynb") if "widgets.workbench(" in p.read_text()
+)
 
 CHECK = """
 import numpy as np
@@ -44,7 +46,11 @@ def test_notebook_ends_with_a_live_workbench_and_true_frozen_figures(path):
 
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(CHECK))
-    NotebookClient(nb, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent.parent)}}).execute()
+    NotebookClient(
+        nb,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent.parent)}},
+    ).execute()
     out = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
     assert "alive; frozen:" in out, out

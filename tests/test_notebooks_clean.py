@@ -31,8 +31,10 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
 PLAIN_OUTPUTS = {"stream", "execute_result"}
 ENGINE_CLOSERS = ("close_workbench()", ".close()", "with LLM(")
-HOW_TO_CLEAN = ("run `python tests/test_notebooks_clean.py <notebook>` and `git add <notebook>` "
-                "(see this module's doc)")
+HOW_TO_CLEAN = (
+    "run `python tests/test_notebooks_clean.py <notebook>` and `git add <notebook>` "
+    "(see this module's doc)"
+)
 
 
 def notebooks() -> list[Path]:
@@ -75,7 +77,9 @@ def check_clean(path: Path) -> str:
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
     for i, cell in enumerate(nb.cells):
         where = f"{name} cell {i}"
-        assert "widgets" not in cell.metadata, f"{where}: widget state in cell metadata; {HOW_TO_CLEAN}"
+        assert "widgets" not in cell.metadata, (
+            f"{where}: widget state in cell metadata; {HOW_TO_CLEAN}"
+        )
         if cell.cell_type != "code":
             continue
         if not is_checked(cell):
@@ -85,11 +89,15 @@ def check_clean(path: Path) -> str:
         assert cell.outputs, f"{where}: checked cell has no stored output, so nbval would skip it"
         assert cell.execution_count is not None, f"{where}: checked cell must keep its count"
         for out in cell.outputs:
-            assert out.output_type in PLAIN_OUTPUTS, f"{where}: checked cell stores a {out.output_type}"
+            assert out.output_type in PLAIN_OUTPUTS, (
+                f"{where}: checked cell stores a {out.output_type}"
+            )
             if out.output_type == "stream":
                 assert out.name == "stdout", f"{where}: checked cell writes to {out.name}"
             else:
-                assert set(out.data) == {"text/plain"}, f"{where}: checked cell stores {set(out.data)}"
+                assert set(out.data) == {"text/plain"}, (
+                    f"{where}: checked cell stores {set(out.data)}"
+                )
     assert strip(nb) == nb, f"{name}: not in committed form; {HOW_TO_CLEAN}"
     return source
 
@@ -151,8 +159,14 @@ def test_check_reads_the_index_not_the_working_tree(tmp_path, monkeypatch):
     for var in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
         monkeypatch.delenv(var, raising=False)
     clean = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_markdown_cell("# t"), nbformat.v4.new_code_cell("x = 1\nassert x == 1")],
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+        cells=[
+            nbformat.v4.new_markdown_cell("# t"),
+            nbformat.v4.new_code_cell("x = 1\nassert x == 1"),
+        ],
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+    )
     repo, plain = tmp_path / "repo", tmp_path / "plain"
     (repo / "notebooks").mkdir(parents=True)
     plain.mkdir()
@@ -197,7 +211,7 @@ def test_notebook_closes_its_engines(path):
     sources = [c.source for c in nb.cells if c.cell_type == "code"]
     builds = [i for i, s in enumerate(sources) if "LLM(" in s]
     if builds:
-        rest = "\n".join(sources[builds[-1]:])
+        rest = "\n".join(sources[builds[-1] :])
         assert any(closer in rest for closer in ENGINE_CLOSERS), (
             f"{path.name}: no llm.close() / `with LLM(...)` after the last engine is built"
         )
@@ -208,7 +222,9 @@ def main(paths: list[str]) -> None:
         nb = nbformat.read(p, as_version=4)
         missing = [i for i, c in enumerate(nb.cells) if is_checked(c) and not c.outputs]
         nbformat.write(strip(nb), p)
-        note = f" (checked cells {missing} have no output: run the notebook first)" if missing else ""
+        note = (
+            f" (checked cells {missing} have no output: run the notebook first)" if missing else ""
+        )
         print(f"cleaned {p}{note}")
 
 

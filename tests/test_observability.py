@@ -20,7 +20,9 @@ def scripted(tiny_model):
     llm = LLM(tiny_model, kvcache_block_size=16, num_kvcache_blocks=3, max_model_len=48)
     rec = Recorder().attach(llm)
     a = llm.add_request(PROMPT_A, SamplingParams(temperature=0, max_tokens=20, ignore_eos=True))
-    b = llm.add_request(PROMPT_A + [7], SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))
+    b = llm.add_request(
+        PROMPT_A + [7], SamplingParams(temperature=0, max_tokens=4, ignore_eos=True)
+    )
     records = []
     while llm.has_unfinished():
         records.append(llm.step())
@@ -29,11 +31,16 @@ def scripted(tiny_model):
 
 def test_scripted_workload_gives_exactly_the_expected_events_and_records(tiny_model):
     llm, rec, records, a, b = scripted(tiny_model)
-    events = [(e.step, e.seq_id, e.before.value if e.before else None, e.after.value, e.reason)
-              for r in records for e in r.events]
+    events = [
+        (e.step, e.seq_id, e.before.value if e.before else None, e.after.value, e.reason)
+        for r in records
+        for e in r.events
+    ]
     assert events == [
-        (0, a, None, W, "added"), (0, b, None, W, "added"),
-        (0, a, W, R, "scheduled"), (0, b, W, R, "scheduled"),
+        (0, a, None, W, "added"),
+        (0, b, None, W, "added"),
+        (0, a, W, R, "scheduled"),
+        (0, b, W, R, "scheduled"),
         (1, b, R, P, "out of KV blocks"),
         (2, b, P, R, "resumed"),
         (4, b, R, F, "length"),
@@ -195,11 +202,15 @@ def test_non_finite_logits_fail_only_that_request(tiny_model):
         outs = [llm.get_output(i) for i in ids]
         assert outs[1]["finish_reason"] == "error" and "non-finite" in outs[1]["error"]
         assert [outs[0]["token_ids"], outs[2]["token_ids"]] == [expected[0], expected[2]]
-        assert llm.check_integrity() == [] and llm.block_manager.num_free_blocks == llm.block_manager.num_blocks
+        assert (
+            llm.check_integrity() == []
+            and llm.block_manager.num_free_blocks == llm.block_manager.num_blocks
+        )
 
 
 def test_observer_exceptions_do_not_break_the_engine(tiny_model):
     with LLM(tiny_model, kvcache_block_size=16) as llm:
+
         def bad(_):
             raise ValueError("observer bug")
 

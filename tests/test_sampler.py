@@ -8,8 +8,9 @@ from nanovllm.layers.sampler import Sampler, SamplingBatch, _top_k_top_p
 
 
 def batch(n, temperature=1.0, top_k=None, top_p=1.0, seed=None, logprobs=None, position=0):
-    return SamplingBatch([temperature] * n, [top_k] * n, [top_p] * n, [seed] * n, [position] * n,
-                         [logprobs] * n)
+    return SamplingBatch(
+        [temperature] * n, [top_k] * n, [top_p] * n, [seed] * n, [position] * n, [logprobs] * n
+    )
 
 
 def test_top_k_and_top_p_keep_exactly_the_expected_tokens():
@@ -42,8 +43,9 @@ def test_seeded_rows_repeat_whatever_the_batch():
     logits = torch.randn(6, 100)
     logits[2] = logits[0]
     sampler = Sampler(torch.device("cpu"))
-    seeded = SamplingBatch([1.0] * 6, [None] * 6, [1.0] * 6, [7, None, 7, None, 8, 7],
-                           [3, 3, 3, 3, 3, 4], [None] * 6)
+    seeded = SamplingBatch(
+        [1.0] * 6, [None] * 6, [1.0] * 6, [7, None, 7, None, 8, 7], [3, 3, 3, 3, 3, 4], [None] * 6
+    )
     a = sampler(logits, seeded).token_ids
     b = sampler(logits[[0]], batch(1, seed=7, position=3)).token_ids
     assert a[0] == a[2] == b[0]  # same seed, same position, same logits

@@ -14,12 +14,19 @@ BS = 4
 
 
 def make(num_blocks=16, budget=64, max_seqs=8, max_len=64, caching=True) -> Scheduler:
-    return Scheduler(BlockManager(num_blocks, BS, caching), max_num_seqs=max_seqs,
-                     max_num_batched_tokens=budget, max_model_len=max_len, eos_token_ids=(0,))
+    return Scheduler(
+        BlockManager(num_blocks, BS, caching),
+        max_num_seqs=max_seqs,
+        max_num_batched_tokens=budget,
+        max_model_len=max_len,
+        eos_token_ids=(0,),
+    )
 
 
 def add(s: Scheduler, i: int, n: int, max_tokens: int = 8, first_token: int = 1) -> Sequence:
-    seq = Sequence(i, list(range(first_token, first_token + n)), SamplingParams(max_tokens=max_tokens))
+    seq = Sequence(
+        i, list(range(first_token, first_token + n)), SamplingParams(max_tokens=max_tokens)
+    )
     s.add(seq)
     return seq
 
@@ -80,7 +87,9 @@ def test_preemption_frees_the_latest_sequence_and_requeues_it_first():
     assert [q.seq_id for q in batch.seqs] == [0, 1]
     assert c.status is SequenceStatus.PREEMPTED and c.block_table == [] and s.waiting[0] is c
     assert c.num_preemptions == 1
-    events = [(e.seq_id, e.before, e.after) for e in s.events if e.after is SequenceStatus.PREEMPTED]
+    events = [
+        (e.seq_id, e.before, e.after) for e in s.events if e.after is SequenceStatus.PREEMPTED
+    ]
     assert events == [(2, SequenceStatus.RUNNING, SequenceStatus.PREEMPTED)]
 
 
@@ -143,8 +152,12 @@ def test_prefix_hit_counts_in_the_batch():
     assert batch.num_new_tokens[i] == 1 and batch.starts[i] == 8
 
 
-ops = st.lists(st.tuples(st.sampled_from(["add", "step", "step", "abort"]),
-                         st.integers(1, 30), st.integers(1, 12)), max_size=50)
+ops = st.lists(
+    st.tuples(
+        st.sampled_from(["add", "step", "step", "abort"]), st.integers(1, 30), st.integers(1, 12)
+    ),
+    max_size=50,
+)
 
 
 @settings(max_examples=120, deadline=None)

@@ -26,13 +26,22 @@ def test_triton_backend_matches_torch_ref_in_the_engine(tiny_model):
     params = SamplingParams(temperature=0, max_tokens=6, ignore_eos=True, logprobs=0)
     outs = {}
     for backend in ("torch_ref", "triton"):
-        with LLM(tiny_model, kvcache_block_size=16, attention_backend=backend, max_num_batched_tokens=24, dtype="float32",
-                 max_num_seqs=3, enforce_eager=True) as llm:
+        with LLM(
+            tiny_model,
+            kvcache_block_size=16,
+            attention_backend=backend,
+            max_num_batched_tokens=24,
+            dtype="float32",
+            max_num_seqs=3,
+            enforce_eager=True,
+        ) as llm:
             outs[backend] = llm.generate(prompts, params, use_tqdm=False)
             assert llm.get_metrics()["prefix_hit_tokens"] > 0
     for a, b in zip(outs["torch_ref"], outs["triton"]):
         assert a["token_ids"] == b["token_ids"]
-        torch.testing.assert_close(torch.tensor(a["logprobs"]), torch.tensor(b["logprobs"]), atol=1e-4, rtol=0)
+        torch.testing.assert_close(
+            torch.tensor(a["logprobs"]), torch.tensor(b["logprobs"]), atol=1e-4, rtol=0
+        )
 
 
 def test_fused_gpu_sampler_logic_under_the_interpreter():
@@ -45,8 +54,14 @@ def test_fused_gpu_sampler_logic_under_the_interpreter():
     logits = torch.randn(4, 500, device=device)
     logits[2] = logits[1]
     logits[3, 17] = float("nan")
-    batch = SamplingBatch([0.0, 0.7, 0.7, 1.0], [None] * 4, [1.0] * 4, [None, 5, 5, None], [0, 3, 3, 0],
-                          [0, None, None, None])
+    batch = SamplingBatch(
+        [0.0, 0.7, 0.7, 1.0],
+        [None] * 4,
+        [1.0] * 4,
+        [None, 5, 5, None],
+        [0, 3, 3, 0],
+        [0, None, None, None],
+    )
     out = sampler(logits, batch)
     assert out.token_ids[0] == int(logits[0].argmax())  # greedy
     assert out.token_ids[1] == out.token_ids[2]  # same seed and position, same logits

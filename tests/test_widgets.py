@@ -36,7 +36,11 @@ def wb(tiny_model):
 
 def flat_cells(bench: Workbench, prop: str) -> list:
     """One property of the block grid (z, text, hovertext), flattened, padding cells dropped."""
-    return np.asarray(getattr(bench.block_view.figure.data[0], prop)).ravel()[:bench.block_view.num_blocks].tolist()
+    return (
+        np.asarray(getattr(bench.block_view.figure.data[0], prop))
+        .ravel()[: bench.block_view.num_blocks]
+        .tolist()
+    )
 
 
 def grid_values(bench: Workbench) -> list[int]:
@@ -50,9 +54,12 @@ def grid_labels(bench: Workbench) -> list[str]:
 def figure_states(bench: Workbench) -> dict[tuple[int, int], int]:
     """{(seq id, step): code} as drawn in the timeline figure."""
     grid = bench.timeline_view.figure.data[0]
-    return {(int(label.split()[1]), int(step)): int(code)
-            for label, row in zip(grid.y, grid.z, strict=True)
-            for step, code in zip(grid.x, row, strict=True) if code is not None}
+    return {
+        (int(label.split()[1]), int(step)): int(code)
+        for label, row in zip(grid.y, grid.z, strict=True)
+        for step, code in zip(grid.x, row, strict=True)
+        if code is not None
+    }
 
 
 def expected_states(rec) -> dict[tuple[int, int], int]:
@@ -74,7 +81,9 @@ def expected_states(rec) -> dict[tuple[int, int], int]:
             elif seq_id in phase:
                 out[seq_id, step] = PREFILL if phase[seq_id] == "prefill" else DECODE
             else:
-                out[seq_id, step] = {"WAITING": WAITING, "RUNNING": IDLE, "PREEMPTED": PREEMPTED}[st]
+                out[seq_id, step] = {"WAITING": WAITING, "RUNNING": IDLE, "PREEMPTED": PREEMPTED}[
+                    st
+                ]
         for seq_id in finished:
             del status[seq_id]
     return out
@@ -89,7 +98,9 @@ async def until(condition, timeout: float = 30.0) -> None:
 
 def pressure(bench: Workbench, n: int = 4, max_tokens: int = 24) -> list[int]:
     """n requests of ~130 prompt tokens (9 blocks of 16 each, and growing)."""
-    return [bench.add_request(f"{i}: {LONG}", max_tokens=max_tokens, ignore_eos=True) for i in range(n)]
+    return [
+        bench.add_request(f"{i}: {LONG}", max_tokens=max_tokens, ignore_eos=True) for i in range(n)
+    ]
 
 
 # ---- Step, block grid, metrics --------------------------------------------------------------------
@@ -100,7 +111,9 @@ def test_step_button_draws_the_engine_snapshot(wb):
     snap = wb.llm.snapshot()
     assert len(wb.history) == 1 and wb.history.last_step == 0
     assert grid_values(wb) == snap.block_state.tolist()
-    assert grid_labels(wb) == [",".join(map(str, snap.owners.get(b, ()))) for b in range(snap.num_blocks)]
+    assert grid_labels(wb) == [
+        ",".join(map(str, snap.owners.get(b, ()))) for b in range(snap.num_blocks)
+    ]
     hover = flat_cells(wb, "hovertext")
     owned = next(iter(snap.owners))
     assert f"owners: seq {snap.owners[owned][0]}" in hover[owned]
@@ -125,12 +138,16 @@ def test_hash_chain_and_cached_blocks_in_hover(wb):
     wb.add_request(LONG, max_tokens=2)
     wb.step(10)  # runs to completion: its full blocks stay cached-free
     snap = wb.llm.snapshot()
-    cached = [b for b in range(snap.num_blocks) if BLOCK_STATE_NAMES[snap.block_state[b]] == "cached"]
+    cached = [
+        b for b in range(snap.num_blocks) if BLOCK_STATE_NAMES[snap.block_state[b]] == "cached"
+    ]
     assert cached, "a finished request leaves its full blocks in the prefix cache"
     hover = flat_cells(wb, "hovertext")
     texts = [hover[b] for b in cached]
     assert all("holds a prefix hash" in t for t in texts)
-    assert any("first in its chain" in t for t in texts) and any("chained after block" in t for t in texts)
+    assert any("first in its chain" in t for t in texts) and any(
+        "chained after block" in t for t in texts
+    )
 
 
 # ---- Run / Pause --------------------------------------------------------------------------------
@@ -179,16 +196,24 @@ def test_timeline_rows_equal_the_recorded_events(tiny_model):
     assert rec.steps.preempted.sum() > 0, "the workload must preempt"
     expected = expected_states(rec)
     assert wb.timeline_view.timeline.states() == {
-        s: {t: c for (q, t), c in expected.items() if q == s} for s in {q for q, _ in expected}}
+        s: {t: c for (q, t), c in expected.items() if q == s} for s in {q for q, _ in expected}
+    }
     assert figure_states(wb) == expected
     frame = wb.timeline_view.timeline.to_frame()
-    assert len(frame) == len(expected) and set(frame.state) >= {"prefilling", "decoding", "preempted"}
+    assert len(frame) == len(expected) and set(frame.state) >= {
+        "prefilling",
+        "decoding",
+        "preempted",
+    }
     marks = wb.timeline_view.figure.data[1]
     pre = rec.events[rec.events.after == "PREEMPTED"]
     assert sorted(zip(marks.x, marks.y, strict=True)) == sorted(
-        (s, f"seq {q}") for s, q in zip(pre.step, pre.seq_id, strict=True))
+        (s, f"seq {q}") for s, q in zip(pre.step, pre.seq_id, strict=True)
+    )
     finished = rec.events[rec.events.after == "FINISHED"]
-    assert all(expected[q, s] == FINISHED for q, s in zip(finished.seq_id, finished.step, strict=True))
+    assert all(
+        expected[q, s] == FINISHED for q, s in zip(finished.seq_id, finished.step, strict=True)
+    )
 
 
 # ---- Time travel ---------------------------------------------------------------------------------
@@ -204,8 +229,10 @@ def test_slider_scrubs_back_and_every_view_shows_that_step(wb):
     assert grid_values(wb) == seen[2]
     assert max(wb.timeline_view.figure.data[0].x) == 2 and max(wb.timing_view.figure.data[0].x) == 2
     assert "<b>Step 2</b> (time travel" in wb.metrics_panel.html
-    assert "requests added</td><td style='padding:1px 6px;border-bottom:1px solid #eee'><b>4<" \
-           in wb.metrics_panel.html
+    assert (
+        "requests added</td><td style='padding:1px 6px;border-bottom:1px solid #eee'><b>4<"
+        in wb.metrics_panel.html
+    )
 
     wb.step(1)  # stepping returns to live
     assert wb.shown_step == last + 1 and wb.controls.slider.value == last + 1
@@ -218,7 +245,9 @@ def test_slider_scrubs_back_and_every_view_shows_that_step(wb):
 
 
 def test_costly_snapshots_are_kept_only_at_redraws(tiny_model):
-    bench = Workbench(tiny_model, dict(TEACHING_DEFAULTS, num_kvcache_blocks=5000), redraw_interval=1e9)
+    bench = Workbench(
+        tiny_model, dict(TEACHING_DEFAULTS, num_kvcache_blocks=5000), redraw_interval=1e9
+    )
     try:
         pressure(bench, 2)
         bench._snap_cost = 1.0  # as if a snapshot cost far more than 1% of a step
@@ -255,7 +284,9 @@ def test_integrity_overlay_marks_the_blocks_a_violation_names(wb):
     assert wb.check_integrity and not wb.block_view.problems
     assert "integrity check: <span style='color:#047857'><b>OK" in wb.metrics_panel.html
     block = next(iter(wb.llm.snapshot().owners))
-    wb.llm.block_manager.blocks[block].ref_count += 1  # corrupt the cache (a test may; widgets never)
+    wb.llm.block_manager.blocks[
+        block
+    ].ref_count += 1  # corrupt the cache (a test may; widgets never)
     try:
         wb.step(1)
         assert wb.block_view.problems
@@ -379,7 +410,9 @@ def test_rerunning_the_cell_keeps_exactly_one_engine_alive():
         for i in range(10):
             bench = widgets.workbench(**(a if i % 2 == 0 else b))
             engines.append(bench.llm)
-            assert widgets.workbench(**(a if i % 2 == 0 else b)) is bench, "same arguments, same engine"
+            assert widgets.workbench(**(a if i % 2 == 0 else b)) is bench, (
+                "same arguments, same engine"
+            )
             assert [e.closed for e in engines] == [True] * i + [False]
         assert len({id(e) for e in engines}) == 10
         assert engines[-1].config.num_kvcache_blocks == 32
@@ -466,7 +499,7 @@ def test_a_frozen_figure_keeps_its_step_while_the_live_view_moves_on(wb):
     frozen = wb.freeze("blocks")
     at_freeze = wb.history.snapshot_at(frozen.step).block_state.tolist()
     wb.step(6)
-    cells = np.asarray(frozen.figure.data[0].z, dtype=float).ravel()[:wb.block_view.num_blocks]
+    cells = np.asarray(frozen.figure.data[0].z, dtype=float).ravel()[: wb.block_view.num_blocks]
     assert cells.astype(int).tolist() == at_freeze != grid_values(wb)
     bundle = frozen._repr_mimebundle_()
     assert "application/vnd.plotly.v1+json" in bundle and wb.frozen == [frozen]

@@ -27,7 +27,20 @@ from ._timing import TimingView
 from ._workbench import Workbench
 
 __all__ = [
-    "workbench", "close_workbench", "current_workbench", "Workbench", "TEACHING_DEFAULTS", "WORKBENCH_OPTIONS",
-    "BlockView", "TimelineView", "SequenceTimeline", "STATE_NAMES", "TimingView", "MetricsPanel",
-    "Controls", "History", "Frame", "Throttle",
+    "workbench",
+    "close_workbench",
+    "current_workbench",
+    "Workbench",
+    "TEACHING_DEFAULTS",
+    "WORKBENCH_OPTIONS",
+    "BlockView",
+    "TimelineView",
+    "SequenceTimeline",
+    "STATE_NAMES",
+    "TimingView",
+    "MetricsPanel",
+    "Controls",
+    "History",
+    "Frame",
+    "Throttle",
 ]

@@ -26,7 +26,12 @@ from nanovllm.engine.snapshot import BLOCK_STATE_NAMES, EngineSnapshot
 
 from ._json import grid
 
-COLORS = ("#e5e7eb", "#3b82f6", "#10b981", "#f59e0b")  # free, used, cached, shared (as engine/html.py)
+COLORS = (
+    "#e5e7eb",
+    "#3b82f6",
+    "#10b981",
+    "#f59e0b",
+)  # free, used, cached, shared (as engine/html.py)
 MAX_HOVER_BLOCKS = 4096  # above this, cells carry no per-block text (it would dominate the message)
 MAX_LABEL_BLOCKS = 256  # above this, cells are too small to print owner ids in
 
@@ -72,36 +77,61 @@ class BlockView:
                 title=dict(text="KV cache blocks", font=dict(size=13), x=0.01, xanchor="left"),
                 height=height or min(560, 130 + 26 * self.nrows),
                 margin=dict(l=40, r=10, t=40, b=40),
-                xaxis=dict(showgrid=False, zeroline=False, range=[-0.5, self.ncols - 0.5],
-                           title=dict(text="block id = row label + column", font=dict(size=11))),
-                yaxis=dict(showgrid=False, zeroline=False, autorange="reversed", title=None,
-                           tickvals=(rows := list(range(0, self.nrows, max(1, self.nrows // 16)))),
-                           ticktext=[str(r * self.ncols) for r in rows]),  # a row's first block id
-                plot_bgcolor="white", showlegend=False,
+                xaxis=dict(
+                    showgrid=False,
+                    zeroline=False,
+                    range=[-0.5, self.ncols - 0.5],
+                    title=dict(text="block id = row label + column", font=dict(size=11)),
+                ),
+                yaxis=dict(
+                    showgrid=False,
+                    zeroline=False,
+                    autorange="reversed",
+                    title=None,
+                    tickvals=(rows := list(range(0, self.nrows, max(1, self.nrows // 16)))),
+                    ticktext=[str(r * self.ncols) for r in rows],
+                ),  # a row's first block id
+                plot_bgcolor="white",
+                showlegend=False,
             ),
         )
 
     def _grid_trace(self) -> go.Heatmap:
         n = len(COLORS)
         return go.Heatmap(
-            z=grid(self._pad(np.zeros(self.num_blocks))), zmin=-0.5, zmax=n - 0.5,
-            colorscale=discrete_colorscale(COLORS), xgap=1, ygap=1, hoverongaps=False,
-            colorbar=dict(tickvals=list(range(n)), ticktext=list(BLOCK_STATE_NAMES), thickness=12, len=0.9),
-            hovertemplate="%{hovertext}<extra></extra>", texttemplate="%{text}",
-            textfont=dict(size=9), name="blocks",
+            z=grid(self._pad(np.zeros(self.num_blocks))),
+            zmin=-0.5,
+            zmax=n - 0.5,
+            colorscale=discrete_colorscale(COLORS),
+            xgap=1,
+            ygap=1,
+            hoverongaps=False,
+            colorbar=dict(
+                tickvals=list(range(n)), ticktext=list(BLOCK_STATE_NAMES), thickness=12, len=0.9
+            ),
+            hovertemplate="%{hovertext}<extra></extra>",
+            texttemplate="%{text}",
+            textfont=dict(size=9),
+            name="blocks",
         )
 
     def _overlay_trace(self) -> go.Scatter:
         return go.Scatter(
-            x=[], y=[], mode="markers", name="integrity", hovertemplate="%{text}<extra></extra>",
-            marker=dict(symbol="square-open", size=18, color="red", line=dict(width=3, color="red")),
+            x=[],
+            y=[],
+            mode="markers",
+            name="integrity",
+            hovertemplate="%{text}<extra></extra>",
+            marker=dict(
+                symbol="square-open", size=18, color="red", line=dict(width=3, color="red")
+            ),
         )
 
     def _pad(self, values, fill=np.nan, dtype=float) -> np.ndarray:
         """Flat per-block values -> an [nrows, ncols] array (cells past the last block get ``fill``).
         Arrays, not nested lists: plotly validates and sends them without a per-cell pass."""
         cells = np.full(self.nrows * self.ncols, fill, dtype=dtype)
-        cells[:self.num_blocks] = values
+        cells[: self.num_blocks] = values
         return cells.reshape(self.nrows, self.ncols)
 
     def position(self, block_id: int) -> tuple[int, int]:
@@ -110,12 +140,16 @@ class BlockView:
 
     # ---- drawing --------------------------------------------------------------------------------
     def draw(self, snap: EngineSnapshot, title: str | None = None) -> None:
-        assert snap.num_blocks == self.num_blocks, "the engine's cache size changed; rebuild the view"
+        assert snap.num_blocks == self.num_blocks, (
+            "the engine's cache size changed; rebuild the view"
+        )
         self.learn(snap)
         self.problems = tuple(snap.problems)
         hover = self._hover(snap) if self.num_blocks <= MAX_HOVER_BLOCKS else None
         labels = self._labels(snap) if self.num_blocks <= MAX_LABEL_BLOCKS else None
-        bad = sorted({b for p in snap.problems for b in blocks_named(p) if 0 <= b < self.num_blocks})
+        bad = sorted(
+            {b for p in snap.problems for b in blocks_named(p) if 0 <= b < self.num_blocks}
+        )
         why = ["<br>".join(p for p in snap.problems if b in blocks_named(p)) for b in bad]
         with self.figure.batch_update():
             cells, overlay = self.figure.data
@@ -160,4 +194,3 @@ class BlockView:
             return "predecessor not seen"
         prev = self.prev_block[b]
         return "first in its chain" if prev is None else f"chained after block {prev}"
-

@@ -35,8 +35,14 @@ from ._timing import TimingView
 
 
 class Dashboard:
-    def __init__(self, num_blocks: int, block_size: int, window: int = 100, max_steps: int = 10_000,
-                 extra: list | None = None):
+    def __init__(
+        self,
+        num_blocks: int,
+        block_size: int,
+        window: int = 100,
+        max_steps: int = 10_000,
+        extra: list | None = None,
+    ):
         self.block_view = BlockView(num_blocks, block_size)
         self.timeline_view = TimelineView(window=window, max_steps=max_steps)
         self.timing_view = TimingView(window=window, max_steps=max_steps)
@@ -45,13 +51,25 @@ class Dashboard:
         self.syncing = False  # True while code (not the user) changes a control
         self.status_error, self.status_version = False, 0  # what the status line shows, and when
         # the grid and the timeline share the left column, so the tall panel leaves no gap
-        self.widget = W.VBox([
-            self.controls.widget,
-            W.HBox([W.VBox([self.block_view.figure, self.timeline_view.figure], layout=W.Layout(width="62%")),
-                    W.Box([self.metrics_panel.widget], layout=W.Layout(width="38%", padding="0 0 0 8px"))]),
-            self.timing_view.figure,
-            *(extra or []),  # invisible helpers (the redraw acknowledgement)
-        ])
+        self.widget = W.VBox(
+            [
+                self.controls.widget,
+                W.HBox(
+                    [
+                        W.VBox(
+                            [self.block_view.figure, self.timeline_view.figure],
+                            layout=W.Layout(width="62%"),
+                        ),
+                        W.Box(
+                            [self.metrics_panel.widget],
+                            layout=W.Layout(width="38%", padding="0 0 0 8px"),
+                        ),
+                    ]
+                ),
+                self.timing_view.figure,
+                *(extra or []),  # invisible helpers (the redraw acknowledgement)
+            ]
+        )
 
     def clear(self) -> None:
         self.timeline_view.clear()
@@ -64,8 +82,17 @@ class Dashboard:
             if frame.snapshot is not None:
                 self.block_view.learn(frame.snapshot)  # the hash chain, from every step's tables
 
-    def draw(self, step: int | None, frame: Frame | None, snap: EngineSnapshot | None,
-             totals: Frame | None, *, live: bool, last_step: int | None, integrity: bool) -> None:
+    def draw(
+        self,
+        step: int | None,
+        frame: Frame | None,
+        snap: EngineSnapshot | None,
+        totals: Frame | None,
+        *,
+        live: bool,
+        last_step: int | None,
+        integrity: bool,
+    ) -> None:
         """Show ``step`` (None: no step yet): its frame, ``snap`` (its snapshot or an earlier one)
         and the metrics of ``totals`` (its frame or an earlier one)."""
         if snap is not None:
@@ -74,8 +101,12 @@ class Dashboard:
                 when += f" (nearest snapshot: after step {snap.step - 1})"
             self.block_view.draw(snap, title=f"KV cache blocks {when}")
         else:
-            self.block_view.figure.layout.title.text = f"KV cache blocks: no snapshot kept for step {step}"
-        self.timeline_view.draw(step, title=None if step is None else f"Sequence states up to step {step}")
+            self.block_view.figure.layout.title.text = (
+                f"KV cache blocks: no snapshot kept for step {step}"
+            )
+        self.timeline_view.draw(
+            step, title=None if step is None else f"Sequence states up to step {step}"
+        )
         self.timing_view.draw(step)
         self.metrics_panel.draw(frame, totals, live=live, last_step=last_step, integrity=integrity)
 

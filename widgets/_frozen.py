@@ -25,8 +25,13 @@ class FrozenFigure:
     snapshot: EngineSnapshot | None  # what the block view drew from (None for the other views)
 
     @classmethod
-    def of(cls, view: str, step: int | None, live: go.FigureWidget,
-           snapshot: EngineSnapshot | None = None) -> FrozenFigure:
+    def of(
+        cls,
+        view: str,
+        step: int | None,
+        live: go.FigureWidget,
+        snapshot: EngineSnapshot | None = None,
+    ) -> FrozenFigure:
         return cls(view, step, go.Figure(live), snapshot)
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:

@@ -45,8 +45,12 @@ class Frame:
 def snapshot_bytes(snap: EngineSnapshot) -> int:
     arrays = snap.block_state.nbytes + snap.ref_count.nbytes + snap.has_hash.nbytes
     blocks_in_tables = sum(len(s.block_table) for s in snap.sequences)
-    return (arrays + _BYTES_PER_OWNER * len(snap.owners) + _BYTES_PER_SEQUENCE * len(snap.sequences)
-            + 8 * blocks_in_tables)
+    return (
+        arrays
+        + _BYTES_PER_OWNER * len(snap.owners)
+        + _BYTES_PER_SEQUENCE * len(snap.sequences)
+        + 8 * blocks_in_tables
+    )
 
 
 def _nbytes(frame: Frame) -> int:
@@ -70,10 +74,14 @@ class History:
         self.nbytes = 0
 
     def append(self, frame: Frame) -> None:
-        assert not self.frames or frame.step > self.frames[-1].step, "frames must come in step order"
+        assert not self.frames or frame.step > self.frames[-1].step, (
+            "frames must come in step order"
+        )
         self.frames.append(frame)
         self.nbytes += _nbytes(frame)
-        while len(self.frames) > self.max_steps or (self.nbytes > self.max_bytes and len(self.frames) > 1):
+        while len(self.frames) > self.max_steps or (
+            self.nbytes > self.max_bytes and len(self.frames) > 1
+        ):
             self.nbytes -= _nbytes(self.frames.popleft())
 
     @property
@@ -100,14 +108,20 @@ class History:
             raise KeyError(step)
         return self.frames[i]
 
-    def fill(self, step: int, snapshot: EngineSnapshot | None = None,
-             metrics: dict[str, Any] | None = None) -> Frame:
+    def fill(
+        self,
+        step: int,
+        snapshot: EngineSnapshot | None = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> Frame:
         """Attach (or replace) the snapshot and/or metrics of a kept step, e.g. taken at a redraw."""
         i = self._index(step)
         if i < 0 or self.frames[i].step != step:
             raise KeyError(step)
         old = self.frames[i]
-        new = dataclasses.replace(old, snapshot=snapshot or old.snapshot, metrics=metrics or old.metrics)
+        new = dataclasses.replace(
+            old, snapshot=snapshot or old.snapshot, metrics=metrics or old.metrics
+        )
         self.nbytes += _nbytes(new) - _nbytes(old)
         self.frames[i] = new
         return new
@@ -150,7 +164,9 @@ class Throttle:
 
     @property
     def gap(self) -> float:
-        return min(max(self.interval, self.cost / self.max_share), max(self.interval, self.max_interval))
+        return min(
+            max(self.interval, self.cost / self.max_share), max(self.interval, self.max_interval)
+        )
 
     def due(self, now: float | None = None) -> bool:
         now = time.perf_counter() if now is None else now

@@ -25,16 +25,25 @@ TOTALS = (
     ("generated tokens", "generated_tokens", "{:,d}"),
     ("preemptions", "preemptions", "{:d}"),
     ("generated tok/s (of step time)", "generated_tokens_per_s", "{:,.1f}"),
-    ("prefill / decode tok/s (all steps)", ("prefill_tokens_per_s", "decode_tokens_per_s"),
-     "{:,.0f} / {:,.0f}"),
-    ("avg prefill / decode step ms", ("avg_prefill_step_time", "avg_decode_step_time"), "{:.2f} / {:.2f}"),
+    (
+        "prefill / decode tok/s (all steps)",
+        ("prefill_tokens_per_s", "decode_tokens_per_s"),
+        "{:,.0f} / {:,.0f}",
+    ),
+    (
+        "avg prefill / decode step ms",
+        ("avg_prefill_step_time", "avg_decode_step_time"),
+        "{:.2f} / {:.2f}",
+    ),
     ("prefix cache hit rate", "prefix_cache_hit_rate", "{:.1%}"),
 )
 
 
 def _table(rows: list[tuple[str, str]], title: str) -> str:
-    body = "".join(f"<tr><td style='{_TD}'>{escape(k)}</td><td style='{_TD}'><b>{v}</b></td></tr>"
-                   for k, v in rows)
+    body = "".join(
+        f"<tr><td style='{_TD}'>{escape(k)}</td><td style='{_TD}'><b>{v}</b></td></tr>"
+        for k, v in rows
+    )
     return f"<table style='{_TABLE}'><caption style='text-align:left'><b>{title}</b></caption>{body}</table>"
 
 
@@ -61,16 +70,28 @@ class MetricsPanel:
     def empty_html() -> str:
         return "<i>No steps yet: add a request and press Step or Run.</i>"
 
-    def draw(self, frame: Frame | None, totals: Frame | None = None, *, live: bool,
-             last_step: int | None, integrity: bool, message: str = "") -> None:
+    def draw(
+        self,
+        frame: Frame | None,
+        totals: Frame | None = None,
+        *,
+        live: bool,
+        last_step: int | None,
+        integrity: bool,
+        message: str = "",
+    ) -> None:
         """Show ``frame``'s step, with the metrics of ``totals`` (that frame or an earlier one)."""
         if frame is None:
             html = self.empty_html()
         else:
-            html = self._header(frame, live, last_step) + "<div style='display:flex;flex-wrap:wrap'>"
+            html = (
+                self._header(frame, live, last_step) + "<div style='display:flex;flex-wrap:wrap'>"
+            )
             html += _table(self._step_rows(frame), "this step")
             if totals is not None and totals.metrics is not None:
-                title = "totals" if totals.step == frame.step else f"totals as of step {totals.step}"
+                title = (
+                    "totals" if totals.step == frame.step else f"totals as of step {totals.step}"
+                )
                 html += _table(self._total_rows(totals.metrics), title)
             html += "</div>" + self._integrity(frame, integrity) + self._events(frame)
         if message:
@@ -81,8 +102,11 @@ class MetricsPanel:
     @staticmethod
     def _header(frame: Frame, live: bool, last_step: int | None) -> str:
         where = "live" if live else f"time travel; latest is step {last_step}"
-        err = (f" <span style='color:#b91c1c'>FAILED and rolled back: {escape(frame.record.error)}</span>"
-               if frame.record.error else "")
+        err = (
+            f" <span style='color:#b91c1c'>FAILED and rolled back: {escape(frame.record.error)}</span>"
+            if frame.record.error
+            else ""
+        )
         return f"<div><b>Step {frame.step}</b> ({escape(where)}){err}</div>"
 
     @staticmethod
@@ -91,8 +115,11 @@ class MetricsPanel:
         return [
             ("phase", escape(r.phase)),
             ("tokens prefill / decode", f"{r.num_prefill_tokens} / {r.num_decode_tokens}"),
-            ("KV blocks used / free / cached", f"{r.kv_blocks_used} / {r.kv_blocks_free} / "
-                                               f"{r.kv_blocks_cached} of {r.kv_blocks_total}"),
+            (
+                "KV blocks used / free / cached",
+                f"{r.kv_blocks_used} / {r.kv_blocks_free} / "
+                f"{r.kv_blocks_cached} of {r.kv_blocks_total}",
+            ),
             ("running / waiting", f"{r.num_running} / {r.num_waiting}"),
             ("admitted", _ids(r.admitted_ids)),
             ("preempted", _ids(r.preempted_ids)),
@@ -113,15 +140,20 @@ class MetricsPanel:
         if not problems:
             return "<div>integrity check: <span style='color:#047857'><b>OK</b></span></div>"
         items = "".join(f"<li>{escape(p)}</li>" for p in problems)
-        return (f"<div style='color:#b91c1c'><b>integrity check: {len(problems)} violation(s)</b>"
-                f"<ul style='margin:0'>{items}</ul></div>")
+        return (
+            f"<div style='color:#b91c1c'><b>integrity check: {len(problems)} violation(s)</b>"
+            f"<ul style='margin:0'>{items}</ul></div>"
+        )
 
     @staticmethod
     def _events(frame: Frame) -> str:
         events = frame.record.events
         if not events:
             return ""
-        shown = [f"seq {e.seq_id}: {e.before.value if e.before else 'new'} &rarr; {e.after.value} "
-                 f"({escape(e.reason)})" for e in events[:8]]
+        shown = [
+            f"seq {e.seq_id}: {e.before.value if e.before else 'new'} &rarr; {e.after.value} "
+            f"({escape(e.reason)})"
+            for e in events[:8]
+        ]
         more = f" &hellip; and {len(events) - 8} more" if len(events) > 8 else ""
         return "<div style='font-size:12px'>events: " + "; ".join(shown) + more + "</div>"

@@ -22,7 +22,13 @@ TEACHING_DEFAULTS: dict[str, Any] = dict(
 )
 
 # Keywords of ``workbench()`` that configure the views rather than the engine.
-WORKBENCH_OPTIONS = ("history_steps", "history_bytes", "redraw_interval", "window", "snapshot_every_step")
+WORKBENCH_OPTIONS = (
+    "history_steps",
+    "history_bytes",
+    "redraw_interval",
+    "window",
+    "snapshot_every_step",
+)
 
 _current: Workbench | None = None
 _key: tuple | None = None

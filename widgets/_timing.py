@@ -35,17 +35,41 @@ class TimingView:
         self.window = window
         self.rows: deque[tuple] = deque(maxlen=max_steps)
         self.phases: deque[str] = deque(maxlen=max_steps)
-        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.6, 0.4])
+        fig = make_subplots(
+            rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.6, 0.4]
+        )
         for name, color in zip(PARTS, PART_COLORS, strict=True):
-            fig.add_trace(go.Bar(x=[], y=[], name=name, marker_color=color, legendgroup="time",
-                                 hovertemplate=f"step %{{x}} {name}: %{{customdata:.2f}} ms "
-                                               f"(%{{y:.1f}}%)<extra></extra>"),
-                          row=1, col=1)
+            fig.add_trace(
+                go.Bar(
+                    x=[],
+                    y=[],
+                    name=name,
+                    marker_color=color,
+                    legendgroup="time",
+                    hovertemplate=f"step %{{x}} {name}: %{{customdata:.2f}} ms "
+                    f"(%{{y:.1f}}%)<extra></extra>",
+                ),
+                row=1,
+                col=1,
+            )
         for name, color in (("prefill tokens", PREFILL_COLOR), ("decode tokens", DECODE_COLOR)):
-            fig.add_trace(go.Bar(x=[], y=[], name=name, marker_color=color, legendgroup="tokens",
-                                 hovertemplate=f"step %{{x}}: %{{y}} {name}<extra></extra>"), row=2, col=1)
+            fig.add_trace(
+                go.Bar(
+                    x=[],
+                    y=[],
+                    name=name,
+                    marker_color=color,
+                    legendgroup="tokens",
+                    hovertemplate=f"step %{{x}}: %{{y}} {name}<extra></extra>",
+                ),
+                row=2,
+                col=1,
+            )
         fig.update_layout(
-            barmode="stack", height=380, bargap=0.1, margin=dict(l=50, r=10, t=60, b=40),
+            barmode="stack",
+            height=380,
+            bargap=0.1,
+            margin=dict(l=50, r=10, t=60, b=40),
             title=dict(text="Step timing", font=dict(size=13), x=0.01, xanchor="left"),
             plot_bgcolor="white",
             legend=dict(orientation="h", y=-0.18, font=dict(size=10)),
@@ -62,8 +86,19 @@ class TimingView:
 
     def ingest(self, r: StepRecord) -> None:
         t = r.timing
-        self.rows.append((r.step, r.num_prefill_tokens, r.num_decode_tokens, t.schedule, t.prepare,
-                          t.forward, t.sample, t.postprocess, t.total))
+        self.rows.append(
+            (
+                r.step,
+                r.num_prefill_tokens,
+                r.num_decode_tokens,
+                t.schedule,
+                t.prepare,
+                t.forward,
+                t.sample,
+                t.postprocess,
+                t.total,
+            )
+        )
         self.phases.append(r.phase if r.error is None else "failed")
 
     def window_arrays(self, last_step: int | None) -> tuple[np.ndarray, list[str]]:
@@ -84,10 +119,10 @@ class TimingView:
         a, phases = self.window_arrays(last_step)
         steps = a[:, 0].astype(np.int64)  # numpy arrays: validated and sent without a per-item pass
         with self.figure.batch_update():
-            share = 100 / np.maximum(a[:, 3:3 + len(PARTS)].sum(axis=1), 1e-12)
-            for k, trace in enumerate(self.figure.data[:len(PARTS)]):
+            share = 100 / np.maximum(a[:, 3 : 3 + len(PARTS)].sum(axis=1), 1e-12)
+            for k, trace in enumerate(self.figure.data[: len(PARTS)]):
                 trace.x, trace.y, trace.customdata = steps, a[:, 3 + k] * share, a[:, 3 + k] * 1e3
-            pre, dec = self.figure.data[len(PARTS):]
+            pre, dec = self.figure.data[len(PARTS) :]
             pre.x, pre.y = steps, a[:, 1].astype(np.int64)
             dec.x, dec.y = steps, a[:, 2].astype(np.int64)
             self.figure.layout.title.text = title or _summary(a, phases)
@@ -97,7 +132,9 @@ def _summary(a: np.ndarray, phases: list[str]) -> str:
     """'Step timing, last 100 steps: prefill 12.3 ms/step, ...' (the window's own averages)."""
     parts = []
     for kind in ("prefill", "decode"):
-        mask = np.array([p == kind or (kind == "prefill" and p == "mixed") for p in phases], dtype=bool)
+        mask = np.array(
+            [p == kind or (kind == "prefill" and p == "mixed") for p in phases], dtype=bool
+        )
         if mask.any():
             ms = a[mask, -1].mean() * 1e3
             tok = a[mask, 1 if kind == "prefill" else 2].sum() / max(a[mask, -1].sum(), 1e-12)

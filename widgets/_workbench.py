@@ -42,9 +42,17 @@ SNAPSHOT_SHARE = 0.01
 
 
 class Workbench:
-    def __init__(self, model: str, config: dict[str, Any] | None = None, *, history_steps: int = 10_000,
-                 history_bytes: int = 256 * 2**20, redraw_interval: float = 0.1, window: int = 100,
-                 snapshot_every_step: bool | None = None):
+    def __init__(
+        self,
+        model: str,
+        config: dict[str, Any] | None = None,
+        *,
+        history_steps: int = 10_000,
+        history_bytes: int = 256 * 2**20,
+        redraw_interval: float = 0.1,
+        window: int = 100,
+        snapshot_every_step: bool | None = None,
+    ):
         self.model, self.config = str(model), dict(config or {})
         self.history = History(history_steps, history_bytes)
         self.recorder = Recorder(max_steps=history_steps)
@@ -61,12 +69,19 @@ class Workbench:
         self._timer: asyncio.TimerHandle | None = None
         self._unsubscribe = None
         self.frozen: list[FrozenFigure] = []  # every figure freeze() made, in order
-        self.redraws = 0  # how many times the views were redrawn (the throttle's effect, measurable)
+        self.redraws = (
+            0  # how many times the views were redrawn (the throttle's effect, measurable)
+        )
         self.observer_time = 0.0  # seconds spent in the step observer, redraws included
         self._attach(LLM(self.model, **self.config))
         cfg = self.llm.config
-        self.dashboard = Dashboard(cfg.num_kvcache_blocks, cfg.kvcache_block_size, window, history_steps,
-                                   extra=[self.backpressure.ack])
+        self.dashboard = Dashboard(
+            cfg.num_kvcache_blocks,
+            cfg.kvcache_block_size,
+            window,
+            history_steps,
+            extra=[self.backpressure.ack],
+        )
         self.controls = self.dashboard.controls
         self._wire()
         self.redraw()
@@ -127,8 +142,10 @@ class Workbench:
 
     def _check_open(self) -> None:
         if self.closed:
-            raise EngineClosedError("the workbench's engine is closed: press Rebuild (or call "
-                                    "wb.rebuild()) for a fresh one")
+            raise EngineClosedError(
+                "the workbench's engine is closed: press Rebuild (or call "
+                "wb.rebuild()) for a fresh one"
+            )
 
     # ---- observing ------------------------------------------------------------------------------
     def _on_step(self, record: StepRecord) -> None:
@@ -193,12 +210,25 @@ class Workbench:
         self.dashboard.sync_slider(h.first_step, h.last_step, self._pinned)
         step = self.shown_step
         frame = h.at(step) if step is not None else None
-        if frame is not None and self._pinned is None and (frame.snapshot is None or frame.metrics is None):
-            frame = h.fill(step, frame.snapshot or self._snapshot(), frame.metrics or self.llm.get_metrics())
+        if (
+            frame is not None
+            and self._pinned is None
+            and (frame.snapshot is None or frame.metrics is None)
+        ):
+            frame = h.fill(
+                step, frame.snapshot or self._snapshot(), frame.metrics or self.llm.get_metrics()
+            )
         snap = h.snapshot_at(step) if step is not None else self._snapshot()
         totals = h.nearest(step, "metrics") if step is not None else None
-        self.dashboard.draw(step, frame, snap, totals, live=self._pinned is None, last_step=h.last_step,
-                            integrity=self._check)
+        self.dashboard.draw(
+            step,
+            frame,
+            snap,
+            totals,
+            live=self._pinned is None,
+            last_step=h.last_step,
+            integrity=self._check,
+        )
         self.redraws += 1
         self.throttle.done(time.thread_time() - started)
         self.backpressure.sent()
@@ -220,8 +250,13 @@ class Workbench:
             self.dashboard.set_status("idle: no unfinished requests; add one first")
         return records
 
-    def add_request(self, prompt: str | list[int], max_tokens: int = 32, temperature: float = 0.0,
-                    **sampling: Any) -> int:
+    def add_request(
+        self,
+        prompt: str | list[int],
+        max_tokens: int = 32,
+        temperature: float = 0.0,
+        **sampling: Any,
+    ) -> int:
         """Queue a request (more ``SamplingParams`` fields by keyword); returns its id."""
         self._check_open()
         params = SamplingParams(temperature=temperature, max_tokens=max_tokens, **sampling)
@@ -241,8 +276,10 @@ class Workbench:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            raise RuntimeError("run() needs a running asyncio loop (a Jupyter kernel has one); "
-                               "in a script use step(n)") from None
+            raise RuntimeError(
+                "run() needs a running asyncio loop (a Jupyter kernel has one); "
+                "in a script use step(n)"
+            ) from None
         self._running, self._pinned = True, None
         self.dashboard.show_running(True)
         self._task = loop.create_task(self._run_loop())
@@ -317,8 +354,11 @@ class Workbench:
     def freeze(self, view: str = "blocks") -> FrozenFigure:
         """A static copy of a view ("blocks", "timeline" or "timing") as drawn now, at the shown
         step: it keeps showing that moment while the live views move on."""
-        figures = {"blocks": self.block_view.figure, "timeline": self.timeline_view.figure,
-                   "timing": self.timing_view.figure}
+        figures = {
+            "blocks": self.block_view.figure,
+            "timeline": self.timeline_view.figure,
+            "timing": self.timing_view.figure,
+        }
         if view not in figures:
             raise ValueError(f"view={view!r}: choose one of {sorted(figures)}")
         self.flush()
@@ -369,8 +409,9 @@ class Workbench:
         c.live_button.on_click(lambda _: self._guard(self.live))
         c.run_toggle.observe(self._on_toggle, "value")
         c.slider.observe(lambda ch: self._by_user(lambda: self.show_step(ch["new"])), "value")
-        c.integrity.observe(lambda ch: self._by_user(lambda: setattr(self, "check_integrity", ch["new"])),
-                            "value")
+        c.integrity.observe(
+            lambda ch: self._by_user(lambda: setattr(self, "check_integrity", ch["new"])), "value"
+        )
 
     def _by_user(self, action) -> None:
         if not self.dashboard.syncing:
@@ -390,9 +431,13 @@ class Workbench:
 
     def _add_from_form(self) -> None:
         c = self.controls
-        ids = [self.add_request(c.prompt.value, c.max_tokens.value, c.temperature.value)
-               for _ in range(c.copies.value)]
-        self.dashboard.set_status(f"added request{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}")
+        ids = [
+            self.add_request(c.prompt.value, c.max_tokens.value, c.temperature.value)
+            for _ in range(c.copies.value)
+        ]
+        self.dashboard.set_status(
+            f"added request{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}"
+        )
 
     def _on_toggle(self, change) -> None:
         self._by_user(self.run if change["new"] else self.pause)
@@ -407,8 +452,10 @@ class Workbench:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "running" if self._running else "idle"
-        return (f"Workbench({self.model!r}, {self.config}, {state}, "
-                f"{len(self.history)} steps kept, showing step {self.shown_step})")
+        return (
+            f"Workbench({self.model!r}, {self.config}, {state}, "
+            f"{len(self.history)} steps kept, showing step {self.shown_step})"
+        )
 
 
 def _average(old: float, new: float, weight: float = 0.2) -> float:

@@ -24,7 +24,9 @@ _BACKENDS = {
 def available_backends(device: str) -> list[str]:
     names = ["torch_ref"]
     if device.startswith("cuda"):
-        names += [n for n, (_, _, pkg) in _BACKENDS.items() if pkg and importlib.util.find_spec(pkg)]
+        names += [
+            n for n, (_, _, pkg) in _BACKENDS.items() if pkg and importlib.util.find_spec(pkg)
+        ]
     return names
 
 
@@ -36,9 +38,13 @@ def resolve_backend_name(name: str, device: str) -> str:
         raise ConfigError(f"attention_backend={name!r} is unknown; choose from {sorted(_BACKENDS)}")
     interpreted = name == "triton" and os.environ.get("TRITON_INTERPRET") == "1"
     if name != "torch_ref" and not device.startswith("cuda") and not interpreted:
-        raise ConfigError(f"attention_backend={name!r} needs a CUDA device; on {device} use 'torch_ref'")
+        raise ConfigError(
+            f"attention_backend={name!r} needs a CUDA device; on {device} use 'torch_ref'"
+        )
     if not interpreted and name not in available_backends(device):
-        raise ConfigError(f"attention_backend={name!r}: package {_BACKENDS[name][2]!r} is not installed")
+        raise ConfigError(
+            f"attention_backend={name!r}: package {_BACKENDS[name][2]!r} is not installed"
+        )
     return name
 
 
@@ -47,4 +53,10 @@ def get_backend(name: str) -> AttentionBackend:
     return getattr(importlib.import_module(module), cls)()
 
 
-__all__ = ["AttentionBackend", "AttentionMetadata", "available_backends", "get_backend", "resolve_backend_name"]
+__all__ = [
+    "AttentionBackend",
+    "AttentionMetadata",
+    "available_backends",
+    "get_backend",
+    "resolve_backend_name",
+]

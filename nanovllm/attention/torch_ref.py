@@ -57,7 +57,9 @@ def _attend_one(q, k, v, seq_len: int, group: int, scale: float) -> torch.Tensor
     return o.transpose(0, 1)
 
 
-def _attend_decode_batch(q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
+def _attend_decode_batch(
+    q, k_cache, v_cache, meta: AttentionMetadata, scale: float
+) -> torch.Tensor:
     """All sequences at once when each has one query token: pad contexts to the longest."""
     bs = k_cache.size(1)
     width = -(-meta.max_seqlen_k // bs)
@@ -74,6 +76,10 @@ def _attend_decode_batch(q, k_cache, v_cache, meta: AttentionMetadata, scale: fl
     if group > 1:
         k, v = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)
     o = F.scaled_dot_product_attention(
-        q[:, :, None, :], k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask[:, None, None, :], scale=scale
+        q[:, :, None, :],
+        k.transpose(1, 2),
+        v.transpose(1, 2),
+        attn_mask=mask[:, None, None, :],
+        scale=scale,
     )
     return o[:, :, 0, :]

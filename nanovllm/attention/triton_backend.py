@@ -13,5 +13,14 @@ class TritonBackend:
         store_kvcache(k, v, k_cache, v_cache, meta.slot_mapping)
 
     def attend(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float):
-        return paged_attention(q, k_cache, v_cache, meta.cu_seqlens_q, meta.seq_lens, meta.block_tables,
-                               max_seqlen_q=meta.max_seqlen_q, scale=scale, num_splits=meta.num_splits)
+        return paged_attention(
+            q,
+            k_cache,
+            v_cache,
+            meta.cu_seqlens_q,
+            meta.seq_lens,
+            meta.block_tables,
+            max_seqlen_q=meta.max_seqlen_q,
+            scale=scale,
+            num_splits=meta.num_splits,
+        )

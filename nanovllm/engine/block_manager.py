@@ -77,7 +77,9 @@ class BlockManager:
         bs, hashes = self.block_size, seq.block_hashes
         while len(hashes) < num_blocks:
             i = len(hashes)
-            hashes.append(chain_hash(hashes[-1] if hashes else None, seq.token_ids[i * bs : (i + 1) * bs]))
+            hashes.append(
+                chain_hash(hashes[-1] if hashes else None, seq.token_ids[i * bs : (i + 1) * bs])
+            )
         return hashes[:num_blocks]
 
     def match_prefix(self, seq: Sequence) -> list[int]:
@@ -145,7 +147,10 @@ class BlockManager:
     def commit(self, seq: Sequence) -> None:
         """Register the sequence's newly full, computed blocks in the prefix cache."""
         bs = self.block_size
-        if not self.enable_prefix_caching or seq.num_computed_tokens < (seq.num_hashed_blocks + 1) * bs:
+        if (
+            not self.enable_prefix_caching
+            or seq.num_computed_tokens < (seq.num_hashed_blocks + 1) * bs
+        ):
             return  # no block filled up since the last commit
         num_full = min(seq.num_computed_tokens // bs, len(seq.block_table))
         hashes = self.block_hashes(seq, num_full)
@@ -195,7 +200,9 @@ class BlockManager:
         seqs = list(seqs)
         for bid in self.free:
             if self.blocks[bid].ref_count != 0:
-                problems.append(f"block {bid} is in the free list with ref_count {self.blocks[bid].ref_count}")
+                problems.append(
+                    f"block {bid} is in the free list with ref_count {self.blocks[bid].ref_count}"
+                )
         for block in self.blocks:
             if block.ref_count == 0 and block.block_id not in self.free:
                 problems.append(f"block {block.block_id} has ref_count 0 but is not free")
@@ -203,7 +210,9 @@ class BlockManager:
                 problems.append(f"block {block.block_id} has negative ref_count")
         cached_free = sum(1 for b in self.free if self.blocks[b].hash is not None)
         if cached_free != self._num_cached_free:
-            problems.append(f"{cached_free} free blocks hold a prefix, but the counter says {self._num_cached_free}")
+            problems.append(
+                f"{cached_free} free blocks hold a prefix, but the counter says {self._num_cached_free}"
+            )
         for h, bid in self.hash_to_block.items():
             if self.blocks[bid].hash != h:
                 problems.append(f"hash table maps {h:#x} to block {bid}, whose hash differs")

@@ -49,9 +49,13 @@ class DecodeGraphs:
 
     def _meta(self, bs: int) -> AttentionMetadata:
         return AttentionMetadata(
-            slot_mapping=self.slots[:bs], cu_seqlens_q=self.cu_seqlens_q[: bs + 1], seq_lens=self.seq_lens[:bs],
-            block_tables=self.block_tables[:bs], max_seqlen_q=1,
-            max_seqlen_k=self.width * self.runner.block_size, query_lens_host=[1] * bs,
+            slot_mapping=self.slots[:bs],
+            cu_seqlens_q=self.cu_seqlens_q[: bs + 1],
+            seq_lens=self.seq_lens[:bs],
+            block_tables=self.block_tables[:bs],
+            max_seqlen_q=1,
+            max_seqlen_k=self.width * self.runner.block_size,
+            query_lens_host=[1] * bs,
             seq_lens_host=[self.width * self.runner.block_size] * bs,
         )
 
@@ -73,15 +77,22 @@ class DecodeGraphs:
         torch.cuda.synchronize()
 
     def can_run(self, inputs: StepInputs) -> bool:
-        return (inputs.is_decode_only and inputs.num_seqs <= self.max_bs
-                and inputs.block_tables.shape[1] <= self.width)
+        return (
+            inputs.is_decode_only
+            and inputs.num_seqs <= self.max_bs
+            and inputs.block_tables.shape[1] <= self.width
+        )
 
     def run(self, inputs: StepInputs) -> torch.Tensor:
         n = inputs.num_seqs
         bs = next(b for b in self.buckets if b >= n)
         host = self.host.numpy().reshape(4, self.max_bs)
         host[0, :n], host[1, :n], host[2, :n], host[3, :n] = (
-            inputs.input_ids, inputs.positions, inputs.slot_mapping, inputs.seq_lens)
+            inputs.input_ids,
+            inputs.positions,
+            inputs.slot_mapping,
+            inputs.seq_lens,
+        )
         host[2, n:bs], host[3, n:bs] = -1, 0  # padding rows: store nothing, attend to nothing
         tables = self.host_tables.numpy()
         w = inputs.block_tables.shape[1]

@@ -79,8 +79,9 @@ class StepRecord:
     def scheduled(self) -> tuple[ScheduledEntry, ...]:
         return tuple(
             ScheduledEntry(i, "decode" if d else "prefill", n, st, smp)
-            for i, d, n, st, smp in zip(self.seq_ids, self.is_decode, self.num_new_tokens, self.starts,
-                                        self.sampled)
+            for i, d, n, st, smp in zip(
+                self.seq_ids, self.is_decode, self.num_new_tokens, self.starts, self.sampled
+            )
         )
 
     @cached_property

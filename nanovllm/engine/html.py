@@ -15,7 +15,8 @@ _COLORS = {"free": "#e5e7eb", "used": "#3b82f6", "cached": "#10b981", "shared": 
 def table(header: list[str], rows: list[list[object]], title: str = "") -> str:
     head = "".join(f"<th style='{_CELL}'>{escape(str(h))}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f"<td style='{_CELL}'>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+        "<tr>" + "".join(f"<td style='{_CELL}'>{escape(str(c))}</td>" for c in row) + "</tr>"
+        for row in rows
     )
     caption = f"<b>{escape(title)}</b><br>" if title else ""
     return f"{caption}<table style='{_STYLE}'><tr>{head}</tr>{body}</table>"
@@ -28,41 +29,93 @@ def _ids(ids) -> str:
 def step_record_html(r) -> str:
     t = r.timing
     summary = table(
-        ["step", "phase", "tokens (prefill/decode)", "admitted", "preempted", "finished", "KV used/free/cached",
-         "prefix hits", "time ms (sched/prep/fwd/sample/post)"],
-        [[r.step, r.phase, f"{r.num_tokens} ({r.num_prefill_tokens}/{r.num_decode_tokens})",
-          _ids(r.admitted_ids), _ids(r.preempted_ids), _ids(r.finished_ids),
-          f"{r.kv_blocks_used}/{r.kv_blocks_free}/{r.kv_blocks_cached} of {r.kv_blocks_total}",
-          r.prefix_hit_tokens,
-          " / ".join(f"{x * 1e3:.2f}" for x in (t.schedule, t.prepare, t.forward, t.sample, t.postprocess))]],
+        [
+            "step",
+            "phase",
+            "tokens (prefill/decode)",
+            "admitted",
+            "preempted",
+            "finished",
+            "KV used/free/cached",
+            "prefix hits",
+            "time ms (sched/prep/fwd/sample/post)",
+        ],
+        [
+            [
+                r.step,
+                r.phase,
+                f"{r.num_tokens} ({r.num_prefill_tokens}/{r.num_decode_tokens})",
+                _ids(r.admitted_ids),
+                _ids(r.preempted_ids),
+                _ids(r.finished_ids),
+                f"{r.kv_blocks_used}/{r.kv_blocks_free}/{r.kv_blocks_cached} of {r.kv_blocks_total}",
+                r.prefix_hit_tokens,
+                " / ".join(
+                    f"{x * 1e3:.2f}"
+                    for x in (t.schedule, t.prepare, t.forward, t.sample, t.postprocess)
+                ),
+            ]
+        ],
         f"StepRecord {r.step}" + (f" — FAILED: {r.error}" if r.error else ""),
     )
     tokens = dict(r.new_tokens)
-    seqs = table(["seq", "phase", "tokens", "from position", "sampled token"],
-                 [[e.seq_id, e.phase, e.num_tokens, e.start, tokens.get(e.seq_id, "-")] for e in r.scheduled])
+    seqs = table(
+        ["seq", "phase", "tokens", "from position", "sampled token"],
+        [
+            [e.seq_id, e.phase, e.num_tokens, e.start, tokens.get(e.seq_id, "-")]
+            for e in r.scheduled
+        ],
+    )
     return summary + seqs
 
 
 def batch_html(b) -> str:
-    rows = [[s.seq_id, "decode" if d else "prefill", n, st, smp]
-            for s, n, st, d, smp in zip(b.seqs, b.num_new_tokens, b.starts, b.is_decode, b.samples)]
-    return table(["seq", "phase", "new tokens", "start", "samples"], rows,
-                 f"ScheduledBatch step {b.step} ({b.phase}); preempted {_ids(b.preempted_ids)}; "
-                 f"admitted {_ids(b.admitted_ids)}; prefix hits {b.prefix_hit_tokens}")
+    rows = [
+        [s.seq_id, "decode" if d else "prefill", n, st, smp]
+        for s, n, st, d, smp in zip(b.seqs, b.num_new_tokens, b.starts, b.is_decode, b.samples)
+    ]
+    return table(
+        ["seq", "phase", "new tokens", "start", "samples"],
+        rows,
+        f"ScheduledBatch step {b.step} ({b.phase}); preempted {_ids(b.preempted_ids)}; "
+        f"admitted {_ids(b.admitted_ids)}; prefix hits {b.prefix_hit_tokens}",
+    )
 
 
 def sequence_html(s) -> str:
     return table(
-        ["id", "status", "prompt", "generated", "computed", "cached", "preemptions", "block table", "finish"],
-        [[s.seq_id, s.status.value, s.num_prompt_tokens, s.num_completion_tokens, s.num_computed_tokens,
-          s.num_cached_tokens, s.num_preemptions, s.block_table, s.finish_reason.value if s.finish_reason else "-"]],
+        [
+            "id",
+            "status",
+            "prompt",
+            "generated",
+            "computed",
+            "cached",
+            "preemptions",
+            "block table",
+            "finish",
+        ],
+        [
+            [
+                s.seq_id,
+                s.status.value,
+                s.num_prompt_tokens,
+                s.num_completion_tokens,
+                s.num_computed_tokens,
+                s.num_cached_tokens,
+                s.num_preemptions,
+                s.block_table,
+                s.finish_reason.value if s.finish_reason else "-",
+            ]
+        ],
     )
 
 
 def _block_strip(states: list[str], limit: int = 512) -> str:
     cells = "".join(
         f"<span title='block {i}: {st}' style='display:inline-block;width:8px;height:8px;margin:1px;"
-        f"background:{_COLORS[st]}'></span>" for i, st in enumerate(states[:limit])
+        f"background:{_COLORS[st]}'></span>"
+        for i, st in enumerate(states[:limit])
     )
     more = f" … {len(states) - limit} more" if len(states) > limit else ""
     legend = " ".join(f"<span style='color:{c}'>■</span> {n}" for n, c in _COLORS.items())
@@ -70,11 +123,22 @@ def _block_strip(states: list[str], limit: int = 512) -> str:
 
 
 def block_manager_html(bm) -> str:
-    states = ["shared" if b.ref_count > 1 else "used" if b.ref_count == 1 else
-              "cached" if b.hash is not None else "free" for b in bm.blocks]
+    states = [
+        "shared"
+        if b.ref_count > 1
+        else "used"
+        if b.ref_count == 1
+        else "cached"
+        if b.hash is not None
+        else "free"
+        for b in bm.blocks
+    ]
     counts = {n: states.count(n) for n in _COLORS}
-    head = table(list(counts), [list(counts.values())],
-                 f"BlockManager: {bm.num_blocks} blocks of {bm.block_size} tokens")
+    head = table(
+        list(counts),
+        [list(counts.values())],
+        f"BlockManager: {bm.num_blocks} blocks of {bm.block_size} tokens",
+    )
     return head + _block_strip(states)
 
 
@@ -82,10 +146,26 @@ def snapshot_html(snap) -> str:
     from nanovllm.engine.snapshot import BLOCK_STATE_NAMES
 
     states = [BLOCK_STATE_NAMES[s] for s in snap.block_state.tolist()]
-    head = table(list(BLOCK_STATE_NAMES), [[snap.count(i) for i in range(4)]],
-                 f"EngineSnapshot after {snap.step} steps: {snap.num_blocks} blocks of {snap.block_size}")
-    seqs = table(["id", "status", "prompt", "tokens", "computed", "cached", "preempted", "blocks"],
-                 [[s.seq_id, s.status, s.num_prompt_tokens, s.num_tokens, s.num_computed_tokens,
-                   s.num_cached_tokens, s.num_preemptions, list(s.block_table)] for s in snap.sequences])
+    head = table(
+        list(BLOCK_STATE_NAMES),
+        [[snap.count(i) for i in range(4)]],
+        f"EngineSnapshot after {snap.step} steps: {snap.num_blocks} blocks of {snap.block_size}",
+    )
+    seqs = table(
+        ["id", "status", "prompt", "tokens", "computed", "cached", "preempted", "blocks"],
+        [
+            [
+                s.seq_id,
+                s.status,
+                s.num_prompt_tokens,
+                s.num_tokens,
+                s.num_computed_tokens,
+                s.num_cached_tokens,
+                s.num_preemptions,
+                list(s.block_table),
+            ]
+            for s in snap.sequences
+        ],
+    )
     problems = "".join(f"<div style='color:#dc2626'>⚠ {escape(p)}</div>" for p in snap.problems)
     return head + _block_strip(states) + problems + seqs

@@ -50,10 +50,18 @@ def prepare_inputs(batch: ScheduledBatch, block_size: int) -> StepInputs:
     tables = np.zeros((len(counts), width), dtype=np.int32)
     for row, seq in enumerate(batch.seqs):
         tables[row, : len(seq.block_table)] = seq.block_table
-    slots = tables[seq_of_token, positions // block_size].astype(np.int64) * block_size + positions % block_size
+    slots = (
+        tables[seq_of_token, positions // block_size].astype(np.int64) * block_size
+        + positions % block_size
+    )
     input_ids = np.fromiter(
-        (t for seq, s, n in zip(batch.seqs, batch.starts, batch.num_new_tokens) for t in seq.token_ids[s : s + n]),
-        dtype=np.int64, count=int(cu[-1]),
+        (
+            t
+            for seq, s, n in zip(batch.seqs, batch.starts, batch.num_new_tokens)
+            for t in seq.token_ids[s : s + n]
+        ),
+        dtype=np.int64,
+        count=int(cu[-1]),
     )
     samples = batch.samples
     rows = [i for i, x in enumerate(samples) if x]

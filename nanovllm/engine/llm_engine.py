@@ -56,10 +56,14 @@ class LLMEngine:
             self._finalizer()
             raise
         self.config = cfg
-        self.block_manager = BlockManager(cfg.num_kvcache_blocks, cfg.kvcache_block_size, cfg.enable_prefix_caching)
+        self.block_manager = BlockManager(
+            cfg.num_kvcache_blocks, cfg.kvcache_block_size, cfg.enable_prefix_caching
+        )
         self.scheduler = Scheduler(
-            self.block_manager, max_num_seqs=cfg.max_num_seqs,
-            max_num_batched_tokens=cfg.max_num_batched_tokens, max_model_len=cfg.max_model_len,
+            self.block_manager,
+            max_num_seqs=cfg.max_num_seqs,
+            max_num_batched_tokens=cfg.max_num_batched_tokens,
+            max_model_len=cfg.max_model_len,
             eos_token_ids=cfg.eos_token_ids,
         )
         self.sequences: dict[int, Sequence] = {}  # unfinished, and finished but not yet collected
@@ -104,16 +108,24 @@ class LLMEngine:
         self.metrics.on_request_added(seq.seq_id, seq.num_prompt_tokens)
         return seq.seq_id
 
-    def _validate(self, prompt: Prompt, params: SamplingParams | None) -> tuple[list[int], SamplingParams]:
+    def _validate(
+        self, prompt: Prompt, params: SamplingParams | None
+    ) -> tuple[list[int], SamplingParams]:
         params = SamplingParams() if params is None else params
         if not isinstance(params, SamplingParams):
-            raise RequestError(f"sampling params must be a SamplingParams, got {type(params).__name__}")
+            raise RequestError(
+                f"sampling params must be a SamplingParams, got {type(params).__name__}"
+            )
         if isinstance(prompt, str):
             token_ids = self.tokenizer.encode(prompt)
-        elif isinstance(prompt, (list, tuple)) and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+        elif isinstance(prompt, (list, tuple)) and all(
+            isinstance(t, int) and not isinstance(t, bool) for t in prompt
+        ):
             token_ids = list(prompt)
         else:
-            raise RequestError(f"a prompt must be a str or a list of token ids, got {type(prompt).__name__}")
+            raise RequestError(
+                f"a prompt must be a str or a list of token ids, got {type(prompt).__name__}"
+            )
         if not token_ids:
             raise RequestError("the prompt is empty; pass at least one token")
         vocab = self.config.spec.vocab_size
@@ -147,8 +159,10 @@ class LLMEngine:
         try:
             return self.sequences[request_id]
         except KeyError:
-            raise UnknownRequestError(f"no request with id {request_id!r} (finished ones are "
-                                      "forgotten once their output is collected)") from None
+            raise UnknownRequestError(
+                f"no request with id {request_id!r} (finished ones are "
+                "forgotten once their output is collected)"
+            ) from None
 
     def has_unfinished(self) -> bool:
         return self.scheduler.has_unfinished()
@@ -189,7 +203,9 @@ class LLMEngine:
             try:
                 callback(record)
             except Exception as e:  # an observer must never break the engine
-                warnings.warn(f"step observer {callback!r} raised {e!r}", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"step observer {callback!r} raised {e!r}", RuntimeWarning, stacklevel=2
+                )
 
     # ---- stepping ------------------------------------------------------------------------------------
     def step(self) -> StepRecord:
@@ -210,8 +226,10 @@ class LLMEngine:
             self._finish_step(batch, [], StepTiming(schedule=t1 - t0), error=error)
             raise StepError(
                 f"step {batch.step} ({batch.phase}, requests {[s.seq_id for s in batch.seqs]}) failed: "
-                f"{error}; the step was rolled back", step=batch.step,
-                request_ids=[s.seq_id for s in batch.seqs], phase=batch.phase,
+                f"{error}; the step was rolled back",
+                step=batch.step,
+                request_ids=[s.seq_id for s in batch.seqs],
+                phase=batch.phase,
             ) from e
         t3 = time.perf_counter()
         sampled, failed = self._apply_samples(batch, out)
@@ -219,9 +237,14 @@ class LLMEngine:
             self.fail_request(seq.seq_id, "the model produced non-finite logits (NaN/inf)")
         finished = [s.seq_id for s in failed] + self.scheduler.postprocess(batch, sampled)
         t4 = time.perf_counter()
-        timing = StepTiming(schedule=t1 - t0, prepare=(t2 - t1) + run_timing.prepare,
-                            forward=run_timing.forward, sample=run_timing.sample,
-                            postprocess=t4 - t3, total=t4 - t0)
+        timing = StepTiming(
+            schedule=t1 - t0,
+            prepare=(t2 - t1) + run_timing.prepare,
+            forward=run_timing.forward,
+            sample=run_timing.sample,
+            postprocess=t4 - t3,
+            total=t4 - t0,
+        )
         return self._finish_step(batch, sampled, timing, finished)
 
     def _apply_samples(self, batch: ScheduledBatch, out) -> tuple[list[int | None], list[Sequence]]:
@@ -242,8 +265,14 @@ class LLMEngine:
             row += 1
         return sampled, failed
 
-    def _finish_step(self, batch: ScheduledBatch, sampled: list[int | None], timing: StepTiming,
-                     finished: list[int] = (), error: str | None = None) -> StepRecord:
+    def _finish_step(
+        self,
+        batch: ScheduledBatch,
+        sampled: list[int | None],
+        timing: StepTiming,
+        finished: list[int] = (),
+        error: str | None = None,
+    ) -> StepRecord:
         now = time.perf_counter()
         events = tuple(self.scheduler.events)
         self.scheduler.events.clear()

@@ -20,14 +20,19 @@ def warmup_inputs(config, num_tokens: int, block_offset: int = 0) -> StepInputs:
     blocks = math.ceil(per_seq / bs)
     lens = np.full(num_seqs, per_seq, dtype=np.int32)
     cu = np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)
-    tables = (np.arange(num_seqs * blocks, dtype=np.int32).reshape(num_seqs, blocks) + block_offset)
+    tables = np.arange(num_seqs * blocks, dtype=np.int32).reshape(num_seqs, blocks) + block_offset
     pos = np.tile(np.arange(per_seq), num_seqs)
     seq = np.repeat(np.arange(num_seqs), per_seq)
     slots = tables[seq, pos // bs].astype(np.int64) * bs + pos % bs
     n = num_seqs
     return StepInputs(
-        input_ids=np.zeros(len(pos), dtype=np.int64), positions=pos.astype(np.int64), slot_mapping=slots,
-        cu_seqlens_q=cu, seq_lens=lens, block_tables=tables, logits_indices=(cu[1:] - 1).astype(np.int64),
+        input_ids=np.zeros(len(pos), dtype=np.int64),
+        positions=pos.astype(np.int64),
+        slot_mapping=slots,
+        cu_seqlens_q=cu,
+        seq_lens=lens,
+        block_tables=tables,
+        logits_indices=(cu[1:] - 1).astype(np.int64),
         sampling=SamplingBatch([1.0] * n, [None] * n, [1.0] * n, [None] * n, [0] * n, [None] * n),
     )
 
@@ -51,7 +56,11 @@ def probe_num_blocks(runner) -> int:
     block_bytes = cfg.kv_bytes_per_block
     budget = int(total * cfg.gpu_memory_utilization) - used - (peak - current)
     num_blocks = max(0, budget // block_bytes)
-    runner.memory_report = dict(total_gib=total / 2**30, weights_gib=current / 2**30,
-                                activation_peak_gib=(peak - current) / 2**30,
-                                kv_cache_gib=num_blocks * block_bytes / 2**30, num_blocks=num_blocks)
+    runner.memory_report = dict(
+        total_gib=total / 2**30,
+        weights_gib=current / 2**30,
+        activation_peak_gib=(peak - current) / 2**30,
+        kv_cache_gib=num_blocks * block_bytes / 2**30,
+        num_blocks=num_blocks,
+    )
     return num_blocks

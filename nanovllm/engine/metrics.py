@@ -66,16 +66,16 @@ class MetricsCollector:
             return
         if not r.seq_ids:
             return
-        t.first_step_time = t.first_step_time if t.first_step_time is not None else r.time - r.timing.total
+        t.first_step_time = (
+            t.first_step_time if t.first_step_time is not None else r.time - r.timing.total
+        )
         t.last_step_time = r.time
         prefill, decode = r.num_prefill_tokens, r.num_decode_tokens
         t.prefill_tokens += prefill
         t.decode_tokens += decode
         t.generated_tokens += r.num_sampled
         t.prefix_hit_tokens += r.prefix_hit_tokens
-        t.admitted_prompt_tokens += sum(
-            self._prompt_len.get(i, 0) for i in r.admitted_ids
-        )
+        t.admitted_prompt_tokens += sum(self._prompt_len.get(i, 0) for i in r.admitted_ids)
         t.preemptions += len(r.preempted_ids)
         t.busy_time += r.timing.total
         if prefill:
@@ -99,8 +99,9 @@ class MetricsCollector:
             decode_tokens_per_s=t.decode_tokens / t.decode_time if t.decode_time else 0.0,
             # per second of step time: idle time between steps (stepping by hand) does not count
             generated_tokens_per_s=t.generated_tokens / t.busy_time if t.busy_time else 0.0,
-            prefix_cache_hit_rate=(t.prefix_hit_tokens / t.admitted_prompt_tokens
-                                   if t.admitted_prompt_tokens else 0.0),
+            prefix_cache_hit_rate=(
+                t.prefix_hit_tokens / t.admitted_prompt_tokens if t.admitted_prompt_tokens else 0.0
+            ),
             wall_time=wall,
         )
         return out

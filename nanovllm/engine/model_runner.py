@@ -47,7 +47,9 @@ class ModelRunner:
             torch.set_default_dtype(self.dtype)
             try:
                 compile_ops = self.is_cuda and not config.enforce_eager
-                self.model = get_model_class(config.spec.architecture)(config.spec, backend, tp, compile_ops)
+                self.model = get_model_class(config.spec.architecture)(
+                    config.spec, backend, tp, compile_ops
+                )
             finally:
                 torch.set_default_dtype(default_dtype)
         load_model(self.model, config.model)

@@ -21,7 +21,9 @@ class Recorder:
     def __init__(self, max_steps: int | None = 100_000):
         self.max_steps = max_steps
         self.records: deque[StepRecord] = deque(maxlen=max_steps)
-        self.event_log: deque[SequenceEvent] = deque(maxlen=None if max_steps is None else 20 * max_steps)
+        self.event_log: deque[SequenceEvent] = deque(
+            maxlen=None if max_steps is None else 20 * max_steps
+        )
         # seq id -> [time of first token, time of latest token, tokens so far]: O(1) per token
         self._token_times: dict[int, list] = {}
         self._added: dict[int, float] = {}  # seq id -> time it was added
@@ -73,17 +75,38 @@ class Recorder:
         """One row per (step, scheduled sequence)."""
         import pandas as pd
 
-        rows = [dict(step=r.step, seq_id=e.seq_id, phase=e.phase, num_tokens=e.num_tokens, start=e.start,
-                     sampled=e.sampled) for r in self.records for e in r.scheduled]
-        return pd.DataFrame(rows, columns=["step", "seq_id", "phase", "num_tokens", "start", "sampled"])
+        rows = [
+            dict(
+                step=r.step,
+                seq_id=e.seq_id,
+                phase=e.phase,
+                num_tokens=e.num_tokens,
+                start=e.start,
+                sampled=e.sampled,
+            )
+            for r in self.records
+            for e in r.scheduled
+        ]
+        return pd.DataFrame(
+            rows, columns=["step", "seq_id", "phase", "num_tokens", "start", "sampled"]
+        )
 
     @property
     def events(self):
         """One row per state transition."""
         import pandas as pd
 
-        rows = [dict(step=e.step, seq_id=e.seq_id, before=e.before.value if e.before else None,
-                     after=e.after.value, reason=e.reason, time=e.time) for e in self.event_log]
+        rows = [
+            dict(
+                step=e.step,
+                seq_id=e.seq_id,
+                before=e.before.value if e.before else None,
+                after=e.after.value,
+                reason=e.reason,
+                time=e.time,
+            )
+            for e in self.event_log
+        ]
         return pd.DataFrame(rows, columns=["step", "seq_id", "before", "after", "reason", "time"])
 
     @property
@@ -92,16 +115,33 @@ class Recorder:
         inter-token latency (seconds; NaN until known)."""
         import pandas as pd
 
-        return pd.DataFrame(self._sequence_rows(), columns=[
-            "seq_id", "added_step", "finished_step", "finish_reason", "num_generated", "num_preemptions",
-            "ttft", "itl_mean",
-        ])
+        return pd.DataFrame(
+            self._sequence_rows(),
+            columns=[
+                "seq_id",
+                "added_step",
+                "finished_step",
+                "finish_reason",
+                "num_generated",
+                "num_preemptions",
+                "ttft",
+                "itl_mean",
+            ],
+        )
 
     def _sequence_rows(self) -> list[dict[str, Any]]:
         info: dict[int, dict[str, Any]] = {}
         for e in self.event_log:
-            row = info.setdefault(e.seq_id, dict(seq_id=e.seq_id, added_step=None, finished_step=None,
-                                                 finish_reason=None, num_preemptions=0))
+            row = info.setdefault(
+                e.seq_id,
+                dict(
+                    seq_id=e.seq_id,
+                    added_step=None,
+                    finished_step=None,
+                    finish_reason=None,
+                    num_preemptions=0,
+                ),
+            )
             if e.before is None:
                 row["added_step"] = e.step
             if e.after.value == "PREEMPTED":
@@ -120,18 +160,55 @@ class Recorder:
 
 def _step_row(r: StepRecord | None) -> dict[str, Any]:
     if r is None:
-        r_fields = ["step", "phase", "num_seqs", "prefill_tokens", "decode_tokens", "num_tokens",
-                    "admitted", "preempted", "finished", "kv_used", "kv_free", "kv_cached", "kv_total",
-                    "prefix_hit_tokens", "num_running", "num_waiting", "t_schedule", "t_prepare",
-                    "t_forward", "t_sample", "t_postprocess", "t_total", "error"]
+        r_fields = [
+            "step",
+            "phase",
+            "num_seqs",
+            "prefill_tokens",
+            "decode_tokens",
+            "num_tokens",
+            "admitted",
+            "preempted",
+            "finished",
+            "kv_used",
+            "kv_free",
+            "kv_cached",
+            "kv_total",
+            "prefix_hit_tokens",
+            "num_running",
+            "num_waiting",
+            "t_schedule",
+            "t_prepare",
+            "t_forward",
+            "t_sample",
+            "t_postprocess",
+            "t_total",
+            "error",
+        ]
         return dict.fromkeys(r_fields)
     t = r.timing
     return dict(
-        step=r.step, phase=r.phase, num_seqs=len(r.seq_ids), prefill_tokens=r.num_prefill_tokens,
-        decode_tokens=r.num_decode_tokens, num_tokens=r.num_tokens, admitted=len(r.admitted_ids),
-        preempted=len(r.preempted_ids), finished=len(r.finished_ids), kv_used=r.kv_blocks_used,
-        kv_free=r.kv_blocks_free, kv_cached=r.kv_blocks_cached, kv_total=r.kv_blocks_total,
-        prefix_hit_tokens=r.prefix_hit_tokens, num_running=r.num_running, num_waiting=r.num_waiting,
-        t_schedule=t.schedule, t_prepare=t.prepare, t_forward=t.forward, t_sample=t.sample,
-        t_postprocess=t.postprocess, t_total=t.total, error=r.error,
+        step=r.step,
+        phase=r.phase,
+        num_seqs=len(r.seq_ids),
+        prefill_tokens=r.num_prefill_tokens,
+        decode_tokens=r.num_decode_tokens,
+        num_tokens=r.num_tokens,
+        admitted=len(r.admitted_ids),
+        preempted=len(r.preempted_ids),
+        finished=len(r.finished_ids),
+        kv_used=r.kv_blocks_used,
+        kv_free=r.kv_blocks_free,
+        kv_cached=r.kv_blocks_cached,
+        kv_total=r.kv_blocks_total,
+        prefix_hit_tokens=r.prefix_hit_tokens,
+        num_running=r.num_running,
+        num_waiting=r.num_waiting,
+        t_schedule=t.schedule,
+        t_prepare=t.prepare,
+        t_forward=t.forward,
+        t_sample=t.sample,
+        t_postprocess=t.postprocess,
+        t_total=t.total,
+        error=r.error,
     )

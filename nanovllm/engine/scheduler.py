@@ -57,7 +57,15 @@ class ScheduledBatch:
     @property
     def phase(self) -> str:
         kinds = set(self.is_decode)
-        return "empty" if not kinds else "mixed" if len(kinds) == 2 else "decode" if True in kinds else "prefill"
+        return (
+            "empty"
+            if not kinds
+            else "mixed"
+            if len(kinds) == 2
+            else "decode"
+            if True in kinds
+            else "prefill"
+        )
 
     def _repr_html_(self) -> str:
         from nanovllm.engine.html import batch_html
@@ -66,8 +74,15 @@ class ScheduledBatch:
 
 
 class Scheduler:
-    def __init__(self, block_manager: BlockManager, *, max_num_seqs: int, max_num_batched_tokens: int,
-                 max_model_len: int, eos_token_ids: tuple[int, ...] = ()):
+    def __init__(
+        self,
+        block_manager: BlockManager,
+        *,
+        max_num_seqs: int,
+        max_num_batched_tokens: int,
+        max_model_len: int,
+        eos_token_ids: tuple[int, ...] = (),
+    ):
         self.bm = block_manager
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
@@ -105,7 +120,12 @@ class Scheduler:
             decodes += [s for s in self.running if len(s.token_ids) - s.num_computed_tokens > 1]
         running, grow = SequenceStatus.RUNNING, self.bm.grow
         seqs, counts, starts, is_decode, samples = (
-            batch.seqs, batch.num_new_tokens, batch.starts, batch.is_decode, batch.samples)
+            batch.seqs,
+            batch.num_new_tokens,
+            batch.starts,
+            batch.is_decode,
+            batch.samples,
+        )
         for seq in decodes:  # the hot loop of every decode step: kept flat on purpose
             if budget == 0:
                 break
@@ -129,7 +149,9 @@ class Scheduler:
     def _make_room(self, seq: Sequence, num_tokens: int, batch: ScheduledBatch) -> bool:
         """Grow ``seq`` to ``num_tokens``, preempting later unscheduled sequences as needed."""
         while not self.bm.grow(seq, num_tokens):
-            victim = next((s for s in reversed(self.running) if s is not seq and s not in batch.seqs), None)
+            victim = next(
+                (s for s in reversed(self.running) if s is not seq and s not in batch.seqs), None
+            )
             self._preempt(victim or seq, batch)
             if victim is None:
                 return False
@@ -142,7 +164,9 @@ class Scheduler:
         seq.num_preemptions += 1
         self.waiting.appendleft(seq)
         batch.preempted_ids.append(seq.seq_id)
-        self._event(seq, SequenceStatus.RUNNING, SequenceStatus.PREEMPTED, "out of KV blocks", batch.step)
+        self._event(
+            seq, SequenceStatus.RUNNING, SequenceStatus.PREEMPTED, "out of KV blocks", batch.step
+        )
 
     def _admit(self, batch: ScheduledBatch, budget: int) -> None:
         while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
@@ -186,10 +210,15 @@ class Scheduler:
 
     def _finish_reason(self, seq: Sequence, token: int) -> FinishReason | None:
         params = seq.params
-        if (token in self.eos_token_ids and not params.ignore_eos) or token in params.stop_token_ids:
+        if (
+            token in self.eos_token_ids and not params.ignore_eos
+        ) or token in params.stop_token_ids:
             return FinishReason.STOP
         num_tokens = len(seq.token_ids)
-        if num_tokens - seq.num_prompt_tokens >= params.max_tokens or num_tokens >= self.max_model_len:
+        if (
+            num_tokens - seq.num_prompt_tokens >= params.max_tokens
+            or num_tokens >= self.max_model_len
+        ):
             return FinishReason.LENGTH
         return None
 
@@ -200,9 +229,17 @@ class Scheduler:
         seq.status, seq.finish_reason = SequenceStatus.FINISHED, reason
         self._event(seq, before, SequenceStatus.FINISHED, reason.value, step)
 
-    def _event(self, seq: Sequence, before: SequenceStatus | None, after: SequenceStatus,
-               reason: str, step: int) -> None:
-        self.events.append(SequenceEvent(step, seq.seq_id, before, after, reason, time.perf_counter()))
+    def _event(
+        self,
+        seq: Sequence,
+        before: SequenceStatus | None,
+        after: SequenceStatus,
+        reason: str,
+        step: int,
+    ) -> None:
+        self.events.append(
+            SequenceEvent(step, seq.seq_id, before, after, reason, time.perf_counter())
+        )
 
     def check_integrity(self) -> list[str]:
         problems = self.bm.check_integrity(self.running)

@@ -33,9 +33,21 @@ class FinishReason(str, Enum):
 
 class Sequence:
     __slots__ = (
-        "seq_id", "token_ids", "num_prompt_tokens", "params", "status", "finish_reason",
-        "num_computed_tokens", "num_cached_tokens", "block_table", "block_hashes",
-        "num_hashed_blocks", "logprobs", "top_logprobs", "num_preemptions", "error",
+        "seq_id",
+        "token_ids",
+        "num_prompt_tokens",
+        "params",
+        "status",
+        "finish_reason",
+        "num_computed_tokens",
+        "num_cached_tokens",
+        "block_table",
+        "block_hashes",
+        "num_hashed_blocks",
+        "logprobs",
+        "top_logprobs",
+        "num_preemptions",
+        "error",
     )
 
     def __init__(self, seq_id: int, prompt_token_ids: list[int], params: SamplingParams):

@@ -11,7 +11,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 BLOCK_FREE, BLOCK_USED, BLOCK_CACHED, BLOCK_SHARED = 0, 1, 2, 3
-BLOCK_STATE_NAMES = ("free", "used", "cached", "shared")  # "cached" = free but holding a cached prefix
+BLOCK_STATE_NAMES = (
+    "free",
+    "used",
+    "cached",
+    "shared",
+)  # "cached" = free but holding a cached prefix
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,9 @@ class EngineSnapshot:
     ref_count: np.ndarray  # int32 [num_blocks]
     has_hash: np.ndarray  # bool [num_blocks]
     owners: dict[int, tuple[int, ...]]  # block id -> seq ids holding it (only blocks in use)
-    token_range: dict[int, tuple[int, int]]  # block id -> (first, last+1) token position, per owner 0
+    token_range: dict[
+        int, tuple[int, int]
+    ]  # block id -> (first, last+1) token position, per owner 0
     sequences: tuple[SequenceSnapshot, ...]
     problems: tuple[str, ...] = field(default=())  # check_integrity() result, when asked for
 
@@ -56,8 +63,11 @@ def take_snapshot(engine, check: bool = False) -> EngineSnapshot:
     bm, sched = engine.block_manager, engine.scheduler
     ref = np.fromiter((b.ref_count for b in bm.blocks), dtype=np.int32, count=bm.num_blocks)
     hashed = np.fromiter((b.hash is not None for b in bm.blocks), dtype=bool, count=bm.num_blocks)
-    state = np.where(ref > 1, BLOCK_SHARED, np.where(ref == 1, BLOCK_USED,
-                     np.where(hashed, BLOCK_CACHED, BLOCK_FREE))).astype(np.uint8)
+    state = np.where(
+        ref > 1,
+        BLOCK_SHARED,
+        np.where(ref == 1, BLOCK_USED, np.where(hashed, BLOCK_CACHED, BLOCK_FREE)),
+    ).astype(np.uint8)
     owners: dict[int, list[int]] = {}
     token_range: dict[int, tuple[int, int]] = {}
     seqs = []
@@ -71,15 +81,27 @@ def take_snapshot(engine, check: bool = False) -> EngineSnapshot:
         if seq.is_finished:
             seqs.append(_seq_snapshot(seq))
     return EngineSnapshot(
-        step=sched.num_steps, block_size=bs, block_state=state, ref_count=ref, has_hash=hashed,
-        owners={k: tuple(v) for k, v in owners.items()}, token_range=token_range,
-        sequences=tuple(seqs), problems=tuple(engine.check_integrity()) if check else (),
+        step=sched.num_steps,
+        block_size=bs,
+        block_state=state,
+        ref_count=ref,
+        has_hash=hashed,
+        owners={k: tuple(v) for k, v in owners.items()},
+        token_range=token_range,
+        sequences=tuple(seqs),
+        problems=tuple(engine.check_integrity()) if check else (),
     )
 
 
 def _seq_snapshot(seq) -> SequenceSnapshot:
     return SequenceSnapshot(
-        seq.seq_id, seq.status.value, seq.num_prompt_tokens, seq.num_tokens, seq.num_computed_tokens,
-        seq.num_cached_tokens, seq.num_preemptions, tuple(seq.block_table),
+        seq.seq_id,
+        seq.status.value,
+        seq.num_prompt_tokens,
+        seq.num_tokens,
+        seq.num_computed_tokens,
+        seq.num_cached_tokens,
+        seq.num_preemptions,
+        tuple(seq.block_table),
         seq.finish_reason.value if seq.finish_reason else None,
     )

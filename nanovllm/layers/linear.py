@@ -15,7 +15,14 @@ from nanovllm.layers.parallel import SINGLE, TensorParallel
 
 
 class LinearBase(nn.Module):
-    def __init__(self, in_features: int, out_features: int, bias: bool, tp: TensorParallel, tp_dim: int | None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool,
+        tp: TensorParallel,
+        tp_dim: int | None,
+    ):
         super().__init__()
         self.tp, self.tp_dim = tp, tp_dim
         self.weight = nn.Parameter(torch.empty(out_features, in_features), requires_grad=False)
@@ -40,19 +47,29 @@ class LinearBase(nn.Module):
 
 
 class ReplicatedLinear(LinearBase):
-    def __init__(self, in_features: int, out_features: int, bias: bool = False, tp: TensorParallel = SINGLE):
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = False, tp: TensorParallel = SINGLE
+    ):
         super().__init__(in_features, out_features, bias, tp, None)
 
 
 class ColumnParallelLinear(LinearBase):
-    def __init__(self, in_features: int, out_features: int, bias: bool = False, tp: TensorParallel = SINGLE):
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = False, tp: TensorParallel = SINGLE
+    ):
         super().__init__(in_features, tp.shard(out_features, "out_features"), bias, tp, 0)
 
 
 class MergedColumnParallelLinear(ColumnParallelLinear):
     """Several column-parallel outputs stacked: e.g. gate_up = [gate; up]."""
 
-    def __init__(self, in_features: int, output_sizes: list[int], bias: bool = False, tp: TensorParallel = SINGLE):
+    def __init__(
+        self,
+        in_features: int,
+        output_sizes: list[int],
+        bias: bool = False,
+        tp: TensorParallel = SINGLE,
+    ):
         self.output_sizes = output_sizes
         super().__init__(in_features, sum(output_sizes), bias, tp)
 
@@ -65,8 +82,15 @@ class MergedColumnParallelLinear(ColumnParallelLinear):
 class QKVParallelLinear(ColumnParallelLinear):
     """q, k and v projections in one matrix; each rank holds its heads' rows of each."""
 
-    def __init__(self, hidden_size: int, head_dim: int, num_heads: int, num_kv_heads: int,
-                 bias: bool = False, tp: TensorParallel = SINGLE):
+    def __init__(
+        self,
+        hidden_size: int,
+        head_dim: int,
+        num_heads: int,
+        num_kv_heads: int,
+        bias: bool = False,
+        tp: TensorParallel = SINGLE,
+    ):
         self.head_dim = head_dim
         self.num_heads = tp.shard(num_heads, "num_attention_heads")
         self.num_kv_heads = tp.shard(num_kv_heads, "num_key_value_heads")
@@ -80,7 +104,9 @@ class QKVParallelLinear(ColumnParallelLinear):
 
 
 class RowParallelLinear(LinearBase):
-    def __init__(self, in_features: int, out_features: int, bias: bool = False, tp: TensorParallel = SINGLE):
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = False, tp: TensorParallel = SINGLE
+    ):
         super().__init__(tp.shard(in_features, "in_features"), out_features, bias, tp, 1)
 
     def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> None:

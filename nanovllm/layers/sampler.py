@@ -46,7 +46,11 @@ class Sampler:
 
     @torch.inference_mode()
     def __call__(self, logits: torch.Tensor, batch: SamplingBatch) -> SamplerOutput:
-        if self.fused and all(k is None for k in batch.top_ks) and all(p >= 1.0 for p in batch.top_ps):
+        if (
+            self.fused
+            and all(k is None for k in batch.top_ks)
+            and all(p >= 1.0 for p in batch.top_ps)
+        ):
             return self._fused(logits, batch)
         logits = logits.float()
         tokens = logits.argmax(dim=-1)
@@ -60,9 +64,13 @@ class Sampler:
     def _fused(self, logits: torch.Tensor, batch: SamplingBatch) -> SamplerOutput:
         from nanovllm.layers.sampling_kernels import gumbel_argmax
 
-        seeds = [_mix(s, p) if s is not None else self.rng.getrandbits(62)
-                 for s, p in zip(batch.seeds, batch.positions)]
-        temps = torch.tensor(batch.temperatures, dtype=torch.float32).to(logits.device, non_blocking=True)
+        seeds = [
+            _mix(s, p) if s is not None else self.rng.getrandbits(62)
+            for s, p in zip(batch.seeds, batch.positions)
+        ]
+        temps = torch.tensor(batch.temperatures, dtype=torch.float32).to(
+            logits.device, non_blocking=True
+        )
         seed_t = torch.tensor(seeds, dtype=torch.int64).to(logits.device, non_blocking=True)
         tokens, bad = gumbel_argmax(logits, temps, seed_t)
         token_list, bad_list = torch.stack([tokens, bad.long()]).tolist()
@@ -70,7 +78,9 @@ class Sampler:
         return SamplerOutput(token_list, logprobs, top, [not b for b in bad_list])
 
     def _sample(self, logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
-        temps = torch.tensor([t if t > 0 else 1.0 for t in batch.temperatures], device=logits.device)
+        temps = torch.tensor(
+            [t if t > 0 else 1.0 for t in batch.temperatures], device=logits.device
+        )
         scaled = logits / temps[:, None]
         if any(k is not None for k in batch.top_ks) or any(p < 1.0 for p in batch.top_ps):
             scaled = _top_k_top_p(scaled, batch.top_ks, batch.top_ps)
@@ -102,7 +112,9 @@ class Sampler:
         return lp_out, top_out
 
 
-def _top_k_top_p(logits: torch.Tensor, top_ks: list[int | None], top_ps: list[float]) -> torch.Tensor:
+def _top_k_top_p(
+    logits: torch.Tensor, top_ks: list[int | None], top_ps: list[float]
+) -> torch.Tensor:
     vocab = logits.size(-1)
     sorted_logits, order = logits.sort(dim=-1, descending=True)
     ranks = torch.arange(vocab, device=logits.device)[None, :]

@@ -50,8 +50,9 @@ def _gumbel_argmax_kernel(
     tl.store(bad_ptr + out, tl.max(bad, 0))
 
 
-def gumbel_argmax(logits: torch.Tensor, temperatures: torch.Tensor, seeds: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def gumbel_argmax(
+    logits: torch.Tensor, temperatures: torch.Tensor, seeds: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row: a token drawn at its temperature (argmax when 0), and whether its logits were bad.
 
     ``seeds`` are int64 per row (non-negative, < 2**63). Returns (tokens int64, bad bool)."""
@@ -63,7 +64,19 @@ def gumbel_argmax(logits: torch.Tensor, temperatures: torch.Tensor, seeds: torch
     idx = torch.empty(rows, chunks, dtype=torch.int32, device=logits.device)
     bad = torch.empty(rows, chunks, dtype=torch.int32, device=logits.device)
     if rows:
-        _gumbel_argmax_kernel[(rows, chunks)](logits, logits.stride(0), temperatures, seeds, best, idx, bad,
-                                              vocab, chunks, CHUNK=chunk, BLOCK=min(1024, chunk), num_warps=4)
+        _gumbel_argmax_kernel[(rows, chunks)](
+            logits,
+            logits.stride(0),
+            temperatures,
+            seeds,
+            best,
+            idx,
+            bad,
+            vocab,
+            chunks,
+            CHUNK=chunk,
+            BLOCK=min(1024, chunk),
+            num_warps=4,
+        )
     winner = best.argmax(dim=1, keepdim=True)  # first chunk on ties: chunks are in column order
     return idx.gather(1, winner).squeeze(1).long(), bad.amax(dim=1).bool()

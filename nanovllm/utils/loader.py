@@ -15,7 +15,9 @@ def load_model(model: nn.Module, path: str | Path) -> None:
     unloaded. Each parameter's ``weight_loader`` takes its rank's shard (tensor parallelism)."""
     files = sorted(Path(path).glob("*.safetensors"))
     if not files:
-        raise ModelLoadError(f"no *.safetensors files in {str(path)!r}; convert the checkpoint first")
+        raise ModelLoadError(
+            f"no *.safetensors files in {str(path)!r}; convert the checkpoint first"
+        )
     params = dict(model.named_parameters(remove_duplicate=False))
     mapping = getattr(model, "packed_modules_mapping", {})
     loaded: set[str] = set()
