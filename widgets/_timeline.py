@@ -28,10 +28,20 @@ from ._blocks import discrete_colorscale
 from ._json import grid as json_grid
 
 WAITING, PREFILL, DECODE, IDLE, PREEMPTED, FINISHED = range(6)
-STATE_NAMES = ("waiting", "prefilling", "decoding", "running (not scheduled)", "preempted", "finished")
+STATE_NAMES = (
+    "waiting",
+    "prefilling",
+    "decoding",
+    "running (not scheduled)",
+    "preempted",
+    "finished",
+)
 STATE_COLORS = ("#cbd5e1", "#8b5cf6", "#3b82f6", "#93c5fd", "#fca5a5", "#10b981")
-_FROM_STATUS = {SequenceStatus.WAITING: WAITING, SequenceStatus.RUNNING: IDLE,
-                SequenceStatus.PREEMPTED: PREEMPTED}
+_FROM_STATUS = {
+    SequenceStatus.WAITING: WAITING,
+    SequenceStatus.RUNNING: IDLE,
+    SequenceStatus.PREEMPTED: PREEMPTED,
+}
 
 
 @dataclass(frozen=True)
@@ -69,9 +79,14 @@ class SequenceTimeline:
         for seq_id in phase:
             self._status.setdefault(seq_id, SequenceStatus.RUNNING)  # seen first mid-flight
         ids = sorted(self._status)
-        codes = [FINISHED if i in finished_now else
-                 (DECODE if phase[i] else PREFILL) if i in phase else
-                 _FROM_STATUS[self._status[i]] for i in ids]
+        codes = [
+            FINISHED
+            if i in finished_now
+            else (DECODE if phase[i] else PREFILL)
+            if i in phase
+            else _FROM_STATUS[self._status[i]]
+            for i in ids
+        ]
         for i in finished_now:
             del self._status[i]
         col = Column(record.step, np.array(ids, dtype=np.int64), np.array(codes, dtype=np.int8))
@@ -90,8 +105,11 @@ class SequenceTimeline:
         """The kept timeline as a pandas DataFrame: one row per (step, seq_id) with its state name."""
         import pandas as pd
 
-        rows = [(c.step, i, STATE_NAMES[k]) for c in self.columns
-                for i, k in zip(c.seq_ids.tolist(), c.codes.tolist(), strict=True)]
+        rows = [
+            (c.step, i, STATE_NAMES[k])
+            for c in self.columns
+            for i, k in zip(c.seq_ids.tolist(), c.codes.tolist(), strict=True)
+        ]
         return pd.DataFrame(rows, columns=["step", "seq_id", "state"])
 
     def window(self, last_step: int, num_steps: int, max_rows: int):
@@ -132,20 +150,42 @@ class TimelineView:
         n = len(STATE_COLORS)
         self.figure = go.FigureWidget(
             data=[
-                go.Heatmap(z=[], x=[], y=[], zmin=-0.5, zmax=n - 0.5, xgap=1, ygap=1, hoverongaps=False,
-                           colorscale=discrete_colorscale(STATE_COLORS), name="states",
-                           colorbar=dict(tickvals=list(range(n)), ticktext=list(STATE_NAMES),
-                                         thickness=12, len=0.9, tickfont=dict(size=10)),
-                           hovertemplate="%{y}, step %{x}: %{text}<extra></extra>"),
-                go.Scatter(x=[], y=[], mode="markers", name="✕ preempted at this step", hovertemplate=
-                           "%{y} preempted at step %{x}<extra></extra>",
-                           marker=dict(symbol="x-thin", size=11, line=dict(width=2, color="#b91c1c"))),
+                go.Heatmap(
+                    z=[],
+                    x=[],
+                    y=[],
+                    zmin=-0.5,
+                    zmax=n - 0.5,
+                    xgap=1,
+                    ygap=1,
+                    hoverongaps=False,
+                    colorscale=discrete_colorscale(STATE_COLORS),
+                    name="states",
+                    colorbar=dict(
+                        tickvals=list(range(n)),
+                        ticktext=list(STATE_NAMES),
+                        thickness=12,
+                        len=0.9,
+                        tickfont=dict(size=10),
+                    ),
+                    hovertemplate="%{y}, step %{x}: %{text}<extra></extra>",
+                ),
+                go.Scatter(
+                    x=[],
+                    y=[],
+                    mode="markers",
+                    name="✕ preempted at this step",
+                    hovertemplate="%{y} preempted at step %{x}<extra></extra>",
+                    marker=dict(symbol="x-thin", size=11, line=dict(width=2, color="#b91c1c")),
+                ),
             ],
             layout=go.Layout(
                 title=dict(text="Sequence states", font=dict(size=13), x=0.01, xanchor="left"),
-                height=320, margin=dict(l=60, r=10, t=40, b=40), plot_bgcolor="white",
-                showlegend=True, legend=dict(orientation="h", x=0.45, y=1.0, yanchor="bottom",
-                                             font=dict(size=10)),
+                height=320,
+                margin=dict(l=60, r=90, t=40, b=40),  # r: room for the colorbar's state names
+                plot_bgcolor="white",
+                showlegend=True,
+                legend=dict(orientation="h", x=0.45, y=1.0, yanchor="bottom", font=dict(size=10)),
                 xaxis=dict(title="step", showgrid=False, zeroline=False),
                 yaxis=dict(autorange="reversed", showgrid=False, type="category"),
             ),
@@ -163,10 +203,15 @@ class TimelineView:
         else:
             steps, ids, z = self.timeline.window(last_step, self.window, self.max_rows)
         labels = [f"seq {i}" for i in ids]
-        text = _NAMES[np.where(np.isnan(z), len(STATE_NAMES), z).astype(np.int64)]  # arrays: fast to send
+        text = _NAMES[
+            np.where(np.isnan(z), len(STATE_NAMES), z).astype(np.int64)
+        ]  # arrays: fast to send
         shown = set(ids)
-        marks = [(s, i) for s, i in self.timeline.preemptions
-                 if i in shown and last_step is not None and last_step - self.window < s <= last_step]
+        marks = [
+            (s, i)
+            for s, i in self.timeline.preemptions
+            if i in shown and last_step is not None and last_step - self.window < s <= last_step
+        ]
         with self.figure.batch_update():
             grid, pre = self.figure.data
             grid.x, grid.y, grid.z, grid.text = steps, labels, json_grid(z), text
