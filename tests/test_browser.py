@@ -61,6 +61,14 @@ CELLS = [
     "print('ENDS=' + json.dumps([round(1e3 * (f.record.time + offset), 1) for f in wb.history.frames]))\n"
     "print('LAST=' + str(wb.history.frames[-1].record.step))",
 ]
+# Figures whose drawing is wider than the box that shows it (a colorbar's labels get cut off).
+CLIPPED_FIGURES = """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap((plot) => {
+  const svg = plot.querySelector('.main-svg'), box = plot.parentElement.getBoundingClientRect();
+  const right = Math.max(...[...plot.querySelectorAll('.colorbar, .legend, .main-svg')]
+    .map((e) => e.getBoundingClientRect().right));
+  return right > box.right + 1 ? [{title: plot.querySelector('.gtitle')?.textContent,
+    svg: svg.getBoundingClientRect().width, box: box.width, right: right - box.left}] : [];
+})"""
 PAUSE_CLICKS = 10
 PAUSE_LATENCY_S = 0.5  # click -> the kernel's answer drawn (the toggle reads "Run" again)
 
@@ -388,6 +396,8 @@ def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
             ).all_text_contents()  # SVG: no innerText
             assert any(t.startswith(f"KV cache blocks after step {paused}") for t in titles), titles
             assert page.locator(".js-plotly-plot .main-svg").count() >= 3
+            clipped = page.evaluate(CLIPPED_FIGURES)
+            assert not clipped, f"figures wider than their box (right edge cut off): {clipped}"
             assert page.get_by_text("Error displaying widget").count() == 0
             assert page.get_by_text("Error rendering").count() == 0
 

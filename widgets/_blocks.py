@@ -25,6 +25,7 @@ import plotly.graph_objects as go
 from nanovllm.engine.snapshot import BLOCK_STATE_NAMES, EngineSnapshot
 
 from ._json import grid
+from ._layout import FIGURE_WIDTH
 
 COLORS = (
     "#e5e7eb",
@@ -75,6 +76,7 @@ class BlockView:
             data=[self._grid_trace(), self._overlay_trace()],
             layout=go.Layout(
                 title=dict(text="KV cache blocks", font=dict(size=13), x=0.01, xanchor="left"),
+                width=FIGURE_WIDTH,
                 height=height or min(560, 130 + 26 * self.nrows),
                 margin=dict(l=40, r=10, t=40, b=40),
                 xaxis=dict(

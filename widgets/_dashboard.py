@@ -29,6 +29,7 @@ from nanovllm.engine.snapshot import EngineSnapshot
 from ._blocks import BlockView
 from ._controls import Controls
 from ._history import Frame
+from ._layout import LEFT_COLUMN_WIDTH, PANEL_MIN_WIDTH
 from ._metrics import MetricsPanel
 from ._timeline import TimelineView
 from ._timing import TimingView
@@ -58,11 +59,13 @@ class Dashboard:
                     [
                         W.VBox(
                             [self.block_view.figure, self.timeline_view.figure],
-                            layout=W.Layout(width="62%"),
+                            layout=W.Layout(width=LEFT_COLUMN_WIDTH, flex="0 0 auto"),
                         ),
                         W.Box(
                             [self.metrics_panel.widget],
-                            layout=W.Layout(width="38%", padding="0 0 0 8px"),
+                            layout=W.Layout(
+                                flex="1 1 auto", min_width=PANEL_MIN_WIDTH, padding="0 0 0 8px"
+                            ),
                         ),
                     ]
                 ),

@@ -26,6 +26,7 @@ from nanovllm.engine.sequence import SequenceStatus
 
 from ._blocks import discrete_colorscale
 from ._json import grid as json_grid
+from ._layout import FIGURE_WIDTH
 
 WAITING, PREFILL, DECODE, IDLE, PREEMPTED, FINISHED = range(6)
 STATE_NAMES = (
@@ -181,6 +182,7 @@ class TimelineView:
             ],
             layout=go.Layout(
                 title=dict(text="Sequence states", font=dict(size=13), x=0.01, xanchor="left"),
+                width=FIGURE_WIDTH,
                 height=320,
                 margin=dict(l=60, r=90, t=40, b=40),  # r: room for the colorbar's state names
                 plot_bgcolor="white",

@@ -22,6 +22,8 @@ from plotly.subplots import make_subplots
 
 from nanovllm.engine.events import StepRecord
 
+from ._layout import WIDE_FIGURE_WIDTH
+
 PARTS = ("schedule", "prepare", "forward", "sample", "postprocess")
 # five parts and two token kinds, seven colours no two alike (forward teal, decode tokens blue)
 PART_COLORS = ("#94a3b8", "#f59e0b", "#14b8a6", "#84cc16", "#ec4899")
@@ -67,6 +69,7 @@ class TimingView:
             )
         fig.update_layout(
             barmode="stack",
+            width=WIDE_FIGURE_WIDTH,
             height=380,
             bargap=0.1,
             margin=dict(l=50, r=10, t=60, b=40),
