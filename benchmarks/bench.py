@@ -20,7 +20,7 @@ from random import randint, seed
 import torch
 
 from nanovllm import LLM, SamplingParams
-from nanovllm.engine.recorder import Recorder
+from nanovllm.engine.observe.recorder import Recorder
 
 
 def workload(num_seqs=256, max_input_len=1024, max_output_len=1024, seed_=0):

@@ -12,10 +12,10 @@ import statistics
 import time
 
 from nanovllm import LLM, SamplingParams
-from nanovllm.engine.block_manager import BlockManager
-from nanovllm.engine.recorder import Recorder
-from nanovllm.engine.scheduler import Scheduler
-from nanovllm.engine.sequence import Sequence
+from nanovllm.engine.core.block_manager import BlockManager
+from nanovllm.engine.core.scheduler import Scheduler
+from nanovllm.engine.core.sequence import Sequence
+from nanovllm.engine.observe.recorder import Recorder
 
 
 def scheduler_step_cost(num_seqs: int = 256, steps: int = 300, block_size: int = 256) -> float:

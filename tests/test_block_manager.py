@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nanovllm.engine.block_manager import BlockManager
-from nanovllm.engine.sequence import Sequence
+from nanovllm.engine.core.block_manager import BlockManager
+from nanovllm.engine.core.sequence import Sequence
 from nanovllm.sampling_params import SamplingParams
 
 BS = 4

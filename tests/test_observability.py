@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from nanovllm import LLM, SamplingParams, StepError
-from nanovllm.engine.recorder import Recorder
-from nanovllm.engine.snapshot import BLOCK_CACHED, BLOCK_FREE, BLOCK_SHARED, BLOCK_USED
+from nanovllm.engine.observe.recorder import Recorder
+from nanovllm.engine.observe.snapshot import BLOCK_CACHED, BLOCK_FREE, BLOCK_SHARED, BLOCK_USED
 
 W, R, P, F = "WAITING", "RUNNING", "PREEMPTED", "FINISHED"
 PROMPT_A = list(range(100, 116))  # exactly one block of 16

@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nanovllm.engine.block_manager import BlockManager
-from nanovllm.engine.scheduler import Scheduler
-from nanovllm.engine.sequence import FinishReason, Sequence, SequenceStatus
+from nanovllm.engine.core.block_manager import BlockManager
+from nanovllm.engine.core.scheduler import Scheduler
+from nanovllm.engine.core.sequence import FinishReason, Sequence, SequenceStatus
 from nanovllm.sampling_params import SamplingParams
 
 BS = 4

@@ -16,7 +16,7 @@ from safetensors import safe_open
 from nanovllm import LLM, ConfigError, SamplingParams
 from nanovllm.attention import get_backend
 from nanovllm.config import Config
-from nanovllm.engine.model_runner import ModelRunner
+from nanovllm.engine.runner.model_runner import ModelRunner
 from nanovllm.layers.parallel import TensorParallel
 from nanovllm.models import get_model_class
 from nanovllm.testing import tiny_model_path

@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 
 from nanovllm import LLM, SamplingParams
-from nanovllm.engine import shm_channel, workers
-from nanovllm.engine.inputs import StepInputs
-from nanovllm.engine.shm_channel import SHM_PREFIX, ShmReader, ShmWriter
+from nanovllm.engine.parallel import shm_channel, worker_group
+from nanovllm.engine.parallel.shm_channel import SHM_PREFIX, ShmReader, ShmWriter
+from nanovllm.engine.runner.inputs import StepInputs
 from nanovllm.errors import EngineClosedError, ModelLoadError, StepError, WorkerError
 from nanovllm.layers.sampler import SamplingBatch
 
@@ -383,7 +383,7 @@ def test_interrupt_while_waiting_for_replies_keeps_the_engine_usable(
         leftovers.note(llm)
         llm.executor.step_timeout = 60.0  # a regression fails in a minute, not in ten
         calls = []
-        real_wait = workers.wait
+        real_wait = worker_group.wait
 
         def one_reply_per_wait(objects, timeout=None):
             calls.append(1)
@@ -392,7 +392,7 @@ def test_interrupt_while_waiting_for_replies_keeps_the_engine_usable(
             ready = real_wait(objects, timeout=timeout)
             return ready[:1]
 
-        monkeypatch.setattr(workers, "wait", one_reply_per_wait)
+        monkeypatch.setattr(worker_group, "wait", one_reply_per_wait)
         with pytest.raises(KeyboardInterrupt):
             llm.generate(PROMPTS, LONG, use_tqdm=False)
         step = llm.executor._in_flight

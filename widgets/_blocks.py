@@ -22,7 +22,7 @@ import re
 import numpy as np
 import plotly.graph_objects as go
 
-from nanovllm.engine.snapshot import BLOCK_STATE_NAMES, EngineSnapshot
+from nanovllm.engine.observe.snapshot import BLOCK_STATE_NAMES, EngineSnapshot
 
 from ._json import grid
 from ._layout import FIGURE_WIDTH
@@ -32,7 +32,7 @@ COLORS = (
     "#3b82f6",
     "#10b981",
     "#f59e0b",
-)  # free, used, cached, shared (as engine/html.py)
+)  # free, used, cached, shared (as engine/observe/html.py)
 MAX_HOVER_BLOCKS = 4096  # above this, cells carry no per-block text (it would dominate the message)
 MAX_LABEL_BLOCKS = 256  # above this, cells are too small to print owner ids in
 

@@ -24,7 +24,7 @@ from html import escape
 
 import ipywidgets as W
 
-from nanovllm.engine.snapshot import EngineSnapshot
+from nanovllm.engine.observe.snapshot import EngineSnapshot
 
 from ._blocks import BlockView
 from ._controls import Controls

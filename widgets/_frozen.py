@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from nanovllm.engine.snapshot import EngineSnapshot
+from nanovllm.engine.observe.snapshot import EngineSnapshot
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from nanovllm.engine.events import StepRecord
-from nanovllm.engine.snapshot import EngineSnapshot
+from nanovllm.engine.core.events import StepRecord
+from nanovllm.engine.observe.snapshot import EngineSnapshot
 
 # Rough Python-object costs, for the memory estimate only.
 _BYTES_PER_OWNER = 160  # dict entry + tuple of seq ids + token-range tuple

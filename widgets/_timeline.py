@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
-from nanovllm.engine.events import StepRecord
-from nanovllm.engine.sequence import SequenceStatus
+from nanovllm.engine.core.events import StepRecord
+from nanovllm.engine.core.sequence import SequenceStatus
 
 from ._blocks import discrete_colorscale
 from ._json import grid as json_grid

@@ -20,7 +20,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from nanovllm.engine.events import StepRecord
+from nanovllm.engine.core.events import StepRecord
 
 from ._layout import WIDE_FIGURE_WIDTH
 

@@ -24,8 +24,8 @@ import time
 from typing import Any
 
 from nanovllm import LLM, SamplingParams
-from nanovllm.engine.events import StepRecord
-from nanovllm.engine.recorder import Recorder
+from nanovllm.engine.core.events import StepRecord
+from nanovllm.engine.observe.recorder import Recorder
 from nanovllm.errors import EngineClosedError, NanoVLLMError, UnknownRequestError
 
 from ._backpressure import Backpressure
@@ -282,7 +282,10 @@ class Workbench:
             ) from None
         self._running, self._pinned = True, None
         self.dashboard.show_running(True)
-        self._task = loop.create_task(self._run_loop())
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run_loop())
+        # else: the last run's task has not yet seen the Pause (it waits for the page); it goes
+        # on. A second task would step alongside it, two steps per turn.
 
     def pause(self) -> None:
         """Stop after the current step."""

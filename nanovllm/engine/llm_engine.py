@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from nanovllm.config import Config
-from nanovllm.engine.block_manager import BlockManager
-from nanovllm.engine.events import StepRecord, StepTiming
-from nanovllm.engine.inputs import prepare_inputs
-from nanovllm.engine.metrics import MetricsCollector
-from nanovllm.engine.scheduler import ScheduledBatch, Scheduler
-from nanovllm.engine.sequence import FinishReason, Sequence, SequenceStatus
-from nanovllm.engine.snapshot import EngineSnapshot, take_snapshot
+from nanovllm.engine.core.block_manager import BlockManager
+from nanovllm.engine.core.events import StepRecord, StepTiming
+from nanovllm.engine.core.scheduler import ScheduledBatch, Scheduler
+from nanovllm.engine.core.sequence import FinishReason, Sequence, SequenceStatus
+from nanovllm.engine.observe.metrics import MetricsCollector
+from nanovllm.engine.observe.snapshot import EngineSnapshot, take_snapshot
+from nanovllm.engine.runner.inputs import prepare_inputs
 from nanovllm.errors import (
     EngineClosedError,
     ModelLoadError,
@@ -342,10 +342,10 @@ def _load_tokenizer(path: str):
 
 def _make_executor(config: Config):
     if config.tensor_parallel_size == 1:
-        from nanovllm.engine.model_runner import ModelRunner
+        from nanovllm.engine.runner.model_runner import ModelRunner
 
         return ModelRunner(config)
-    from nanovllm.engine.workers import WorkerGroup
+    from nanovllm.engine.parallel.worker_group import WorkerGroup
 
     return WorkerGroup(config)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
 
-from nanovllm.engine.sequence import SequenceStatus
+from nanovllm.engine.core.sequence import SequenceStatus
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,6 @@ class StepRecord:
         return "prefill" if self.num_prefill_tokens else "decode"
 
     def _repr_html_(self) -> str:
-        from nanovllm.engine.html import step_record_html
+        from nanovllm.engine.observe.html import step_record_html
 
         return step_record_html(self)

@@ -19,9 +19,9 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from nanovllm.engine.block_manager import BlockManager
-from nanovllm.engine.events import SequenceEvent
-from nanovllm.engine.sequence import FinishReason, Sequence, SequenceStatus
+from nanovllm.engine.core.block_manager import BlockManager
+from nanovllm.engine.core.events import SequenceEvent
+from nanovllm.engine.core.sequence import FinishReason, Sequence, SequenceStatus
 
 
 @dataclass
@@ -68,7 +68,7 @@ class ScheduledBatch:
         )
 
     def _repr_html_(self) -> str:
-        from nanovllm.engine.html import batch_html
+        from nanovllm.engine.observe.html import batch_html
 
         return batch_html(self)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from nanovllm.engine.events import StepRecord
+from nanovllm.engine.core.events import StepRecord
 
 
 @dataclass

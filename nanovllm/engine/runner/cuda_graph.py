@@ -14,7 +14,7 @@ import time
 import torch
 
 from nanovllm.attention import AttentionMetadata
-from nanovllm.engine.inputs import StepInputs
+from nanovllm.engine.runner.inputs import StepInputs
 
 
 def bucket_sizes(max_num_seqs: int) -> list[int]:

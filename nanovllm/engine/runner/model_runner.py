@@ -15,7 +15,7 @@ import torch
 
 from nanovllm.attention import AttentionMetadata, get_backend, resolve_backend_name
 from nanovllm.config import Config
-from nanovllm.engine.inputs import StepInputs
+from nanovllm.engine.runner.inputs import StepInputs
 from nanovllm.layers.parallel import SINGLE, TensorParallel
 from nanovllm.layers.sampler import Sampler, SamplerOutput
 from nanovllm.models import get_model_class
@@ -61,7 +61,7 @@ class ModelRunner:
         self.kv_cache = self._allocate_kv_cache(self.num_kvcache_blocks)
         # torch_ref loops over host-side lengths, which a captured graph would freeze: eager only.
         if self.is_cuda and not config.enforce_eager and self.backend_name != "torch_ref":
-            from nanovllm.engine.cuda_graph import DecodeGraphs
+            from nanovllm.engine.runner.cuda_graph import DecodeGraphs
 
             self.graphs = DecodeGraphs(self)
 
@@ -79,7 +79,7 @@ class ModelRunner:
     def _auto_num_blocks(self) -> int:
         if not self.is_cuda:
             return self.config.default_cpu_num_blocks()
-        from nanovllm.engine.memory import probe_num_blocks
+        from nanovllm.engine.runner.memory import probe_num_blocks
 
         return probe_num_blocks(self)
 

@@ -143,7 +143,7 @@ def block_manager_html(bm) -> str:
 
 
 def snapshot_html(snap) -> str:
-    from nanovllm.engine.snapshot import BLOCK_STATE_NAMES
+    from nanovllm.engine.observe.snapshot import BLOCK_STATE_NAMES
 
     states = [BLOCK_STATE_NAMES[s] for s in snap.block_state.tolist()]
     head = table(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from nanovllm.engine.events import SequenceEvent, StepRecord
+from nanovllm.engine.core.events import SequenceEvent, StepRecord
 
 
 class Recorder:

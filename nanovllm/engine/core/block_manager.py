@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 import xxhash
 
-from nanovllm.engine.sequence import Sequence
+from nanovllm.engine.core.sequence import Sequence
 
 
 class Block:
@@ -234,6 +234,6 @@ class BlockManager:
         return problems
 
     def _repr_html_(self) -> str:
-        from nanovllm.engine.html import block_manager_html
+        from nanovllm.engine.observe.html import block_manager_html
 
         return block_manager_html(self)

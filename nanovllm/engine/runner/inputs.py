@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nanovllm.engine.scheduler import ScheduledBatch
+from nanovllm.engine.core.scheduler import ScheduledBatch
 from nanovllm.layers.sampler import SamplingBatch
 
 

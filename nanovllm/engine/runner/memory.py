@@ -8,7 +8,7 @@ import math
 import numpy as np
 import torch
 
-from nanovllm.engine.inputs import StepInputs
+from nanovllm.engine.runner.inputs import StepInputs
 from nanovllm.layers.sampler import SamplingBatch
 
 

@@ -99,6 +99,6 @@ class Sequence:
         return self.status is SequenceStatus.FINISHED
 
     def _repr_html_(self) -> str:
-        from nanovllm.engine.html import sequence_html
+        from nanovllm.engine.observe.html import sequence_html
 
         return sequence_html(self)

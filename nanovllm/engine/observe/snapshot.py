@@ -54,7 +54,7 @@ class EngineSnapshot:
         return int((self.block_state == state).sum())
 
     def _repr_html_(self) -> str:
-        from nanovllm.engine.html import snapshot_html
+        from nanovllm.engine.observe.html import snapshot_html
 
         return snapshot_html(self)
 
