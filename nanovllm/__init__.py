@@ -5,6 +5,7 @@ from nanovllm.errors import (
     EngineClosedError,
     KVCacheTooSmallError,
     ModelLoadError,
+    ModelNotFoundError,
     NanoVLLMError,
     RequestError,
     StepError,
@@ -13,15 +14,21 @@ from nanovllm.errors import (
     WorkerError,
 )
 from nanovllm.llm import LLM
+from nanovllm.outputs import CompletionOutput, Logprob, RequestMetrics, RequestOutput
 from nanovllm.sampling_params import SamplingParams
 
 __all__ = [
     "LLM",
     "SamplingParams",
+    "RequestOutput",
+    "CompletionOutput",
+    "Logprob",
+    "RequestMetrics",
     "NanoVLLMError",
     "ConfigError",
     "KVCacheTooSmallError",
     "ModelLoadError",
+    "ModelNotFoundError",
     "UnsupportedModelError",
     "RequestError",
     "UnknownRequestError",

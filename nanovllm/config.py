@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nanovllm.errors import ConfigError, KVCacheTooSmallError, ModelLoadError
+from nanovllm.errors import ConfigError, KVCacheTooSmallError, ModelLoadError, ModelNotFoundError
 
 DTYPES = ("float32", "bfloat16", "float16")
 ATTENTION_BACKENDS = ("auto", "torch_ref", "triton")
@@ -181,13 +181,13 @@ class Config:
         """Read ``model``'s config.json, resolve ``"auto"`` values and validate."""
         path = Path(model).expanduser()
         if not path.is_dir():
-            raise ModelLoadError(
+            raise ModelNotFoundError(
                 f"model directory {str(model)!r} does not exist; pass the path of a local Hugging "
                 f"Face checkpoint, or use nanovllm.testing.make_tiny_model(dir) to build one"
             )
         config_file = path / "config.json"
         if not config_file.is_file():
-            raise ModelLoadError(
+            raise ModelNotFoundError(
                 f"{str(path)!r} has no config.json, so it is not a Hugging Face model directory"
             )
         try:

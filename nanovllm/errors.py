@@ -23,6 +23,11 @@ class ModelLoadError(NanoVLLMError):
     """The model directory is missing, incomplete or unreadable."""
 
 
+class ModelNotFoundError(ModelLoadError, FileNotFoundError):
+    """The model directory, or its config.json, does not exist. Also a ``FileNotFoundError``
+    (an ``OSError``), which is what Hugging Face's ``from_pretrained`` raises there."""
+
+
 class UnsupportedModelError(ModelLoadError, ValueError):
     """The checkpoint's architecture has no implementation here."""
 

@@ -2,7 +2,13 @@
 
 with LLM("/path/to/Qwen3-0.6B") as llm:
     outs = llm.generate(["Hello"], SamplingParams(temperature=0.6, max_tokens=32))
-    print(outs[0]["text"])
+    print(outs[0].outputs[0].text)      # vLLM's shape; outs[0]["text"] (nano-vllm's) works too
+    outs = llm.chat([{"role": "user", "content": "Hi"}])
+    for delta in llm.stream("Hello"):  # text as it is generated (llm.astream: async)
+        print(delta, end="")
+
+nano-vllm's ``is_finished()`` and ``exit()`` are thin aliases of ``not has_unfinished()`` and
+``close()``; ``outputs, num_tokens = llm.step()`` unpacks a StepRecord as nano-vllm's step does.
 """
 
 from __future__ import annotations
@@ -10,11 +16,16 @@ from __future__ import annotations
 from collections.abc import Sequence as Seq
 from typing import Any
 
+from nanovllm.engine.core.events import StepRecord
 from nanovllm.engine.llm_engine import LLMEngine, Prompt
 from nanovllm.errors import RequestError, StepError, WorkerError
+from nanovllm.outputs import RequestOutput
 from nanovllm.sampling_params import SamplingParams
+from nanovllm.streaming import AsyncTextStream, TextStream
 
 MAX_CONSECUTIVE_STEP_FAILURES = 2  # a step that fails this often in a row fails its requests
+
+Message = dict[str, Any]  # {"role": ..., "content": ...}
 
 
 class LLM(LLMEngine):
@@ -23,7 +34,7 @@ class LLM(LLMEngine):
         prompts: Prompt | Seq[Prompt],
         sampling_params: SamplingParams | Seq[SamplingParams] | None = None,
         use_tqdm: bool = True,
-    ) -> list[dict[str, Any]]:
+    ) -> list[RequestOutput]:
         """Run ``prompts`` to completion; outputs come back in submission order.
 
         Every prompt is validated before any is queued, so one bad prompt queues nothing. Requests
@@ -34,17 +45,109 @@ class LLM(LLMEngine):
         prompts = _as_prompt_list(prompts)
         params = _as_params_list(sampling_params, len(prompts))
         validated = [self._validate(p, sp) for p, sp in zip(prompts, params)]
-        ids = [self._enqueue(t, sp) for t, sp in validated]
+        ids = [self._enqueue(*v) for v in validated]
         try:
             self._run_until_done(set(ids), use_tqdm)
         except BaseException:
             for i in ids:
-                if i in self.sequences and not self.sequences[i].is_finished:
-                    self.abort(i)
-            for i in ids:
-                self.sequences.pop(i, None)
+                self.forget(i)
             raise
         return [self.get_output(i) for i in ids]
+
+    def chat(
+        self,
+        messages: list[Message] | list[list[Message]],
+        sampling_params: SamplingParams | Seq[SamplingParams] | None = None,
+        use_tqdm: bool = True,
+        *,
+        chat_template: str | None = None,
+        add_generation_prompt: bool = True,
+        continue_final_message: bool = False,
+        chat_template_kwargs: dict[str, Any] | None = None,
+    ) -> list[RequestOutput]:
+        """vLLM's ``chat``: render each conversation with the tokenizer's chat template (or
+        ``chat_template``), then ``generate``. ``messages`` is one conversation (a list of
+        ``{"role", "content"}`` dicts) or a list of them; one output per conversation."""
+        conversations = _as_conversations(messages)
+        prompts = [
+            {
+                "prompt": self._render_chat(
+                    conv,
+                    chat_template,
+                    add_generation_prompt,
+                    continue_final_message,
+                    chat_template_kwargs or {},
+                )
+            }
+            for conv in conversations
+        ]
+        return self.generate(prompts, sampling_params, use_tqdm)
+
+    def _render_chat(self, conv, template, add_generation_prompt, continue_final, kwargs) -> str:
+        if template is None and not getattr(self.tokenizer, "chat_template", None):
+            raise RequestError(
+                "the tokenizer has no chat template; pass chat_template=... (a Jinja string)"
+            )
+        try:
+            return self.tokenizer.apply_chat_template(
+                conv,
+                tokenize=False,
+                add_generation_prompt=add_generation_prompt,
+                continue_final_message=continue_final,
+                chat_template=template,
+                **kwargs,
+            )
+        except Exception as e:
+            raise RequestError(f"cannot render the conversation with the chat template: {e}") from e
+
+    def get_tokenizer(self):
+        """The Hugging Face tokenizer the engine encodes prompts and decodes outputs with."""
+        return self.tokenizer
+
+    # ---- streaming -------------------------------------------------------------------------------
+    def stream(self, prompt: Prompt, sampling_params: SamplingParams | None = None) -> TextStream:
+        """Text deltas of one request as it is generated (see nanovllm/streaming.py); each
+        ``next()`` without new text runs one engine step for every request in the engine."""
+        return TextStream(self, self._add_streamed(prompt, sampling_params))
+
+    def astream(
+        self, prompt: Prompt, sampling_params: SamplingParams | None = None
+    ) -> AsyncTextStream:
+        """``stream`` for ``async for``: yields to the event loop between steps (notebooks)."""
+        return AsyncTextStream(self, self._add_streamed(prompt, sampling_params))
+
+    def _add_streamed(self, prompt: Prompt, params: SamplingParams | None) -> int:
+        if params is not None and getattr(params, "n", 1) > 1:
+            raise RequestError(
+                f"a stream carries one sample, got n={params.n}; pass n=1 (generate returns n)"
+            )
+        return self.add_request(prompt, params)
+
+    # ---- nano-vllm's names -----------------------------------------------------------------------
+    def is_finished(self) -> bool:
+        """nano-vllm's name: no request is waiting or running (``not has_unfinished()``)."""
+        return not self.has_unfinished()
+
+    def exit(self) -> None:
+        """nano-vllm's name for ``close()``."""
+        self.close()
+
+    # ---- the step loop ---------------------------------------------------------------------------
+    def _step_or_fail(self, failures: int) -> tuple[StepRecord | None, int]:
+        """One step, and the consecutive failures so far. A failed step is retried by the next
+        call; one that fails ``MAX_CONSECUTIVE_STEP_FAILURES`` times in a row fails its requests
+        (the others go on). A dead worker ends it all: no request can finish."""
+        try:
+            return self.step(), 0
+        except StepError as e:
+            if isinstance(e.__cause__, WorkerError):
+                raise
+            failures += 1
+            if failures < MAX_CONSECUTIVE_STEP_FAILURES:
+                return None, failures
+            for rid in e.request_ids:
+                self.fail_request(rid, str(e.__cause__ or e))
+            return None, 0
 
     def _run_until_done(self, ids: set[int], use_tqdm: bool) -> None:
         pending = set(ids)
@@ -52,20 +155,8 @@ class LLM(LLMEngine):
         failures = 0
         try:
             while pending:
-                try:
-                    record = self.step()
-                    failures = 0
-                except StepError as e:
-                    if isinstance(e.__cause__, WorkerError):
-                        raise  # the workers are gone: retrying cannot help, and no request can finish
-                    failures += 1
-                    if failures < MAX_CONSECUTIVE_STEP_FAILURES:
-                        continue
-                    for rid in e.request_ids:
-                        self.fail_request(rid, str(e.__cause__ or e))
-                    failures = 0
-                    record = None
-                done = {i for i in pending if self.sequences[i].is_finished}
+                record, failures = self._step_or_fail(failures)
+                done = {i for i in pending if self.is_request_finished(i)}
                 pending -= done
                 if bar is not None:
                     bar.update(len(done))
@@ -81,7 +172,7 @@ class LLM(LLMEngine):
 
 
 def _as_prompt_list(prompts) -> list[Prompt]:
-    if isinstance(prompts, str):
+    if isinstance(prompts, (str, dict)):
         return [prompts]
     if isinstance(prompts, (list, tuple)):
         if prompts and all(isinstance(t, int) and not isinstance(t, bool) for t in prompts):
@@ -92,7 +183,8 @@ def _as_prompt_list(prompts) -> list[Prompt]:
             )
         return list(prompts)
     raise RequestError(
-        f"prompts must be a str, a list of token ids, or a list of those; got {type(prompts).__name__}"
+        f"prompts must be a str, a list of token ids, a prompt dict, or a list of those; "
+        f"got {type(prompts).__name__}"
     )
 
 
@@ -105,6 +197,23 @@ def _as_params_list(params, n: int) -> list[SamplingParams]:
             f"got {len(params)} SamplingParams for {n} prompts; pass one, or one per prompt"
         )
     return params
+
+
+def _as_conversations(messages) -> list[list[Message]]:
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise RequestError(
+            "chat() takes a conversation (a list of message dicts) or a list of them"
+        )
+    conversations = [messages] if isinstance(messages[0], dict) else list(messages)
+    for conv in conversations:
+        if not isinstance(conv, (list, tuple)) or not all(
+            isinstance(m, dict) and "role" in m and "content" in m for m in conv
+        ):
+            raise RequestError(
+                "each message must be a dict with 'role' and 'content', e.g. "
+                "{'role': 'user', 'content': 'Hello'}"
+            )
+    return [list(c) for c in conversations]
 
 
 def _progress(total: int, enabled: bool):

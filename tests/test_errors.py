@@ -14,6 +14,7 @@ from nanovllm import (
     EngineClosedError,
     KVCacheTooSmallError,
     ModelLoadError,
+    ModelNotFoundError,
     NanoVLLMError,
     RequestError,
     SamplingParams,
@@ -31,14 +32,25 @@ def llm(tiny_model):
 
 
 def test_missing_model_directory(tmp_path):
-    with pytest.raises(ModelLoadError, match="does not exist"):
+    with pytest.raises(ModelLoadError, match="does not exist") as info:
         LLM(str(tmp_path / "nope"))
+    # what Hugging Face raises there, so `except OSError` code written for it keeps working
+    assert isinstance(info.value, FileNotFoundError) and isinstance(info.value, OSError)
+    assert isinstance(info.value, ModelNotFoundError)
 
 
 def test_directory_that_is_not_a_model(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(ModelLoadError, match="no config.json"):
+    with pytest.raises(ModelLoadError, match="no config.json") as info:
         LLM(str(tmp_path))
+    assert isinstance(info.value, OSError)
+
+
+def test_vllm_spellings_of_top_k_off():
+    assert SamplingParams(top_k=0).top_k is None
+    assert SamplingParams(top_k=-1).top_k is None
+    assert SamplingParams(top_k=5).top_k == 5
+    assert SamplingParams(stop="###").stop == ("###",)  # one string is one stop string
 
 
 def test_unsupported_architecture(tiny_model, tmp_path):
@@ -85,10 +97,21 @@ def test_kv_cache_too_small_for_one_sequence(tiny_model):
         (dict(temperature=math.nan), "temperature"),
         (dict(top_p=0.0), "top_p"),
         (dict(top_p=math.nan), "top_p"),
-        (dict(top_k=0), "top_k"),
+        (dict(top_k=-2), "top_k"),
+        (dict(top_k=2.5), "top_k"),
         (dict(max_tokens=0), "max_tokens"),
         (dict(logprobs=-2), "logprobs"),
         (dict(stop_token_ids=[-1]), "stop_token_ids"),
+        (dict(n=0), "n=0"),
+        (dict(stop=[""]), "stop"),
+        (dict(stop=[3]), "stop"),
+        (dict(min_tokens=9, max_tokens=8), "min_tokens"),
+        (dict(min_tokens=-1), "min_tokens"),
+        (dict(repetition_penalty=0.0), "repetition_penalty"),
+        (dict(repetition_penalty=math.inf), "repetition_penalty"),
+        (dict(presence_penalty=2.5), "presence_penalty"),
+        (dict(frequency_penalty=math.nan), "frequency_penalty"),
+        (dict(skip_special_tokens="no"), "skip_special_tokens"),
     ],
 )
 def test_bad_sampling_values(kwargs, match):
@@ -104,7 +127,10 @@ def test_bad_sampling_values(kwargs, match):
         ([1, 2, 10**6], GREEDY, "outside the vocabulary"),
         ([1, -5], GREEDY, "outside the vocabulary"),
         ([1] * 250, SamplingParams(max_tokens=10), "exceeds max_model_len=256"),
-        (3.5, GREEDY, "str or a list of token ids"),
+        (3.5, GREEDY, "str, a list of token ids"),
+        ({"prompt": [1, 2]}, GREEDY, "takes a str"),
+        ({"prompt_token_ids": "hi"}, GREEDY, "takes a list of token ids"),
+        ({"prompt": "a", "multi_modal_data": {}}, GREEDY, "not supported"),
         ([1, 2], "greedy", "SamplingParams"),
     ],
 )

@@ -23,11 +23,13 @@ from typing import Any
 
 from nanovllm.config import Config
 from nanovllm.engine.core.block_manager import BlockManager
+from nanovllm.engine.core.detokenizer import StopChecker
 from nanovllm.engine.core.events import StepRecord, StepTiming
 from nanovllm.engine.core.scheduler import ScheduledBatch, Scheduler
 from nanovllm.engine.core.sequence import FinishReason, Sequence, SequenceStatus
 from nanovllm.engine.observe.metrics import MetricsCollector
 from nanovllm.engine.observe.snapshot import EngineSnapshot, take_snapshot
+from nanovllm.engine.requests import build_output, new_sequences, parse_prompt
 from nanovllm.engine.runner.inputs import prepare_inputs
 from nanovllm.errors import (
     EngineClosedError,
@@ -37,9 +39,12 @@ from nanovllm.errors import (
     UnknownRequestError,
 )
 from nanovllm.models import check_supported
+from nanovllm.outputs import RequestOutput
 from nanovllm.sampling_params import SamplingParams
 
-Prompt = str | list[int]
+Prompt = (
+    str | list[int] | dict[str, Any]
+)  # text, token ids, {"prompt": ...} / {"prompt_token_ids": ...}
 Observer = Callable[[StepRecord], None]
 
 
@@ -65,13 +70,17 @@ class LLMEngine:
             max_num_batched_tokens=cfg.max_num_batched_tokens,
             max_model_len=cfg.max_model_len,
             eos_token_ids=cfg.eos_token_ids,
+            stop_checker=StopChecker(self.tokenizer),
         )
         self.sequences: dict[int, Sequence] = {}  # unfinished, and finished but not yet collected
+        # request id -> (prompt text, its sequences: n > 1 samples); the id is sample 0's seq id
+        self._requests: dict[int, tuple[str | None, list[Sequence]]] = {}
         self._next_id = 0
         self._added: list[int] = []
         self._observers: list[Observer] = []
         self.metrics = MetricsCollector()
         self.subscribe(self.metrics.on_step)
+        self.subscribe(self._stamp_times)
 
     # ---- lifecycle -----------------------------------------------------------------------------------
     @property
@@ -96,36 +105,33 @@ class LLMEngine:
     def add_request(self, prompt: Prompt, params: SamplingParams | None = None) -> int:
         """Queue one request; returns its id. Raises ``RequestError`` for bad input (nothing queued)."""
         self._check_open()
-        token_ids, params = self._validate(prompt, params)
-        return self._enqueue(token_ids, params)
+        return self._enqueue(*self._validate(prompt, params))
 
-    def _enqueue(self, token_ids: list[int], params: SamplingParams) -> int:
-        seq = Sequence(self._next_id, token_ids, params)
-        self._next_id += 1
-        self.sequences[seq.seq_id] = seq
-        self.scheduler.add(seq)
-        self._added.append(seq.seq_id)
-        self.metrics.on_request_added(seq.seq_id, seq.num_prompt_tokens)
-        return seq.seq_id
+    def _enqueue(
+        self, token_ids: list[int], params: SamplingParams, prompt: str | None = None
+    ) -> int:
+        """Queue a validated request: ``params.n`` sequences (see engine/requests.py)."""
+        seqs = new_sequences(self._next_id, token_ids, params, self.config.eos_token_ids)
+        self._next_id += len(seqs)
+        now = time.perf_counter()
+        for seq in seqs:
+            seq.arrival_time = now
+            self.sequences[seq.seq_id] = seq
+            self.scheduler.add(seq)
+            self._added.append(seq.seq_id)
+            self.metrics.on_request_added(seq.seq_id, seq.num_prompt_tokens)
+        self._requests[seqs[0].seq_id] = (prompt, seqs)
+        return seqs[0].seq_id
 
     def _validate(
         self, prompt: Prompt, params: SamplingParams | None
-    ) -> tuple[list[int], SamplingParams]:
+    ) -> tuple[list[int], SamplingParams, str | None]:
         params = SamplingParams() if params is None else params
         if not isinstance(params, SamplingParams):
             raise RequestError(
                 f"sampling params must be a SamplingParams, got {type(params).__name__}"
             )
-        if isinstance(prompt, str):
-            token_ids = self.tokenizer.encode(prompt)
-        elif isinstance(prompt, (list, tuple)) and all(
-            isinstance(t, int) and not isinstance(t, bool) for t in prompt
-        ):
-            token_ids = list(prompt)
-        else:
-            raise RequestError(
-                f"a prompt must be a str or a list of token ids, got {type(prompt).__name__}"
-            )
+        token_ids, text = parse_prompt(prompt, self.tokenizer)
         if not token_ids:
             raise RequestError("the prompt is empty; pass at least one token")
         vocab = self.config.spec.vocab_size
@@ -138,14 +144,17 @@ class LLMEngine:
                 f"prompt of {len(token_ids)} tokens + max_tokens={params.max_tokens} = {total} exceeds "
                 f"max_model_len={self.config.max_model_len}; shorten the prompt or lower max_tokens"
             )
-        return token_ids, params
+        return token_ids, params, text
 
     def abort(self, request_id: int) -> None:
-        """Stop a request now; its blocks are freed and it finishes with reason "abort"."""
-        seq = self._get(request_id)
-        if not seq.is_finished:
-            self.scheduler.abort(seq, FinishReason.ABORT)
-            self.metrics.on_request_finished(seq, time.perf_counter())
+        """Stop a request (all its samples; or one sample, by its sequence id) now; its blocks are
+        freed and it finishes with reason "abort"."""
+        request = self._requests.get(request_id)
+        for seq in request[1] if request else [self._get(request_id)]:
+            if not seq.is_finished:
+                self.scheduler.abort(seq, FinishReason.ABORT)
+                seq.finish_time = time.perf_counter()
+                self.metrics.on_request_finished(seq, seq.finish_time)
 
     def fail_request(self, request_id: int, error: str) -> None:
         """Finish a request as failed (reason "error"); used when its steps keep raising."""
@@ -153,7 +162,8 @@ class LLMEngine:
         if not seq.is_finished:
             seq.error = error
             self.scheduler.abort(seq, FinishReason.ERROR)
-            self.metrics.on_request_finished(seq, time.perf_counter())
+            seq.finish_time = time.perf_counter()
+            self.metrics.on_request_finished(seq, seq.finish_time)
 
     def _get(self, request_id: int) -> Sequence:
         try:
@@ -167,30 +177,43 @@ class LLMEngine:
     def has_unfinished(self) -> bool:
         return self.scheduler.has_unfinished()
 
-    def get_output(self, request_id: int, *, pop: bool = True) -> dict[str, Any]:
-        """The output of a finished request (by default, forgetting it)."""
-        seq = self._get(request_id)
-        if not seq.is_finished:
-            raise RequestError(f"request {request_id} has not finished yet ({seq.status.value})")
+    def get_output(self, request_id: int, *, pop: bool = True) -> RequestOutput:
+        """The ``RequestOutput`` of a finished request (by default, forgetting it)."""
+        request = self._requests.get(request_id)
+        if request is None:
+            seq = self._get(request_id)  # unknown: raises
+            raise UnknownRequestError(
+                f"{request_id} is sample {seq.index} of request {seq.leader.seq_id}; "
+                f"get_output({seq.leader.seq_id}) returns all its samples"
+            )
+        prompt, seqs = request
+        if not self.is_request_finished(request_id):
+            status = [s.status.value for s in seqs]
+            raise RequestError(f"request {request_id} has not finished yet ({status})")
         if pop:
-            del self.sequences[request_id]
-        return self._output(seq)
+            del self._requests[request_id]
+            for seq in seqs:
+                self.sequences.pop(seq.seq_id, None)
+        return build_output(request_id, prompt, seqs, self.tokenizer)
 
-    def _output(self, seq: Sequence) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "request_id": seq.seq_id,
-            "text": self.tokenizer.decode(seq.completion_token_ids),
-            "token_ids": seq.completion_token_ids,
-            "finish_reason": seq.finish_reason.value if seq.finish_reason else None,
-            "num_cached_tokens": seq.num_cached_tokens,
-        }
-        if seq.params.logprobs is not None:
-            out["logprobs"] = list(seq.logprobs)
-            if seq.params.logprobs > 0:
-                out["top_logprobs"] = list(seq.top_logprobs)
-        if seq.error is not None:
-            out["error"] = seq.error
-        return out
+    def is_request_finished(self, request_id: int) -> bool:
+        """Whether every sample of the request has finished."""
+        request = self._requests.get(request_id)
+        seqs = request[1] if request else [self._get(request_id)]
+        return all(s.is_finished for s in seqs)
+
+    def request_sequences(self, request_id: int) -> list[Sequence]:
+        """The sequences of a request: one per sample."""
+        request = self._requests.get(request_id)
+        return list(request[1]) if request else [self._get(request_id)]
+
+    def forget(self, request_id: int) -> None:
+        """Abort what is unfinished of a request and drop it, output and all (no-op if unknown)."""
+        if request_id not in self._requests:
+            return
+        self.abort(request_id)
+        for seq in self._requests.pop(request_id)[1]:
+            self.sequences.pop(seq.seq_id, None)
 
     # ---- observers -----------------------------------------------------------------------------------
     def subscribe(self, callback: Observer) -> Callable[[], None]:
@@ -206,6 +229,18 @@ class LLMEngine:
                 warnings.warn(
                     f"step observer {callback!r} raised {e!r}", RuntimeWarning, stacklevel=2
                 )
+
+    def _stamp_times(self, record: StepRecord) -> None:
+        """Observer: a sequence's first-token and finish times (for ``RequestOutput.metrics``)."""
+        seqs = self.sequences
+        for seq_id, decode, token in zip(record.seq_ids, record.is_decode, record.tokens):
+            if token is not None and not decode:  # a prefill reached its end: maybe the first
+                seq = seqs.get(seq_id)
+                if seq is not None and seq.first_token_time is None:
+                    seq.first_token_time = record.time
+        for e in record.events:
+            if e.after is SequenceStatus.FINISHED and e.seq_id in seqs:
+                seqs[e.seq_id].finish_time = e.time
 
     # ---- stepping ------------------------------------------------------------------------------------
     def step(self) -> StepRecord:
@@ -260,6 +295,7 @@ class LLMEngine:
             sampled.append(out.token_ids[row])
             if seq.params.logprobs is not None:
                 seq.logprobs.append(out.logprobs[row])
+                seq.logprob_ranks.append(out.ranks[row])
                 if seq.params.logprobs > 0:
                     seq.top_logprobs.append(out.top_logprobs[row])
             row += 1
@@ -291,6 +327,7 @@ class LLMEngine:
             preempted_ids=tuple(batch.preempted_ids),
             finished_ids=tuple(finished),
             added_ids=tuple(self._added),
+            finished_outputs=tuple((i, self.sequences[i].completion_token_ids) for i in finished),
             tokens=tuple(sampled) if sampled else (None,) * len(batch.seqs),
             kv_blocks_used=bm.num_blocks - bm.num_free_blocks,
             kv_blocks_free=bm.num_free_blocks,

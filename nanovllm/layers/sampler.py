@@ -1,4 +1,11 @@
-"""Sampler: greedy, temperature, top-k, top-p, per-request seeds, log-probabilities.
+"""Sampler: penalties and min-token bans, greedy, temperature, top-k, top-p, per-request seeds,
+log-probabilities.
+
+Logits processing comes first, on the device, for the rows that ask for it (``logits_processing``):
+repetition / presence / frequency penalties from each row's token ids, then a min_tokens ban (a
+logit of float32's lowest finite value, never sampled, and not mistaken for a NaN/inf row). Both
+the torch path and the fused GPU pass sample from the processed logits; log-probabilities are the
+raw model's (before penalties and temperature), as vLLM reports them.
 
 Sampling uses the exponential-race form of the Gumbel trick: ``argmax(probs / E)`` with
 ``E ~ Exp(1)`` draws from ``probs``. A seeded request draws its ``E`` from a generator seeded by
@@ -8,7 +15,8 @@ Sampling uses the exponential-race form of the Gumbel trick: ``argmax(probs / E)
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 
@@ -23,6 +31,20 @@ class SamplingBatch:
     seeds: list[int | None]
     positions: list[int]  # tokens generated so far by each row's sequence
     num_logprobs: list[int | None]
+    penalties: list[PenaltyRow] = field(default_factory=list)  # only the rows with penalties
+    bans: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)  # (row, banned ids)
+
+
+class PenaltyRow(NamedTuple):
+    """One row's penalties and the token ids they count: the prompt's (for the repetition
+    penalty; empty when it is off) and the generated ones."""
+
+    row: int
+    repetition: float
+    presence: float
+    frequency: float
+    prompt_token_ids: list[int]
+    output_token_ids: list[int]
 
 
 @dataclass
@@ -31,6 +53,7 @@ class SamplerOutput:
     logprobs: list[float | None]
     top_logprobs: list[dict[int, float] | None]
     finite: list[bool]  # False: the row's logits held NaN/inf, so its request fails
+    ranks: list[int | None] = field(default_factory=list)  # sampled token's rank (1 = top)
 
 
 class Sampler:
@@ -46,22 +69,27 @@ class Sampler:
 
     @torch.inference_mode()
     def __call__(self, logits: torch.Tensor, batch: SamplingBatch) -> SamplerOutput:
+        raw = logits
+        if batch.penalties or batch.bans:
+            logits = logits_processing(logits, batch)
         if (
             self.fused
             and all(k is None for k in batch.top_ks)
             and all(p >= 1.0 for p in batch.top_ps)
         ):
-            return self._fused(logits, batch)
+            return self._fused(logits, raw, batch)
         logits = logits.float()
         tokens = logits.argmax(dim=-1)
         if not all(t == 0 for t in batch.temperatures):  # host check: no device sync
             greedy = torch.tensor([t == 0 for t in batch.temperatures], device=logits.device)
             tokens = torch.where(greedy, tokens, self._sample(logits, batch))
         token_list, finite = torch.stack([tokens, torch.isfinite(logits).all(dim=-1)]).tolist()
-        logprobs, top = self._logprobs(logits, token_list, batch.num_logprobs)
-        return SamplerOutput(token_list, logprobs, top, [bool(f) for f in finite])
+        logprobs, top, ranks = self._logprobs(raw, token_list, batch.num_logprobs)
+        return SamplerOutput(token_list, logprobs, top, [bool(f) for f in finite], ranks)
 
-    def _fused(self, logits: torch.Tensor, batch: SamplingBatch) -> SamplerOutput:
+    def _fused(
+        self, logits: torch.Tensor, raw: torch.Tensor, batch: SamplingBatch
+    ) -> SamplerOutput:
         from nanovllm.layers.sampling_kernels import gumbel_argmax
 
         seeds = [
@@ -74,8 +102,8 @@ class Sampler:
         seed_t = torch.tensor(seeds, dtype=torch.int64).to(logits.device, non_blocking=True)
         tokens, bad = gumbel_argmax(logits, temps, seed_t)
         token_list, bad_list = torch.stack([tokens, bad.long()]).tolist()
-        logprobs, top = self._logprobs(logits, token_list, batch.num_logprobs)
-        return SamplerOutput(token_list, logprobs, top, [not b for b in bad_list])
+        logprobs, top, ranks = self._logprobs(raw, token_list, batch.num_logprobs)
+        return SamplerOutput(token_list, logprobs, top, [not b for b in bad_list], ranks)
 
     def _sample(self, logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
         temps = torch.tensor(
@@ -97,19 +125,68 @@ class Sampler:
         rows = [i for i, n in enumerate(num_logprobs) if n is not None]
         lp_out: list[float | None] = [None] * len(tokens)
         top_out: list[dict[int, float] | None] = [None] * len(tokens)
+        rank_out: list[int | None] = [None] * len(tokens)
         if not rows:
-            return lp_out, top_out
+            return lp_out, top_out, rank_out
         idx = torch.tensor(rows, device=logits.device)
         lps = logits[idx].float().log_softmax(dim=-1)
         chosen = lps.gather(1, torch.tensor([[tokens[i]] for i in rows], device=logits.device))
+        ranks = ((lps > chosen).sum(dim=-1) + 1).tolist()  # 1 + tokens strictly more likely
         k = max(num_logprobs[i] for i in rows)
         top_v, top_i = lps.topk(k, dim=-1) if k > 0 else (None, None)
         for j, i in enumerate(rows):
             lp_out[i] = chosen[j, 0].item()
+            rank_out[i] = ranks[j]
             n = num_logprobs[i]
             if n:
                 top_out[i] = dict(zip(top_i[j, :n].tolist(), top_v[j, :n].tolist()))
-        return lp_out, top_out
+        return lp_out, top_out, rank_out
+
+
+BANNED = torch.finfo(torch.float32).min  # finite: the NaN/inf check must not flag a banned row
+
+
+def logits_processing(logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
+    """A float32 copy of ``logits`` with the batch's penalties, then its bans, applied."""
+    out = logits.float().clone()
+    if batch.penalties:
+        _apply_penalties(out, batch.penalties)
+    if batch.bans:
+        rows = [row for row, ids in batch.bans for _ in ids]
+        cols = [t for _, ids in batch.bans for t in ids]
+        out[_on(rows, out.device), _on(cols, out.device)] = BANNED
+    return out
+
+
+def _apply_penalties(logits: torch.Tensor, pens: list[PenaltyRow]) -> None:
+    """In place, on the penalized rows. ``counts[r, t]``: how often row r generated token t.
+
+    repetition (HF / vLLM):  seen in prompt or output ->  l > 0 ? l / r : l * r
+    frequency, presence (OpenAI / vLLM):  l -= f * counts + p * (counts > 0)
+    """
+    dev, rows = logits.device, _on([p.row for p in pens], logits.device)
+    sub = logits[rows]
+    counts = torch.zeros_like(sub)
+    out_r = [j for j, p in enumerate(pens) for _ in p.output_token_ids]
+    out_t = [t for p in pens for t in p.output_token_ids]
+    if out_t:
+        ones = torch.ones(len(out_t), device=dev)
+        counts.index_put_((_on(out_r, dev), _on(out_t, dev)), ones, accumulate=True)
+    present = counts > 0
+    seen = present.clone()
+    in_r = [j for j, p in enumerate(pens) for _ in p.prompt_token_ids]
+    in_t = [t for p in pens for t in p.prompt_token_ids]
+    if in_t:
+        seen[_on(in_r, dev), _on(in_t, dev)] = True
+    rep = _on([p.repetition for p in pens], dev, torch.float32)[:, None]
+    sub = torch.where(seen, torch.where(sub > 0, sub / rep, sub * rep), sub)
+    freq = _on([p.frequency for p in pens], dev, torch.float32)[:, None]
+    pres = _on([p.presence for p in pens], dev, torch.float32)[:, None]
+    logits[rows] = sub - freq * counts - pres * present.float()
+
+
+def _on(values: list, device: torch.device, dtype: torch.dtype = torch.long) -> torch.Tensor:
+    return torch.tensor(values, dtype=dtype).to(device, non_blocking=True)
 
 
 def _top_k_top_p(

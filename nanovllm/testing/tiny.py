@@ -8,6 +8,8 @@ Contract:
   argmax does not flip between implementations on rounding noise.
 - The tokenizer is a byte-level BPE (fixed size `TOKENIZER_VOCAB_SIZE`) trained on the corpus below;
   any ASCII text round-trips. The model's vocab_size may be larger (padded rows), as in real Qwen3.
+  `extra_corpus=MULTIBYTE_CORPUS` adds non-ASCII text to the training corpus, so the vocabulary
+  holds multi-byte characters, some as one token and some split over several (streaming tests).
 - `tiny_model_path(**overrides)` builds once into a cache dir and reuses it; the directory appears
   atomically (built in a temp dir, then renamed), so concurrent test processes never see half a
   checkpoint.
@@ -102,17 +104,29 @@ Questions to try: What is a block table? How does prefix caching save work? Why 
 preempt? What does a CUDA graph capture? How many tokens fit in 1024 blocks of 16? (Answer: 16384.)
 """
 
+# Non-ASCII text (accents, CJK, Greek, Cyrillic, symbols, emoji), repeated so that BPE merges some
+# of its byte pairs: characters of 2-4 bytes come out as one token or split over several.
+MULTIBYTE_CORPUS = (
+    "\nCafé, naïve, façade, über, Straße, señor, déjà vu, crème brûlée — “quoted” … "
+    "日本語の文章、東京と京都。中文：你好，世界。Ελληνικά γράμματα, русский текст. "
+    "Symbols: → ← ✓ ∑ π ≈ ∞ °C € £; emoji 🙂 🚀 🎉.\n"
+) * 4
 
-def make_tiny_model(path: str | os.PathLike, *, seed: int = 0, **config_overrides: Any) -> Path:
+
+def make_tiny_model(
+    path: str | os.PathLike, *, seed: int = 0, extra_corpus: str = "", **config_overrides: Any
+) -> Path:
     """Write a random-weight Qwen3 checkpoint (config, safetensors, tokenizer) into `path`.
 
     `config_overrides` replace keys of `TINY_CONFIG`; unknown keys pass through to the HF config.
-    `torch_dtype` (or `dtype`) also sets the dtype of the saved weights.
+    `torch_dtype` (or `dtype`) also sets the dtype of the saved weights. `extra_corpus` is added to
+    the tokenizer's training text.
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tokenizer = _build_tokenizer(
-        model_max_length=_merged(config_overrides)["max_position_embeddings"]
+        model_max_length=_merged(config_overrides)["max_position_embeddings"],
+        corpus=CORPUS + extra_corpus,
     )
     config, dtype = _build_config(config_overrides, tokenizer_vocab=len(tokenizer))
     _save_model(config, dtype, path, seed, n_tokens=len(tokenizer))
@@ -123,19 +137,22 @@ def make_tiny_model(path: str | os.PathLike, *, seed: int = 0, **config_override
     return path
 
 
-def tiny_model_path(*, seed: int = 0, **config_overrides: Any) -> Path:
+def tiny_model_path(*, seed: int = 0, extra_corpus: str = "", **config_overrides: Any) -> Path:
     """Build the tiny model once per (seed, overrides, builder version) and return the cached path.
 
     The cache root is `$NANOVLLM_CACHE` if set, else `~/.cache/nanovllm`.
     """
     root = Path(os.environ.get("NANOVLLM_CACHE") or Path.home() / ".cache" / "nanovllm")
-    final = root / f"tiny-{_cache_key(seed, config_overrides)}"
+    key_parts = (
+        {**config_overrides, "extra_corpus": extra_corpus} if extra_corpus else config_overrides
+    )
+    final = root / f"tiny-{_cache_key(seed, key_parts)}"
     if (final / "config.json").is_file():
         return final
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-tiny-", dir=root))
     try:
-        make_tiny_model(tmp, seed=seed, **config_overrides)
+        make_tiny_model(tmp, seed=seed, extra_corpus=extra_corpus, **config_overrides)
         tmp.chmod(0o755)  # mkdtemp makes it 0700
         os.rename(tmp, final)  # atomic; fails if another process got there first
     except OSError:
@@ -268,8 +285,8 @@ def _portable_tokenizer_config(path: Path) -> None:
     (path / "chat_template.jinja").unlink(missing_ok=True)
 
 
-def _build_tokenizer(model_max_length: int):
-    """Train the byte-level BPE on CORPUS (deterministic: ties break on the pair itself)."""
+def _build_tokenizer(model_max_length: int, corpus: str = CORPUS):
+    """Train the byte-level BPE on `corpus` (deterministic: ties break on the pair itself)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -282,7 +299,7 @@ def _build_tokenizer(model_max_length: int):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator([CORPUS], trainer=trainer)
+    tok.train_from_iterator([corpus], trainer=trainer)
     assert tok.get_vocab_size() == TOKENIZER_VOCAB_SIZE, tok.get_vocab_size()
     assert [tok.token_to_id(t) for t in SPECIAL_TOKENS] == [0, 1, 2]
     return PreTrainedTokenizerFast(

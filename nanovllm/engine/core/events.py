@@ -74,6 +74,8 @@ class StepRecord:
     events: tuple[SequenceEvent, ...] = ()
     error: str | None = None  # set when the step raised and was rolled back
     time: float = 0.0  # time.perf_counter() at the end of the step
+    # (seq_id, completion token ids) of the sequences that finished: nano-vllm's step() output
+    finished_outputs: tuple[tuple[int, list[int]], ...] = ()
 
     @cached_property
     def scheduled(self) -> tuple[ScheduledEntry, ...]:
@@ -104,6 +106,13 @@ class StepRecord:
         if self.num_prefill_tokens and self.num_decode_tokens:
             return "mixed"
         return "prefill" if self.num_prefill_tokens else "decode"
+
+    def __iter__(self):
+        """nano-vllm compatibility: ``outputs, num_tokens = llm.step()`` unpacks a record into
+        nano-vllm's pair: ``[(seq_id, completion token ids)]`` of the sequences that finished,
+        and the tokens computed, negative for a decode-only step (nano-vllm's convention)."""
+        num_tokens = self.num_prefill_tokens or -self.num_decode_tokens
+        return iter((list(self.finished_outputs), num_tokens))
 
     def _repr_html_(self) -> str:
         from nanovllm.engine.observe.html import step_record_html

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nanovllm.engine.core.block_manager import BlockManager
@@ -82,12 +83,14 @@ class Scheduler:
         max_num_batched_tokens: int,
         max_model_len: int,
         eos_token_ids: tuple[int, ...] = (),
+        stop_checker: Callable[[Sequence], bool] | None = None,
     ):
         self.bm = block_manager
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
         self.max_model_len = max_model_len
         self.eos_token_ids = frozenset(eos_token_ids)
+        self.stop_checker = stop_checker  # stop strings: detokenizer.StopChecker, from the engine
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []  # in admission order: later ones are preempted first
         self.events: list[SequenceEvent] = []  # drained by the engine after each step
@@ -171,6 +174,8 @@ class Scheduler:
     def _admit(self, batch: ScheduledBatch, budget: int) -> None:
         while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
             seq = self.waiting[0]
+            if seq.leader is not None and self._leader_computing_prompt(seq.leader):
+                break  # n > 1: wait a step, then hit the leader's blocks in the prefix cache
             hits = self.bm.match_prefix(seq)
             num_cached = len(hits) * self.bm.block_size
             n = min(seq.num_tokens - num_cached, budget)
@@ -208,13 +213,25 @@ class Scheduler:
                 finished.append(seq.seq_id)
         return finished
 
+    def _leader_computing_prompt(self, leader: Sequence) -> bool:
+        """Whether ``leader`` runs and has not yet computed (so cached) the prompt's full blocks
+        that a sibling's ``match_prefix`` would look for. A waiting or finished leader is no
+        reason to wait (waiting for it could deadlock behind a preempted sibling)."""
+        if leader.status is not SequenceStatus.RUNNING or not self.bm.enable_prefix_caching:
+            return False
+        bs = self.bm.block_size
+        return leader.num_computed_tokens < (leader.num_prompt_tokens - 1) // bs * bs
+
     def _finish_reason(self, seq: Sequence, token: int) -> FinishReason | None:
         params = seq.params
-        if (
-            token in self.eos_token_ids and not params.ignore_eos
-        ) or token in params.stop_token_ids:
-            return FinishReason.STOP
         num_tokens = len(seq.token_ids)
+        if num_tokens - seq.num_prompt_tokens >= params.min_tokens and (
+            (token in self.eos_token_ids and not params.ignore_eos)
+            or token in params.stop_token_ids
+        ):
+            return FinishReason.STOP  # (before min_tokens the sampler cannot pick these)
+        if params.stop and self.stop_checker is not None and self.stop_checker(seq):
+            return FinishReason.STOP  # it follows the text from the start, checks from min_tokens
         if (
             num_tokens - seq.num_prompt_tokens >= params.max_tokens
             or num_tokens >= self.max_model_len

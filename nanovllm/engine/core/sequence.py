@@ -48,6 +48,16 @@ class Sequence:
         "top_logprobs",
         "num_preemptions",
         "error",
+        # request-level extras (issue 16): filled by the engine, the scheduler and the detokenizer
+        "index",
+        "leader",
+        "min_tokens_ban",
+        "stop_reason",
+        "detokenizer",
+        "logprob_ranks",
+        "arrival_time",
+        "first_token_time",
+        "finish_time",
     )
 
     def __init__(self, seq_id: int, prompt_token_ids: list[int], params: SamplingParams):
@@ -67,6 +77,17 @@ class Sequence:
         self.top_logprobs: list[dict[int, float]] = []
         self.num_preemptions = 0
         self.error: str | None = None
+        self.index = 0  # which of its request's n samples this is
+        # n > 1: sample 0 of the same request; the scheduler admits this one once the leader has
+        # computed the prompt's full blocks, so they are found in the prefix cache, not recomputed
+        self.leader: Sequence | None = None
+        self.min_tokens_ban: tuple[int, ...] = ()  # masked out until min_tokens: stop ids, EOS
+        self.stop_reason: str | int | None = None  # the stop string or stop token id that hit
+        self.detokenizer = None  # an IncrementalDetokenizer, when stop strings or a stream need one
+        self.logprob_ranks: list[int] = []  # vocabulary rank of each sampled token (logprobs on)
+        self.arrival_time: float | None = None  # time.perf_counter() clock, like StepRecord.time
+        self.first_token_time: float | None = None
+        self.finish_time: float | None = None
 
     def __len__(self) -> int:
         return len(self.token_ids)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from nanovllm.engine.core.scheduler import ScheduledBatch
-from nanovllm.layers.sampler import SamplingBatch
+from nanovllm.engine.core.sequence import Sequence
+from nanovllm.layers.sampler import PenaltyRow, SamplingBatch
 
 
 @dataclass
@@ -79,7 +80,7 @@ def prepare_inputs(batch: ScheduledBatch, block_size: int) -> StepInputs:
 
 def _sampling_batch(batch: ScheduledBatch, rows: list[int]) -> SamplingBatch:
     seqs = [batch.seqs[i] for i in rows]
-    return SamplingBatch(
+    sampling = SamplingBatch(
         temperatures=[s.params.temperature for s in seqs],
         top_ks=[s.params.top_k for s in seqs],
         top_ps=[s.params.top_p for s in seqs],
@@ -87,3 +88,26 @@ def _sampling_batch(batch: ScheduledBatch, rows: list[int]) -> SamplingBatch:
         positions=[s.num_completion_tokens for s in seqs],
         num_logprobs=[s.params.logprobs for s in seqs],
     )
+    for row in [r for r, s in enumerate(seqs) if s.params.has_logits_processing]:
+        _add_logits_processing(sampling, row, seqs[row])
+    return sampling
+
+
+def _add_logits_processing(sampling: SamplingBatch, row: int, seq: Sequence) -> None:
+    """Penalties get the row's token ids (host lists, copied: the sequence moves on); a
+    sequence short of ``min_tokens`` gets its stop tokens and EOS banned."""
+    p, num_prompt = seq.params, seq.num_prompt_tokens
+    if p.repetition_penalty != 1.0 or p.presence_penalty or p.frequency_penalty:
+        prompt = seq.token_ids[:num_prompt] if p.repetition_penalty != 1.0 else []
+        sampling.penalties.append(
+            PenaltyRow(
+                row,
+                p.repetition_penalty,
+                p.presence_penalty,
+                p.frequency_penalty,
+                prompt,
+                seq.token_ids[num_prompt:],
+            )
+        )
+    if seq.min_tokens_ban and seq.num_completion_tokens < p.min_tokens:
+        sampling.bans.append((row, seq.min_tokens_ban))

@@ -1,0 +1,137 @@
+"""Requests <-> sequences: prompt forms in, one ``Sequence`` per sample, ``RequestOutput`` out.
+
+A request with ``n`` samples becomes ``n`` Sequences with the same prompt and consecutive ids;
+the first is the request's id and the others' ``leader`` (the scheduler admits them once the
+leader has computed the prompt's full blocks, so they are computed once and found in the prefix
+cache by the rest). With a seed, sample ``i`` samples with ``seed + i``.
+
+Prompt forms (vLLM's): a string, a list of token ids, ``{"prompt": str}`` (``TextPrompt``) or
+``{"prompt_token_ids": [...]}`` (``TokensPrompt``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from nanovllm.engine.core.detokenizer import final_text
+from nanovllm.engine.core.sequence import Sequence
+from nanovllm.errors import RequestError
+from nanovllm.outputs import CompletionOutput, Logprob, RequestMetrics, RequestOutput
+from nanovllm.sampling_params import SamplingParams
+
+PROMPT_KEYS = ("prompt", "prompt_token_ids")
+
+
+def parse_prompt(prompt: Any, tokenizer) -> tuple[list[int], str | None]:
+    """(token ids, prompt text or None). Raises ``RequestError`` for anything else."""
+    if isinstance(prompt, dict):
+        unknown = sorted(set(prompt) - set(PROMPT_KEYS))
+        if unknown or len(prompt) != 1:
+            raise RequestError(
+                f"a prompt dict takes exactly one of {list(PROMPT_KEYS)}, got keys "
+                f"{sorted(prompt)}; multi-modal and other vLLM prompt fields are not supported"
+            )
+        [(key, value)] = prompt.items()
+        if (key == "prompt") != isinstance(value, str):
+            kind = "a str" if key == "prompt" else "a list of token ids"
+            raise RequestError(f"{{{key!r}: ...}} takes {kind}, got {type(value).__name__}")
+        prompt = value
+    if isinstance(prompt, str):
+        return tokenizer.encode(prompt), prompt
+    if isinstance(prompt, (list, tuple)) and all(
+        isinstance(t, int) and not isinstance(t, bool) for t in prompt
+    ):
+        return list(prompt), None
+    raise RequestError(
+        "a prompt must be a str, a list of token ids, {'prompt': str} or "
+        f"{{'prompt_token_ids': [...]}}, got {type(prompt).__name__}"
+    )
+
+
+def new_sequences(
+    first_id: int, token_ids: list[int], params: SamplingParams, eos_token_ids: tuple[int, ...]
+) -> list[Sequence]:
+    """The ``params.n`` Sequences of one request, ids ``first_id, first_id + 1, ...``."""
+    seqs: list[Sequence] = []
+    for i in range(params.n):
+        p = params
+        if params.n > 1:
+            seed = None if params.seed is None else params.seed + i
+            p = dataclasses.replace(params, n=1, seed=seed)
+        seq = Sequence(first_id + i, token_ids, p)
+        seq.index, seq.leader = i, seqs[0] if seqs else None
+        if p.min_tokens:
+            eos = () if p.ignore_eos else tuple(eos_token_ids)
+            seq.min_tokens_ban = tuple(dict.fromkeys(p.stop_token_ids + eos))
+        seqs.append(seq)
+    return seqs
+
+
+def build_output(
+    request_id: int, prompt: str | None, seqs: list[Sequence], tokenizer
+) -> RequestOutput:
+    """The ``RequestOutput`` of a request whose sequences have all finished."""
+    decoded: dict[int, str] = {}
+
+    def token_text(t: int) -> str:
+        if t not in decoded:
+            decoded[t] = tokenizer.decode([t])
+        return decoded[t]
+
+    outputs = [_completion(seq, tokenizer, token_text) for seq in seqs]
+    firsts = [s.first_token_time for s in seqs if s.first_token_time is not None]
+    ends = [s.finish_time for s in seqs if s.finish_time is not None]
+    metrics = RequestMetrics(
+        arrival_time=seqs[0].arrival_time,
+        first_token_time=min(firsts) if firsts else None,
+        finished_time=max(ends) if len(ends) == len(seqs) else None,
+    )
+    first = seqs[0]
+    tops = list(first.top_logprobs) if first.params.logprobs else None
+    return RequestOutput(
+        request_id,
+        prompt,
+        first.prompt_token_ids,
+        outputs,
+        finished=all(s.is_finished for s in seqs),
+        metrics=metrics,
+        top_logprobs=tops,
+    )
+
+
+def _completion(seq: Sequence, tokenizer, token_text) -> CompletionOutput:
+    params, token_ids = seq.params, seq.completion_token_ids
+    logprobs = cumulative = None
+    if params.logprobs is not None:
+        logprobs = []
+        ranks = seq.logprob_ranks or [None] * len(seq.logprobs)
+        tops = seq.top_logprobs or [{}] * len(seq.logprobs)
+        for token, lp, rank, top in zip(token_ids, seq.logprobs, ranks, tops):
+            position = {token: Logprob(lp, rank, token_text(token))}
+            for r, (t, v) in enumerate(top.items(), start=1):
+                position.setdefault(t, Logprob(v, r, token_text(t)))
+            logprobs.append(position)
+        cumulative = float(sum(seq.logprobs))
+    return CompletionOutput(
+        index=seq.index,
+        text=final_text(seq, tokenizer),
+        token_ids=token_ids,
+        cumulative_logprob=cumulative,
+        logprobs=logprobs,
+        finish_reason=seq.finish_reason.value if seq.finish_reason else None,
+        stop_reason=_stop_reason(seq),
+        num_cached_tokens=seq.num_cached_tokens,
+        error=seq.error,
+    )
+
+
+def _stop_reason(seq: Sequence) -> int | str | None:
+    """vLLM's: the stop string, or the stop token id (None when EOS or no stop ended it)."""
+    if seq.stop_reason is not None or seq.finish_reason is None:
+        return seq.stop_reason
+    if seq.finish_reason.value == "stop" and seq.num_completion_tokens:
+        last = seq.token_ids[-1]
+        if last in seq.params.stop_token_ids:
+            return last
+    return None

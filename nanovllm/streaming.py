@@ -1,0 +1,125 @@
+"""Streams: one request's text as it is generated, while every other request keeps batching.
+
+::
+
+    for delta in llm.stream("Once upon a time", params):        # plain Python
+        print(delta, end="")
+    async for delta in llm.astream("Once upon a time", params):  # a notebook cell (top-level await)
+        print(delta, end="")
+
+Each ``next()`` that finds no new text runs one engine step, which advances every request in the
+engine (other streams, ``add_request``s, a workbench), not only this one. The async form awaits
+``asyncio.sleep(0)`` after each step, so the event loop (ipywidgets' comms, the workbench's views)
+runs between steps.
+
+The deltas are slices of one growing text (``detokenizer.visible_text``): a UTF-8 character split
+over tokens, and text where a stop string may still begin, are held back until they are final;
+so the deltas joined equal the output's ``text``. ``stream.output`` is the ``RequestOutput`` once
+the stream is exhausted. Closing a stream early (``close()``, ``break`` then garbage collection,
+an exception in the loop) aborts its request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
+
+from nanovllm.engine.core.detokenizer import visible_text
+from nanovllm.outputs import RequestOutput
+
+if TYPE_CHECKING:
+    from nanovllm.llm import LLM
+
+
+class _StreamBase:
+    def __init__(self, llm: LLM, request_id: int):
+        self.llm = llm
+        self.request_id = request_id
+        self.output: RequestOutput | None = None
+        [self._seq] = llm.request_sequences(request_id)
+        self._sent = 0
+        self._failures = 0
+
+    def _poll(self) -> tuple[str, bool]:
+        """(new text, whether the request is done)."""
+        text = visible_text(self._seq, self.llm.tokenizer)
+        delta, self._sent = text[self._sent :], len(text)
+        if self._seq.is_finished:
+            self.output = self.llm.get_output(self.request_id)
+            return delta, True
+        return delta, False
+
+    def _step(self) -> None:
+        _, self._failures = self.llm._step_or_fail(self._failures)
+
+    def _cleanup(self) -> None:
+        if self.output is None and not self.llm.closed:
+            self.llm.forget(self.request_id)
+
+    def __del__(self) -> None:  # a stream dropped unread (or half read) leaves nothing behind
+        try:
+            self._cleanup()
+        except Exception:
+            pass
+
+
+class TextStream(_StreamBase):
+    """An iterator of text deltas for one request (see the module docstring)."""
+
+    def __init__(self, llm: LLM, request_id: int):
+        super().__init__(llm, request_id)
+        self._gen = self._run()
+
+    def _run(self) -> Iterator[str]:
+        try:
+            while True:
+                delta, done = self._poll()
+                if delta:
+                    yield delta
+                if done:
+                    return
+                self._step()
+        finally:
+            self._cleanup()
+
+    def __iter__(self) -> TextStream:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._gen)
+
+    def close(self) -> None:
+        """Stop streaming; an unfinished request is aborted and dropped."""
+        self._gen.close()
+
+
+class AsyncTextStream(_StreamBase):
+    """An async iterator of text deltas for one request; yields to the event loop each step."""
+
+    def __init__(self, llm: LLM, request_id: int):
+        super().__init__(llm, request_id)
+        self._gen = self._run()
+
+    async def _run(self) -> AsyncIterator[str]:
+        try:
+            while True:
+                delta, done = self._poll()
+                if delta:
+                    yield delta
+                if done:
+                    return
+                self._step()
+                await asyncio.sleep(0)
+        finally:
+            self._cleanup()
+
+    def __aiter__(self) -> AsyncTextStream:
+        return self
+
+    async def __anext__(self) -> str:
+        return await self._gen.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop streaming; an unfinished request is aborted and dropped."""
+        await self._gen.aclose()
