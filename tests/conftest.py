@@ -39,6 +39,14 @@ def second_model() -> str:
     return str(tiny_model_path(**SECOND_CONFIG))
 
 
+@pytest.fixture(scope="session")
+def multibyte_model() -> str:
+    """The tiny Qwen3 with a tokenizer that also learned non-ASCII text (MULTIBYTE_CORPUS)."""
+    from nanovllm.testing.tiny import MULTIBYTE_CORPUS, tiny_model_path
+
+    return str(tiny_model_path(extra_corpus=MULTIBYTE_CORPUS))
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from nanovllm.layers.sampler import Sampler, SamplingBatch, _top_k_top_p
@@ -49,3 +50,44 @@ def test_seeded_rows_repeat_whatever_the_batch():
     a = sampler(logits, seeded).token_ids
     b = sampler(logits[[0]], batch(1, seed=7, position=3)).token_ids
     assert a[0] == a[2] == b[0]  # same seed, same position, same logits
+
+
+def test_penalties_by_hand():
+    """vLLM's formulas on a 6-token vocabulary, computed by hand."""
+    from nanovllm.layers.sampler import PenaltyRow, logits_processing
+
+    logits = torch.tensor([[2.0, -1.0, 0.5, 3.0, -2.0, 1.0]] * 2)
+    b = batch(2, temperature=0.0)
+    b.penalties = [PenaltyRow(1, 2.0, 0.5, 0.25, [0, 1], [3, 3, 4])]  # row 0: none
+    out = logits_processing(logits, b)
+    assert out[0].tolist() == logits[0].tolist()
+    # token 0 (prompt, +): 2/2; 1 (prompt, -): -1*2; 2 unseen; 3 (output x2, +): 3/2 - 0.25*2 - 0.5;
+    # 4 (output x1, -): -2*2 - 0.25 - 0.5; 5 unseen
+    assert out[1].tolist() == [1.0, -2.0, 0.5, 0.5, -4.75, 1.0]
+    assert logits[1, 0] == 2.0  # the raw logits are untouched
+
+
+def test_bans_and_raw_logprobs_and_ranks():
+    from nanovllm.layers.sampler import PenaltyRow
+
+    logits = torch.tensor([[0.0, 5.0, 1.0, 2.0], [0.0, 5.0, 1.0, 2.0]])
+    b = batch(2, temperature=0.0, logprobs=1)
+    b.bans = [(0, (1, 3))]  # row 0 may not pick 1 or 3 (min_tokens not reached)
+    b.penalties = [PenaltyRow(1, 10.0, 0.0, 0.0, [1], [])]  # row 1: token 1 -> 0.5
+    out = Sampler(torch.device("cpu"))(logits, b)
+    assert out.token_ids == [2, 3]
+    assert out.finite == [True, True]  # a banned logit is not a NaN/inf row
+    raw = logits.log_softmax(-1)
+    assert out.logprobs == pytest.approx([raw[0, 2].item(), raw[1, 3].item()])  # raw logprobs
+    assert out.ranks == [3, 2]  # ranks among the raw logits: 5 > 2 > 1 > 0
+    assert out.top_logprobs[0] == {1: pytest.approx(raw[0, 1].item())}
+
+
+def test_penalties_apply_to_sampled_rows_too():
+    from nanovllm.layers.sampler import PenaltyRow
+
+    logits = torch.tensor([[0.0, 8.0, 7.9]]).expand(200, 3).contiguous()
+    b = batch(200, temperature=0.5)
+    b.penalties = [PenaltyRow(i, 1.0, 2.0, 0.0, [], [1]) for i in range(200)]  # 8 -> 6
+    out = Sampler(torch.device("cpu"), seed=0)(logits, b)
+    assert out.token_ids.count(2) > 190  # 7.9 vs 6 at T=0.5: token 2 wins ~98% of draws
