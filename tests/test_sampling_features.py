@@ -50,7 +50,7 @@ def hf(tiny_model):
 
 @pytest.fixture(scope="module")
 def llm(tiny_model):
-    with LLM(tiny_model, kvcache_block_size=16, max_model_len=512) as engine:
+    with LLM(tiny_model, kvcache_block_size=16, max_model_len=512, dtype="float32") as engine:
         yield engine
 
 
@@ -159,9 +159,8 @@ def test_penalties_match_transformers(tiny_model, hf, backend):
         dict(repetition_penalty=1.3, presence_penalty=0.5, frequency_penalty=0.8),
     ]
     changed = 0
-    with LLM(
-        tiny_model, kvcache_block_size=16, attention_backend=backend, enforce_eager=True
-    ) as llm:
+    config = dict(kvcache_block_size=16, attention_backend=backend, dtype="float32")
+    with LLM(tiny_model, enforce_eager=True, **config) as llm:
         for case in cases:
             for prompt in prompts(3, seed=2):
                 out = run(llm, prompt, ignore_eos=True, **case).outputs[0].token_ids
@@ -194,7 +193,7 @@ def test_n_samples_compute_the_prompt_once(tiny_model, chunk):
     others find the two full blocks in the prefix cache and compute the last 8."""
     prompt = prompts(6, seed=3)[3][:30] + list(range(100, 110))
     assert len(prompt) == 40
-    config = dict(kvcache_block_size=16)
+    config = dict(kvcache_block_size=16, dtype="float32")
     if chunk:
         config["max_num_batched_tokens"] = chunk  # the leader's prefill takes 3 steps
     with LLM(tiny_model, **config) as llm:
