@@ -37,7 +37,7 @@ class RequestError(NanoVLLMError, ValueError):
 
 
 class UnknownRequestError(NanoVLLMError, KeyError):
-    """A request id that the engine does not know (never added, or already finished and collected)."""
+    """A request id that the engine does not know (never added, or finished and collected)."""
 
 
 class EngineClosedError(NanoVLLMError, RuntimeError):
@@ -48,8 +48,8 @@ class StepError(NanoVLLMError, RuntimeError):
     """An exception escaped one engine step.
 
     The engine rolled the step back before raising: blocks are freed or restored, and the sequences
-    of the step are back in a valid state. ``step``, ``request_ids`` and ``phase`` say where it happened;
-    ``__cause__`` holds the original exception.
+    of the step are back in a valid state. ``step``, ``request_ids`` and ``phase`` say where it
+    happened; ``__cause__`` holds the original exception.
     """
 
     def __init__(self, message: str, *, step: int, request_ids: list[int], phase: str):

@@ -119,7 +119,7 @@ class RequestOutput(Mapping):
     def error(self) -> str | None:
         return self.outputs[0].error if self.outputs else None
 
-    # ---- the nano-vllm dict view ------------------------------------------------------------------
+    # ---- the nano-vllm dict view -----------------------------------------------------------------
     def __getitem__(self, key: str) -> Any:
         return self._dict[key]
 

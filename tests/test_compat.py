@@ -23,7 +23,7 @@ BEGIN = "<!-- compat-table: generated from tests/test_compat.py ROWS; do not edi
 END = "<!-- /compat-table -->"
 
 
-# ---- upstream usage patterns ------------------------------------------------------------------------
+# ---- upstream usage patterns ---------------------------------------------------------------------
 def test_nano_vllm_example_py(tiny_model, capsys):
     """example.py's calls: a tokenizer's chat template, generate, ``output['text']``."""
     from transformers import AutoTokenizer
@@ -135,7 +135,7 @@ def test_vllm_quickstart(tiny_model, capsys):
     llm.close()
 
 
-# ---- the README's compatibility table --------------------------------------------------------------
+# ---- the README's compatibility table ------------------------------------------------------------
 # (origin, the call as people type it, what it does here, a check run against `llm`)
 ROWS: list[tuple[str, str, str, str]] = [
     (

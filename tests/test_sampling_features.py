@@ -72,7 +72,7 @@ def run(llm, prompt, **params) -> object:
     return llm.generate([prompt], SamplingParams(**params), use_tqdm=False)[0]
 
 
-# ---- stop strings ---------------------------------------------------------------------------------
+# ---- stop strings --------------------------------------------------------------------------------
 def pick_stop(text: str, rng: random.Random) -> str:
     """A 3-character stop string from the middle of ``text``, of letters, first found there."""
     starts = [
@@ -110,7 +110,7 @@ def test_stop_strings_match_transformers(llm, hf, include):
     assert checked >= 2
 
 
-# ---- min_tokens -----------------------------------------------------------------------------------
+# ---- min_tokens ----------------------------------------------------------------------------------
 def test_min_tokens_matches_transformers_min_new_tokens(llm, hf):
     model, _ = hf
     checked = 0
@@ -129,7 +129,7 @@ def test_min_tokens_matches_transformers_min_new_tokens(llm, hf):
     assert checked >= 2
 
 
-# ---- penalties ------------------------------------------------------------------------------------
+# ---- penalties -----------------------------------------------------------------------------------
 class OpenAIPenalties:
     """presence / frequency penalties as OpenAI documents them, over the generated tokens only:
     ``logit[t] -= frequency * count[t] + presence * (count[t] > 0)``. A HF logits processor."""
@@ -186,7 +186,7 @@ def test_penalties_match_transformers(tiny_model, hf, backend):
     assert changed >= len(cases)  # the penalties did change the outputs
 
 
-# ---- n samples --------------------------------------------------------------------------------------
+# ---- n samples -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("chunk", [None, 16])
 def test_n_samples_compute_the_prompt_once(tiny_model, chunk):
     """n=4 samples of a 40-token prompt (blocks of 16): sample 0 computes all 40 tokens, the
@@ -226,7 +226,7 @@ def test_n_greedy_samples_agree_and_abort_takes_them_all(llm):
     assert not llm.has_unfinished() and llm.check_integrity() == []
 
 
-# ---- special tokens in the text ------------------------------------------------------------------------
+# ---- special tokens in the text ------------------------------------------------------------------
 def test_skip_special_tokens(llm):
     tok = llm.get_tokenizer()
     special = set(tok.all_special_ids)  # <|endoftext|>, <|im_start|>, <|im_end|>

@@ -82,7 +82,7 @@ class LLMEngine:
         self.subscribe(self.metrics.on_step)
         self.subscribe(self._stamp_times)
 
-    # ---- lifecycle -----------------------------------------------------------------------------------
+    # ---- lifecycle -------------------------------------------------------------------------------
     @property
     def closed(self) -> bool:
         return not self._finalizer.alive
@@ -101,9 +101,10 @@ class LLMEngine:
         if self.closed:
             raise EngineClosedError("this engine was closed; create a new LLM to go on")
 
-    # ---- requests ------------------------------------------------------------------------------------
+    # ---- requests --------------------------------------------------------------------------------
     def add_request(self, prompt: Prompt, params: SamplingParams | None = None) -> int:
-        """Queue one request; returns its id. Raises ``RequestError`` for bad input (nothing queued)."""
+        """Queue one request; returns its id (that of its first sample). Raises ``RequestError``
+        for bad input (nothing queued)."""
         self._check_open()
         return self._enqueue(*self._validate(prompt, params))
 
@@ -141,7 +142,8 @@ class LLMEngine:
         total = len(token_ids) + params.max_tokens
         if total > self.config.max_model_len:
             raise RequestError(
-                f"prompt of {len(token_ids)} tokens + max_tokens={params.max_tokens} = {total} exceeds "
+                f"prompt of {len(token_ids)} tokens + max_tokens={params.max_tokens} = {total} "
+                "exceeds "
                 f"max_model_len={self.config.max_model_len}; shorten the prompt or lower max_tokens"
             )
         return token_ids, params, text
@@ -215,7 +217,7 @@ class LLMEngine:
         for seq in self._requests.pop(request_id)[1]:
             self.sequences.pop(seq.seq_id, None)
 
-    # ---- observers -----------------------------------------------------------------------------------
+    # ---- observers -------------------------------------------------------------------------------
     def subscribe(self, callback: Observer) -> Callable[[], None]:
         """Call ``callback(record)`` after every step; returns a function that unsubscribes."""
         self._observers.append(callback)
@@ -242,7 +244,7 @@ class LLMEngine:
             if e.after is SequenceStatus.FINISHED and e.seq_id in seqs:
                 seqs[e.seq_id].finish_time = e.time
 
-    # ---- stepping ------------------------------------------------------------------------------------
+    # ---- stepping --------------------------------------------------------------------------------
     def step(self) -> StepRecord:
         """Schedule and run one step. On an exception the step is rolled back (no sequence advances,
         the cache stays consistent) and ``StepError`` is raised with the step's context."""
@@ -260,7 +262,8 @@ class LLMEngine:
             error = f"{type(e).__name__}: {e}"
             self._finish_step(batch, [], StepTiming(schedule=t1 - t0), error=error)
             raise StepError(
-                f"step {batch.step} ({batch.phase}, requests {[s.seq_id for s in batch.seqs]}) failed: "
+                f"step {batch.step} ({batch.phase}, requests {[s.seq_id for s in batch.seqs]}) "
+                "failed: "
                 f"{error}; the step was rolled back",
                 step=batch.step,
                 request_ids=[s.seq_id for s in batch.seqs],
@@ -358,7 +361,8 @@ class LLMEngine:
         return self.scheduler.check_integrity()
 
     def snapshot(self, check: bool = False) -> EngineSnapshot:
-        """Blocks and sequences right now, as arrays; ``check=True`` adds check_integrity()'s result."""
+        """Blocks and sequences right now, as arrays; ``check=True`` adds check_integrity()'s
+        result."""
         return take_snapshot(self, check)
 
     def get_metrics(self) -> dict[str, Any]:

@@ -194,8 +194,8 @@ class Scheduler:
 
     # ---- after the forward -----------------------------------------------------------------------
     def postprocess(self, batch: ScheduledBatch, sampled: list[int | None]) -> list[int]:
-        """Advance every scheduled sequence; ``sampled[i]`` is seq i's new token (None when its chunk
-        did not reach the end). Returns the ids of sequences that finished."""
+        """Advance every scheduled sequence; ``sampled[i]`` is seq i's new token (None when its
+        chunk did not reach the end). Returns the ids of sequences that finished."""
         finished = []
         running, commit = SequenceStatus.RUNNING, self.bm.commit
         for seq, n, token in zip(batch.seqs, batch.num_new_tokens, sampled):
