@@ -12,6 +12,7 @@ import statistics
 import time
 
 from nanovllm import LLM, SamplingParams
+from nanovllm.engine.core.batch import SamplerOutput
 from nanovllm.engine.core.block_manager import BlockManager
 from nanovllm.engine.core.scheduler import Scheduler
 from nanovllm.engine.core.sequence import Sequence
@@ -28,7 +29,7 @@ def scheduler_step_cost(num_seqs: int = 256, steps: int = 300, block_size: int =
         sched.add(Sequence(i, prompt, SamplingParams(max_tokens=3000, ignore_eos=True)))
     while any(s.num_completion_tokens == 0 for s in sched.running) or sched.waiting:  # prefill
         batch = sched.schedule()
-        sched.postprocess(batch, [1 if x else None for x in batch.samples])
+        sched.postprocess(batch, SamplerOutput.of_tokens([1] * len(batch.sample_rows)))
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()

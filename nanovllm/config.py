@@ -16,8 +16,11 @@ from typing import Any
 
 from nanovllm.errors import ConfigError, KVCacheTooSmallError, ModelLoadError
 
-DTYPES = ("float32", "bfloat16", "float16")
-ATTENTION_BACKENDS = ("auto", "torch_ref", "triton")
+DTYPES = (
+    "float32",
+    "bfloat16",
+    "float16",
+)  # torch's own names: the runner takes getattr(torch, name)
 CPU_KVCACHE_BYTES = 512 * 2**20  # default KV-cache budget on CPU, where there is no memory probe
 
 
@@ -111,9 +114,11 @@ class Config:
             )
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype={self.dtype!r} is not one of {DTYPES} (or 'auto')")
-        if self.attention_backend not in ATTENTION_BACKENDS:
+        from nanovllm.attention import backend_names  # the registry (imports torch: only here)
+
+        if self.attention_backend not in backend_names():
             raise ConfigError(
-                f"attention_backend={self.attention_backend!r} is not one of {ATTENTION_BACKENDS}"
+                f"attention_backend={self.attention_backend!r} is not one of {backend_names()}"
             )
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"device={self.device!r} must be 'auto', 'cpu' or 'cuda[:N]'")

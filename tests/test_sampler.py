@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from nanovllm.layers.sampler import Sampler, SamplingBatch, _top_k_top_p
+from nanovllm.engine.runner.inputs import SamplingBatch
+from nanovllm.layers.sampler import Sampler, _top_k_top_p
 
 
 def batch(n, temperature=1.0, top_k=None, top_p=1.0, seed=None, logprobs=None, position=0):

@@ -281,7 +281,7 @@ def test_integrity_overlay_marks_the_blocks_a_violation_names(wb):
     wb.add_request(PROMPT, max_tokens=8)
     wb.step(2)
     wb.controls.integrity.value = True
-    assert wb.check_integrity and not wb.block_view.problems
+    assert wb.integrity_overlay and not wb.block_view.problems
     assert "integrity check: <span style='color:#047857'><b>OK" in wb.metrics_panel.html
     block = next(iter(wb.llm.snapshot().owners))
     wb.llm.block_manager.blocks[
@@ -296,7 +296,7 @@ def test_integrity_overlay_marks_the_blocks_a_violation_names(wb):
         assert "violation" in wb.metrics_panel.html
     finally:
         wb.llm.block_manager.blocks[block].ref_count -= 1
-    wb.check_integrity = False
+    wb.integrity_overlay = False
     assert wb.controls.integrity.value is False and "integrity check: off" in wb.metrics_panel.html
 
 

@@ -103,7 +103,7 @@ class MetricsPanel:
     def _header(frame: Frame, live: bool, last_step: int | None) -> str:
         where = "live" if live else f"time travel; latest is step {last_step}"
         err = (
-            f" <span style='color:#b91c1c'>FAILED and rolled back: {escape(frame.record.error)}</span>"
+            f" <span style='color:#b91c1c'>FAILED, step abandoned (no request advanced): {escape(frame.record.error)}</span>"
             if frame.record.error
             else ""
         )

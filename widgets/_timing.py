@@ -20,6 +20,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from nanovllm.engine.core.batch import Phase
 from nanovllm.engine.core.events import StepRecord
 
 from ._layout import WIDE_FIGURE_WIDTH
@@ -134,10 +135,10 @@ class TimingView:
 def _summary(a: np.ndarray, phases: list[str]) -> str:
     """'Step timing, last 100 steps: prefill 12.3 ms/step, ...' (the window's own averages)."""
     parts = []
-    for kind in ("prefill", "decode"):
-        mask = np.array(
-            [p == kind or (kind == "prefill" and p == "mixed") for p in phases], dtype=bool
-        )
+    # Phase's rule, as in get_metrics(): a mixed step counts as a prefill step
+    split = [None if p == "failed" else Phase(p).has_prefill for p in phases]
+    for kind, has_prefill in (("prefill", True), ("decode", False)):
+        mask = np.array([x is has_prefill for x in split], dtype=bool)
         if mask.any():
             ms = a[mask, -1].mean() * 1e3
             tok = a[mask, 1 if kind == "prefill" else 2].sum() / max(a[mask, -1].sum(), 1e-12)

@@ -345,8 +345,7 @@ class Workbench:
         unfinished = [s.seq_id for s in seqs if s.status != "FINISHED"]
         for seq_id in unfinished:
             self.llm.abort(seq_id)
-        if unfinished:
-            self.llm.step()  # an empty step: hands the abort events to the observers
+        self.llm.flush_events()  # the abort events reach the observers (no step is scheduled)
         for s in seqs:
             try:
                 self.llm.get_output(s.seq_id)
@@ -391,11 +390,13 @@ class Workbench:
         return self._pinned if self._pinned is not None else self.history.last_step
 
     @property
-    def check_integrity(self) -> bool:
+    def integrity_overlay(self) -> bool:
+        """Check the cache's invariants (``LLM.check_integrity()``) at every step and mark the
+        blocks a violation names on the grid."""
         return self._check
 
-    @check_integrity.setter
-    def check_integrity(self, on: bool) -> None:
+    @integrity_overlay.setter
+    def integrity_overlay(self, on: bool) -> None:
         self._check = bool(on)
         self.dashboard.set_value(self.controls.integrity, self._check)
         latest = self.history.latest
@@ -413,7 +414,7 @@ class Workbench:
         c.run_toggle.observe(self._on_toggle, "value")
         c.slider.observe(lambda ch: self._by_user(lambda: self.show_step(ch["new"])), "value")
         c.integrity.observe(
-            lambda ch: self._by_user(lambda: setattr(self, "check_integrity", ch["new"])), "value"
+            lambda ch: self._by_user(lambda: setattr(self, "integrity_overlay", ch["new"])), "value"
         )
 
     def _by_user(self, action) -> None:

@@ -8,29 +8,14 @@ Sampling uses the exponential-race form of the Gumbel trick: ``argmax(probs / E)
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
+from nanovllm.engine.core.batch import SamplerOutput
 
-@dataclass
-class SamplingBatch:
-    """Per-row sampling parameters of the sequences that sample this step (host lists)."""
-
-    temperatures: list[float]
-    top_ks: list[int | None]
-    top_ps: list[float]
-    seeds: list[int | None]
-    positions: list[int]  # tokens generated so far by each row's sequence
-    num_logprobs: list[int | None]
-
-
-@dataclass
-class SamplerOutput:
-    token_ids: list[int]
-    logprobs: list[float | None]
-    top_logprobs: list[dict[int, float] | None]
-    finite: list[bool]  # False: the row's logits held NaN/inf, so its request fails
+if TYPE_CHECKING:
+    from nanovllm.engine.runner.inputs import SamplingBatch
 
 
 class Sampler:

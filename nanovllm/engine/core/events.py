@@ -1,6 +1,9 @@
 """What the engine tells its observers: one ``StepRecord`` per step, one ``SequenceEvent`` per state
 transition. Plain frozen data, cheap to build and to keep; the workbench and the metrics read only
-these (and ``EngineSnapshot``), never engine internals."""
+these (and ``EngineSnapshot``), never engine internals.
+
+Events between steps (``add_request``, ``abort``) are carried by the next StepRecord, or by the
+idle record ``LLMEngine.flush_events()`` makes; so an observer sees every event exactly once."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
 
+from nanovllm.engine.core.batch import Phase
 from nanovllm.engine.core.sequence import SequenceStatus
 
 
@@ -21,16 +25,19 @@ class SequenceEvent:
     after: SequenceStatus
     reason: str
     time: float = 0.0  # time.perf_counter() when it happened
+    # "added": the prompt's length; "scheduled" / "resumed": the tokens the sequence has then
+    # (prompt + generated, of which the prefix cache may hold some); 0 for other events
+    num_tokens: int = 0
 
 
 class ScheduledEntry(NamedTuple):  # a NamedTuple: hundreds are built per step, cheaply
     """One sequence's share of a step: ``num_tokens`` tokens from position ``start``."""
 
     seq_id: int
-    phase: str  # "prefill" (a prompt chunk or a recompute) or "decode"
+    phase: Phase  # PREFILL (a prompt chunk or a recompute) or DECODE
     num_tokens: int
     start: int
-    sampled: bool  # the chunk reached the sequence's end, so a token was sampled
+    reaches_end: bool  # the chunk reached the sequence's end, so a token was sampled
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,7 @@ class StepRecord:
     is_decode: tuple[bool, ...]
     num_new_tokens: tuple[int, ...]
     starts: tuple[int, ...]
-    sampled: tuple[bool, ...]
+    reaches_end: tuple[bool, ...]  # per scheduled sequence: it sampled a token
     num_prefill_tokens: int
     num_decode_tokens: int
     admitted_ids: tuple[int, ...]
@@ -72,15 +79,15 @@ class StepRecord:
     num_waiting: int
     timing: StepTiming
     events: tuple[SequenceEvent, ...] = ()
-    error: str | None = None  # set when the step raised and was rolled back
+    error: str | None = None  # set when the step raised and was abandoned (see LLMEngine.step)
     time: float = 0.0  # time.perf_counter() at the end of the step
 
     @cached_property
     def scheduled(self) -> tuple[ScheduledEntry, ...]:
         return tuple(
-            ScheduledEntry(i, "decode" if d else "prefill", n, st, smp)
-            for i, d, n, st, smp in zip(
-                self.seq_ids, self.is_decode, self.num_new_tokens, self.starts, self.sampled
+            ScheduledEntry(i, Phase.DECODE if d else Phase.PREFILL, n, st, end)
+            for i, d, n, st, end in zip(
+                self.seq_ids, self.is_decode, self.num_new_tokens, self.starts, self.reaches_end
             )
         )
 
@@ -90,7 +97,7 @@ class StepRecord:
         return tuple((i, t) for i, t in zip(self.seq_ids, self.tokens) if t is not None)
 
     @property
-    def num_sampled(self) -> int:
+    def num_generated(self) -> int:
         return len(self.tokens) - self.tokens.count(None)
 
     @property
@@ -98,12 +105,8 @@ class StepRecord:
         return self.num_prefill_tokens + self.num_decode_tokens
 
     @property
-    def phase(self) -> str:
-        if not self.seq_ids:
-            return "idle"
-        if self.num_prefill_tokens and self.num_decode_tokens:
-            return "mixed"
-        return "prefill" if self.num_prefill_tokens else "decode"
+    def phase(self) -> Phase:
+        return Phase.of(self.num_prefill_tokens, self.num_decode_tokens)
 
     def _repr_html_(self) -> str:
         from nanovllm.engine.observe.html import step_record_html

@@ -72,10 +72,10 @@ def step_record_html(r) -> str:
 def batch_html(b) -> str:
     rows = [
         [s.seq_id, "decode" if d else "prefill", n, st, smp]
-        for s, n, st, d, smp in zip(b.seqs, b.num_new_tokens, b.starts, b.is_decode, b.samples)
+        for s, n, st, d, smp in zip(b.seqs, b.num_new_tokens, b.starts, b.is_decode, b.reaches_end)
     ]
     return table(
-        ["seq", "phase", "new tokens", "start", "samples"],
+        ["seq", "phase", "new tokens", "start", "reaches end (samples)"],
         rows,
         f"ScheduledBatch step {b.step} ({b.phase}); preempted {_ids(b.preempted_ids)}; "
         f"admitted {_ids(b.admitted_ids)}; prefix hits {b.prefix_hit_tokens}",

@@ -82,13 +82,13 @@ class Recorder:
                 phase=e.phase,
                 num_tokens=e.num_tokens,
                 start=e.start,
-                sampled=e.sampled,
+                reaches_end=e.reaches_end,
             )
             for r in self.records
             for e in r.scheduled
         ]
         return pd.DataFrame(
-            rows, columns=["step", "seq_id", "phase", "num_tokens", "start", "sampled"]
+            rows, columns=["step", "seq_id", "phase", "num_tokens", "start", "reaches_end"]
         )
 
     @property
