@@ -47,10 +47,6 @@ class SamplingParams:
             raise RequestError(f"stop_token_ids={self.stop_token_ids!r} must be token ids >= 0")
         object.__setattr__(self, "stop_token_ids", stops)
 
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0
-
 
 def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)

@@ -91,7 +91,9 @@ def test_preemption_frees_the_latest_sequence_and_requeues_it_first():
     assert c.status is SequenceStatus.PREEMPTED and c.block_table == [] and s.waiting[0] is c
     assert c.num_preemptions == 1
     events = [
-        (e.seq_id, e.before, e.after) for e in s.take_events() if e.after is SequenceStatus.PREEMPTED
+        (e.seq_id, e.before, e.after)
+        for e in s.take_events()
+        if e.after is SequenceStatus.PREEMPTED
     ]
     assert events == [(2, SequenceStatus.RUNNING, SequenceStatus.PREEMPTED)]
 

@@ -22,17 +22,11 @@ import re
 import numpy as np
 import plotly.graph_objects as go
 
-from nanovllm.engine.observe.snapshot import BLOCK_STATE_NAMES, EngineSnapshot
+from nanovllm.engine.observe.snapshot import BLOCK_STATE_COLORS, BLOCK_STATE_NAMES, EngineSnapshot
 
 from ._json import grid
 from ._layout import FIGURE_WIDTH
 
-COLORS = (
-    "#e5e7eb",
-    "#3b82f6",
-    "#10b981",
-    "#f59e0b",
-)  # free, used, cached, shared (as engine/observe/html.py)
 MAX_HOVER_BLOCKS = 4096  # above this, cells carry no per-block text (it would dominate the message)
 MAX_LABEL_BLOCKS = 256  # above this, cells are too small to print owner ids in
 
@@ -99,12 +93,12 @@ class BlockView:
         )
 
     def _grid_trace(self) -> go.Heatmap:
-        n = len(COLORS)
+        n = len(BLOCK_STATE_COLORS)
         return go.Heatmap(
             z=grid(self._pad(np.zeros(self.num_blocks))),
             zmin=-0.5,
             zmax=n - 0.5,
-            colorscale=discrete_colorscale(COLORS),
+            colorscale=discrete_colorscale(BLOCK_STATE_COLORS),
             xgap=1,
             ygap=1,
             hoverongaps=False,

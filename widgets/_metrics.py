@@ -12,6 +12,8 @@ from typing import Any
 
 import ipywidgets as W
 
+from nanovllm.engine.observe.html import format_ids
+
 from ._history import Frame
 
 _TABLE = "border-collapse:collapse;font-family:monospace;font-size:12px;margin-right:14px"
@@ -55,10 +57,6 @@ def _fmt(metrics: dict[str, Any], key, fmt: str) -> str:
         return escape(fmt.format(*values))
     except (ValueError, TypeError):
         return escape(" / ".join(map(str, values)))
-
-
-def _ids(ids) -> str:
-    return ", ".join(map(str, ids)) or "-"
 
 
 class MetricsPanel:
@@ -121,9 +119,9 @@ class MetricsPanel:
                 f"{r.kv_blocks_cached} of {r.kv_blocks_total}",
             ),
             ("running / waiting", f"{r.num_running} / {r.num_waiting}"),
-            ("admitted", _ids(r.admitted_ids)),
-            ("preempted", _ids(r.preempted_ids)),
-            ("finished", _ids(r.finished_ids)),
+            ("admitted", format_ids(r.admitted_ids)),
+            ("preempted", format_ids(r.preempted_ids)),
+            ("finished", format_ids(r.finished_ids)),
             ("prefix-hit tokens", str(r.prefix_hit_tokens)),
             ("step ms", f"{r.timing.total * 1e3:.2f}"),
         ]

@@ -29,7 +29,6 @@ class AttentionMetadata:
     # Host copies for backends that loop in Python (torch_ref), so they never sync the device.
     query_lens_host: list[int]
     seq_lens_host: list[int]
-    num_splits: int | None = None  # split-K override; CUDA-graph capture fixes it
 
     @property
     def num_seqs(self) -> int:
