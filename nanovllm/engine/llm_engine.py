@@ -2,14 +2,17 @@
 
 ::
 
-    step():  Scheduler.schedule() -> ScheduledBatch
-             prepare_inputs()     -> StepInputs            (host arrays)
-             executor.run()       -> sampled tokens         (ModelRunner, or TP workers)
-             Scheduler.postprocess()
-             StepRecord           -> returned, and handed to every subscriber
+    step():  Scheduler.schedule()                -> ScheduledBatch          (core/)
+             prepare_inputs()                    -> StepInputs, host arrays (runner/inputs.py)
+             executor.run()                      -> SamplerOutput           (an Executor: ModelRunner,
+                                                                             or the TP WorkerGroup)
+             Scheduler.postprocess(batch, out)   tokens appended, every finish decided
+             StepRecord (+ scheduler.take_events()) -> returned, and handed to every observer
 
-All state lives on the instance (sequence ids, cache, workers), so two engines in one process never
-collide. ``close()`` is idempotent and also runs on garbage collection and at exit.
+The engine owns no decision of its own: the scheduler decides admissions, preemptions and finishes;
+observers (metrics, the recorder, the workbench) only read StepRecords. All state lives on the
+instance (sequence ids, cache, workers), so two engines in one process never collide. ``close()``
+is idempotent and also runs on garbage collection and at exit.
 """
 
 from __future__ import annotations
