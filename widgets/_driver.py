@@ -11,8 +11,9 @@
                        (``flush_events()``: no step is scheduled), collect every output
 
 The engine's observers (the workbench's ``_on_step``) see each step as it happens; the workbench
-redraws after ``step``, and the driver calls back (``redraw``) when the run loop stops. There is at most one stepping task: ``run()`` right after ``pause()``,
-before the task has seen the Pause (it may be waiting for the page), lets that task go on.
+redraws after ``step``, and the driver calls back (``redraw``) when the run loop stops. There is
+at most one stepping task: ``run()`` right after ``pause()``, before the task has seen the Pause
+(it may be waiting for the page), lets that task go on.
 """
 
 from __future__ import annotations

@@ -145,7 +145,8 @@ class History:
         snapshot: EngineSnapshot | None = None,
         metrics: dict[str, Any] | None = None,
     ) -> Frame:
-        """Attach (or replace) the snapshot and/or metrics of a kept step, e.g. taken at a redraw."""
+        """Attach (or replace) the snapshot and/or metrics of a kept step (e.g. taken at a
+        redraw)."""
         i = self._index(step)
         if i < 0 or self.frames[i].step != step:
             raise KeyError(step)
@@ -227,7 +228,8 @@ class RecordedSteps:
 class Throttle:
     """``due()`` is True at most every ``interval`` s, and rarer when drawing is slow: the gap is at
     least ``cost / max_share``, where ``cost`` is a moving average of the CPU time a draw took
-    (CPU, not wall time: a draw the OS paused must not stop the views), capped at ``max_interval``."""
+    (CPU, not wall time: a draw the OS paused must not stop the views), capped at
+    ``max_interval``."""
 
     def __init__(self, interval: float = 0.1, max_share: float = 0.02, max_interval: float = 2.0):
         self.interval, self.max_share, self.max_interval = interval, max_share, max_interval

@@ -59,9 +59,9 @@ class Column:
 
 
 class StatusTracker:
-    """The status of every sequence alive so far, from the ``SequenceEvent``s seen; ``column(record)``
-    gives the state codes of one step. Owned by ``History`` (it feeds every appended record once,
-    in step order); O(alive sequences) per step."""
+    """The status of every sequence alive so far, from the ``SequenceEvent``s seen;
+    ``column(record)`` gives the state codes of one step. Owned by ``History``, which feeds it
+    every appended record once, in step order; O(alive sequences) per step."""
 
     def __init__(self):
         self._status: dict[int, SequenceStatus] = {}  # sequences not yet finished
@@ -111,7 +111,7 @@ class SequenceTimeline:
         return out
 
     def to_frame(self):
-        """The kept timeline as a pandas DataFrame: one row per (step, seq_id) with its state name."""
+        """The kept timeline as a pandas DataFrame: one row per (step, seq_id), its state name."""
         import pandas as pd
 
         rows = [

@@ -2,7 +2,8 @@
 
 ::
 
-    ms  | ##          top: stacked bars of StepTiming (schedule, prepare, forward, sample, postprocess)
+    ms  | ##          top: stacked bars of StepTiming (schedule, prepare, forward, sample,
+        |                  postprocess)
         | ## ## # # #
     tok | ==          bottom: prefill tokens and decode tokens per step (stacked)
         | == -- - - -
@@ -88,7 +89,8 @@ class TimingView:
         self.figure = go.FigureWidget(fig)
 
     def window_arrays(self, last_step: int | None) -> tuple[np.ndarray, list[str]]:
-        """Rows (as a [n, len(_COLS)] float array) and phases of the window ending at ``last_step``."""
+        """Rows (as a [n, len(_COLS)] float array) and phases of the window ending at
+        ``last_step``."""
         records = (
             [f.record for f in self.history.window(last_step, self.window)]
             if last_step is not None

@@ -31,13 +31,13 @@ from typing import Any
 
 from nanovllm import LLM, SamplingParams
 from nanovllm.engine.core.events import StepRecord
-from nanovllm.errors import NanoVLLMError
 
 from ._backpressure import Backpressure
 from ._dashboard import Dashboard
 from ._driver import Driver
 from ._frozen import FrozenFigure
 from ._history import Frame, History, RecordedSteps, Throttle
+from ._wiring import Wiring
 
 # Snapshots cost O(blocks + sequences). By default a snapshot and the metrics are kept for every
 # step while the snapshot costs at most this share of the engine's step time (the teaching case: a
@@ -86,7 +86,7 @@ class Workbench:
         self.controls = self.dashboard.controls
         self.driver = Driver(llm, self.dashboard, self.backpressure, self.redraw)
         self._attach(llm)
-        self._wire()
+        self.wiring = Wiring(self)  # the controls call the public API below
         self.redraw()
         self.throttle.last = float("-inf")  # the first step draws at once
 
@@ -174,7 +174,8 @@ class Workbench:
         return snap
 
     def _arm_timer(self) -> None:
-        """Draw the last steps once the kernel is free (e.g. after a cell's ``generate`` returns)."""
+        """Draw the last steps once the kernel is free (e.g. after a cell's ``generate``
+        returns)."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -281,7 +282,7 @@ class Workbench:
         self.live()
         self.dashboard.set_status("reset" + (" (new engine)" if rebuild else ""))
 
-    # ---- frozen copies ----------------------------------------------------------------------------
+    # ---- frozen copies ---------------------------------------------------------------------------
     def freeze(self, view: str = "blocks") -> FrozenFigure:
         """A static copy of a view ("blocks", "timeline" or "timing") as drawn now, at the shown
         step: it keeps showing that moment while the live views move on."""
@@ -299,7 +300,7 @@ class Workbench:
         self.frozen.append(frozen)
         return frozen
 
-    # ---- time travel and integrity ----------------------------------------------------------------
+    # ---- time travel and integrity ---------------------------------------------------------------
     def show_step(self, step_index: int) -> None:
         """Show every view as it was after step ``step_index`` (also moves the slider)."""
         first, last = self.history.first_step, self.history.last_step
@@ -333,51 +334,7 @@ class Workbench:
             self.history.fill(latest.step, snapshot=self.llm.snapshot(check=True))
         self.redraw()
 
-    # ---- controls ---------------------------------------------------------------------------------
-    def _wire(self) -> None:
-        c = self.controls
-        c.step_button.on_click(lambda _: self._guard(lambda: self.step(c.steps.value)))
-        c.reset_button.on_click(lambda _: self._guard(self.rebuild if self.closed else self.reset))
-        c.add_button.on_click(lambda _: self._guard(self._add_from_form))
-        c.live_button.on_click(lambda _: self._guard(self.live))
-        c.run_toggle.observe(self._on_toggle, "value")
-        c.slider.observe(lambda ch: self._by_user(lambda: self.show_step(ch["new"])), "value")
-        c.integrity.observe(
-            lambda ch: self._by_user(lambda: setattr(self, "integrity_overlay", ch["new"])), "value"
-        )
-
-    def _by_user(self, action) -> None:
-        if not self.dashboard.syncing:
-            self._guard(action)
-
-    def _guard(self, action) -> None:
-        """Run a control's action; a failure is shown in the status line (where it stays until an
-        action succeeds: failing actions only replace it with their own error)."""
-        shown = self.dashboard.status_version
-        try:
-            action()
-        except (NanoVLLMError, ValueError, RuntimeError) as e:
-            self.dashboard.set_status(f"{type(e).__name__}: {e}", error=True)
-            return
-        if self.dashboard.status_error and self.dashboard.status_version == shown:
-            self.dashboard.set_status("")  # it worked: the last error is no longer true
-
-    def _add_from_form(self) -> None:
-        c = self.controls
-        ids = [
-            self.add_request(c.prompt.value, c.max_tokens.value, c.temperature.value)
-            for _ in range(c.copies.value)
-        ]
-        self.dashboard.set_status(
-            f"added request{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}"
-        )
-
-    def _on_toggle(self, change) -> None:
-        self._by_user(self.run if change["new"] else self.pause)
-        if change["new"] and not self.running and not self.dashboard.syncing:
-            self.dashboard.show_running(False)  # run() refused: put the toggle back
-
-    # ---- display ----------------------------------------------------------------------------------
+    # ---- display ---------------------------------------------------------------------------------
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
