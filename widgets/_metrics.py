@@ -46,7 +46,8 @@ def _table(rows: list[tuple[str, str]], title: str) -> str:
         f"<tr><td style='{_TD}'>{escape(k)}</td><td style='{_TD}'><b>{v}</b></td></tr>"
         for k, v in rows
     )
-    return f"<table style='{_TABLE}'><caption style='text-align:left'><b>{title}</b></caption>{body}</table>"
+    caption = f"<caption style='text-align:left'><b>{title}</b></caption>"
+    return f"<table style='{_TABLE}'>{caption}{body}</table>"
 
 
 def _fmt(metrics: dict[str, Any], key, fmt: str) -> str:
@@ -101,7 +102,8 @@ class MetricsPanel:
     def _header(frame: Frame, live: bool, last_step: int | None) -> str:
         where = "live" if live else f"time travel; latest is step {last_step}"
         err = (
-            f" <span style='color:#b91c1c'>FAILED, step abandoned (no request advanced): {escape(frame.record.error)}</span>"
+            " <span style='color:#b91c1c'>FAILED, step abandoned (no request advanced): "
+            f"{escape(frame.record.error)}</span>"
             if frame.record.error
             else ""
         )
