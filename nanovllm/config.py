@@ -14,11 +14,47 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nanovllm.errors import ConfigError, KVCacheTooSmallError, ModelLoadError
+from nanovllm.errors import (
+    ConfigError,
+    KVCacheTooSmallError,
+    ModelLoadError,
+    UnsupportedModelError,
+)
 
 DTYPES = ("float32", "bfloat16", "float16")
 ATTENTION_BACKENDS = ("auto", "torch_ref", "triton")
+LOAD_FORMATS = ("safetensors", "random")  # random: no weight files (benchmarks of huge shapes)
 CPU_KVCACHE_BYTES = 512 * 2**20  # default KV-cache budget on CPU, where there is no memory probe
+
+
+@dataclass(frozen=True)
+class RopeScaling:
+    """Llama 3's "llama3" rope scaling: long wavelengths are stretched by ``factor``, short ones kept,
+    the band between smoothly interpolated (the numbers of config.json's ``rope_scaling``)."""
+
+    rope_type: str
+    factor: float
+    low_freq_factor: float
+    high_freq_factor: float
+    original_max_position_embeddings: int
+
+
+@dataclass(frozen=True)
+class MoESpec:
+    """A sparse MLP (Qwen3-MoE): each token goes to ``top_k`` of ``num_experts`` experts."""
+
+    num_experts: int
+    top_k: int
+    moe_intermediate_size: int
+    norm_topk_prob: bool
+    decoder_sparse_step: int = 1
+    mlp_only_layers: tuple[int, ...] = ()
+
+    def is_sparse(self, layer_id: int) -> bool:
+        """Whether layer ``layer_id`` has experts (else a dense MLP), as HF decides it."""
+        return (
+            layer_id not in self.mlp_only_layers and (layer_id + 1) % self.decoder_sparse_step == 0
+        )
 
 
 @dataclass(frozen=True)
@@ -40,6 +76,10 @@ class ModelSpec:
     eos_token_id: tuple[int, ...]
     torch_dtype: str | None = None
     attention_bias: bool = False
+    mlp_bias: bool = False
+    rope_scaling: RopeScaling | None = None
+    sliding_window: int | None = None  # the window any layer attends within; None: full attention
+    moe: MoESpec | None = None
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ModelSpec:
@@ -47,6 +87,11 @@ class ModelSpec:
         heads = raw["num_attention_heads"]
         eos = raw.get("eos_token_id")
         eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,))
+        act = raw.get("hidden_act", "silu")
+        if act != "silu":
+            raise UnsupportedModelError(
+                f"hidden_act={act!r} is not supported (only 'silu', as in every supported family)"
+            )
         return cls(
             architecture=archs[0] if archs else raw.get("model_type", "unknown"),
             vocab_size=raw["vocab_size"],
@@ -64,11 +109,73 @@ class ModelSpec:
             eos_token_id=eos_ids,
             torch_dtype=raw.get("torch_dtype") or raw.get("dtype"),
             attention_bias=raw.get("attention_bias", False),
+            mlp_bias=raw.get("mlp_bias", False),
+            rope_scaling=_rope_scaling(raw),
+            sliding_window=_sliding_window(raw),
+            moe=_moe(raw),
         )
 
     def kv_bytes_per_token(self, dtype_bytes: int, tp_size: int = 1) -> int:
         kv_heads = max(1, self.num_key_value_heads // tp_size)
         return 2 * self.num_hidden_layers * kv_heads * self.head_dim * dtype_bytes
+
+
+def _rope_scaling(raw: dict[str, Any]) -> RopeScaling | None:
+    """config.json's ``rope_scaling`` (transformers 4 and released checkpoints) or
+    ``rope_parameters`` (transformers 5). Only the default and "llama3" rotary are implemented."""
+    params = raw.get("rope_scaling") or raw.get("rope_parameters") or {}
+    kind = params.get("rope_type") or params.get("type") or "default"
+    if params.get("partial_rotary_factor", 1.0) != 1.0:
+        raise UnsupportedModelError(
+            f"partial_rotary_factor={params['partial_rotary_factor']} is not supported; "
+            f"only rotary over the whole head_dim is implemented"
+        )
+    if kind == "default":
+        return None
+    if kind != "llama3":
+        raise UnsupportedModelError(
+            f"rope scaling rope_type={kind!r} is not supported; implemented: 'default', 'llama3'"
+        )
+    return RopeScaling(
+        rope_type=kind,
+        factor=float(params["factor"]),
+        low_freq_factor=float(params["low_freq_factor"]),
+        high_freq_factor=float(params["high_freq_factor"]),
+        original_max_position_embeddings=int(params["original_max_position_embeddings"]),
+    )
+
+
+def _sliding_window(raw: dict[str, Any]) -> int | None:
+    """The attention window some layer uses, or None when every layer attends to all tokens.
+
+    Mistral applies ``sliding_window`` to every layer; the Qwen families only with
+    ``use_sliding_window`` and only to layers ``>= max_window_layers`` (HF's rule)."""
+    window = raw.get("sliding_window")
+    if window is None:
+        return None
+    if "use_sliding_window" in raw:
+        if not raw["use_sliding_window"]:
+            return None
+        if raw.get("max_window_layers", 0) >= raw["num_hidden_layers"]:
+            return None
+    layer_types = raw.get("layer_types")
+    if layer_types is not None and "sliding_attention" not in layer_types:
+        return None
+    return int(window)
+
+
+def _moe(raw: dict[str, Any]) -> MoESpec | None:
+    experts = raw.get("num_experts") or raw.get("num_local_experts") or 0
+    if not experts:
+        return None
+    return MoESpec(
+        num_experts=experts,
+        top_k=raw["num_experts_per_tok"],
+        moe_intermediate_size=raw["moe_intermediate_size"],
+        norm_topk_prob=raw.get("norm_topk_prob", False),
+        decoder_sparse_step=raw.get("decoder_sparse_step") or 1,
+        mlp_only_layers=tuple(raw.get("mlp_only_layers") or ()),
+    )
 
 
 @dataclass(frozen=True)
@@ -90,6 +197,7 @@ class Config:
     enable_prefix_caching: bool = True
     attention_backend: str = "auto"
     seed: int = 0
+    load_format: str = "safetensors"
 
     def __post_init__(self) -> None:
         self._check_positive("max_num_batched_tokens", "max_num_seqs", "max_model_len")
@@ -117,7 +225,10 @@ class Config:
             )
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"device={self.device!r} must be 'auto', 'cpu' or 'cuda[:N]'")
+        if self.load_format not in LOAD_FORMATS:
+            raise ConfigError(f"load_format={self.load_format!r} is not one of {LOAD_FORMATS}")
         self._check_tensor_parallel()
+        self._check_sliding_window()
         if self.num_kvcache_blocks is not None:
             self._check_kv_cache_fits(self.num_kvcache_blocks)
 
@@ -129,16 +240,30 @@ class Config:
 
     def _check_tensor_parallel(self) -> None:
         tp, spec = self.tensor_parallel_size, self.spec
-        for what, n in (
+        sizes = [
             ("num_attention_heads", spec.num_attention_heads),
             ("num_key_value_heads", spec.num_key_value_heads),
-        ):
+            ("intermediate_size", spec.intermediate_size),
+        ]
+        if spec.moe is not None:  # experts are split along their intermediate dimension
+            sizes.append(("moe_intermediate_size", spec.moe.moe_intermediate_size))
+        for what, n in sizes:
             if n % tp:
-                divisors = [d for d in range(1, n + 1) if n % d == 0]
+                divisors = [d for d in range(1, min(n, 64) + 1) if n % d == 0]
                 raise ConfigError(
                     f"tensor_parallel_size={tp} does not divide the model's {what}={n}; "
                     f"pass one of {divisors}"
                 )
+
+    def _check_sliding_window(self) -> None:
+        window = self.spec.sliding_window
+        if window is not None and window < self.max_model_len:
+            raise UnsupportedModelError(
+                f"{self.spec.architecture} asks for sliding-window attention (sliding_window="
+                f"{window}), which is not implemented; with max_model_len={self.max_model_len} "
+                f"tokens could fall outside the window. Pass max_model_len<={window} (then full "
+                f"attention is exact), or use a checkpoint without a window (e.g. Mistral v0.3)"
+            )
 
     def _check_kv_cache_fits(self, num_blocks: int) -> None:
         if num_blocks < self.max_blocks_per_seq:

@@ -29,6 +29,8 @@ class RunTiming:
     prepare: float = 0.0
     forward: float = 0.0
     sample: float = 0.0
+    # MoE models only: [sparse layers, experts] int64, tokens routed to each expert this step
+    expert_tokens: np.ndarray | None = None
 
 
 class ModelRunner:
@@ -52,7 +54,7 @@ class ModelRunner:
                 )
             finally:
                 torch.set_default_dtype(default_dtype)
-        load_model(self.model, config.model)
+        load_model(self.model, config.model, config.load_format)
         self.model.eval()
         self.sampler = Sampler(self.device, config.seed)
         self.graphs = None
@@ -131,6 +133,8 @@ class ModelRunner:
             timing.sample = max(0.0, (t2 - t0) - timing.forward)
         else:
             timing.forward, timing.sample = t1 - t0, t2 - t1
+        if hasattr(self.model, "expert_tokens"):  # after sampling synced: a small copy, no stall
+            timing.expert_tokens = self.model.expert_tokens().cpu().numpy()
         return out, timing
 
     def close(self) -> None:
