@@ -11,8 +11,8 @@ import math
 import torch
 from torch import nn
 
-from nanovllm.config import RopeScaling
 from nanovllm.layers.fusion import maybe_compile
+from nanovllm.model_spec import RopeScaling
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -66,4 +66,7 @@ class Qwen3MoeForCausalLM(DecoderForCausalLM):
 
     def expert_tokens(self) -> torch.Tensor:
         """[sparse layers, experts] int64: tokens routed to each expert in the last forward."""
-        return torch.stack([block.tokens_per_expert for block in self.sparse_blocks()])
+        blocks = self.sparse_blocks()
+        if not blocks:  # every layer dense (mlp_only_layers / decoder_sparse_step)
+            return torch.zeros(0, self.spec.moe.num_experts, dtype=torch.int64)
+        return torch.stack([block.tokens_per_expert for block in blocks])
