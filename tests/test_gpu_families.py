@@ -15,12 +15,12 @@ from nanovllm.testing import tiny_model_path
 pytestmark = pytest.mark.gpu
 
 WIDER = dict(hidden_size=256, head_dim=64, intermediate_size=512, num_hidden_layers=4)
-CONFIGS = {
-    "qwen3": dict(WIDER),
+CONFIGS = {  # MoE first: its torch_ref run (a loop over experts) is the slowest
+    "qwen3_moe": dict(WIDER, num_experts=16, num_experts_per_tok=4, moe_intermediate_size=128),
     "llama": dict(WIDER),
     "qwen2": dict(WIDER, hidden_size=384),  # 6 heads x 64
     "mistral": dict(WIDER),
-    "qwen3_moe": dict(WIDER, num_experts=16, num_experts_per_tok=4, moe_intermediate_size=128),
+    "qwen3": dict(WIDER),
 }
 GREEDY = SamplingParams(temperature=0, max_tokens=24, ignore_eos=True, logprobs=0)
 

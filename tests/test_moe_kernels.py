@@ -68,3 +68,31 @@ def test_skewed_routing_and_idle_experts():
 @pytest.mark.skipif(DEVICE == "cpu", reason="bf16 tl.dot on GPU only")
 def test_bfloat16_within_bf16_tolerance():
     check(256, 128, 8, 2048, 768, dtype=torch.bfloat16)
+
+
+def test_engine_with_triton_experts_equals_torch_ref_on_tiny_moe():
+    """End to end: the triton backend (attention and fused experts) against torch_ref, greedy,
+    float32, on the tiny Qwen3-MoE (interpreted on CPU; on a GPU tests/test_gpu_families.py also
+    runs it with CUDA graphs)."""
+    import random
+
+    from nanovllm import LLM, SamplingParams
+    from nanovllm.testing import tiny_model_path
+
+    path = str(tiny_model_path(family="qwen3_moe"))
+    rng = random.Random(0)
+    prompts = [[rng.randrange(3, 448) for _ in range(n)] for n in (1, 5, 17, 33)]
+    params = SamplingParams(temperature=0, max_tokens=6, ignore_eos=True, logprobs=0)
+    outs = {}
+    for backend in ("torch_ref", "triton"):
+        with LLM(path, kvcache_block_size=16, attention_backend=backend, dtype="float32",
+                 enforce_eager=True) as llm:  # fmt: skip
+            assert llm.executor.model.model.layers[0].mlp.experts.impl == (
+                "triton" if backend == "triton" else "torch"
+            )
+            outs[backend] = llm.generate(prompts, params, use_tqdm=False)
+    for a, b in zip(outs["triton"], outs["torch_ref"], strict=True):
+        assert a["token_ids"] == b["token_ids"]
+        torch.testing.assert_close(
+            torch.tensor(a["logprobs"]), torch.tensor(b["logprobs"]), atol=1e-4, rtol=0
+        )
