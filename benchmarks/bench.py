@@ -193,7 +193,8 @@ def main() -> None:
     )
     bw, flops = measure_bandwidth(), measure_matmul()
     print(
-        f"device: {torch.cuda.get_device_name()}  B={bw / 1e12:.2f} TB/s  F={flops / 1e12:.0f} TFLOP/s"
+        f"device: {torch.cuda.get_device_name()}  B={bw / 1e12:.2f} TB/s  "
+        f"F={flops / 1e12:.0f} TFLOP/s"
     )
     t = time.perf_counter()
     llm = LLM(
@@ -250,8 +251,8 @@ def main() -> None:
                 llm2, prompts[: args.peer], params[: args.peer], recorder=False
             )
         print(
-            f"same {args.peer} requests: nanovllm {t_tokens / t_elapsed:,.0f} tok/s vs transformers "
-            f"{peer:,.0f} tok/s = {t_tokens / t_elapsed / peer:.1f}x"
+            f"same {args.peer} requests: nanovllm {t_tokens / t_elapsed:,.0f} tok/s vs "
+            f"transformers {peer:,.0f} tok/s = {t_tokens / t_elapsed / peer:.1f}x"
         )
     print(
         f"bench: engine=nanovllm arch={args.model or args.arch} backend={backend} tp={args.tp} "

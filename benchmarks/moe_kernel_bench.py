@@ -15,6 +15,17 @@ from nanovllm.layers.moe_kernels import fused_experts
 H, N, E, K = 2048, 768, 128, 8  # hidden, moe_intermediate, experts, top-k
 
 
+def _rotating(x, w13, w2, weights, ids):
+    """One call per weight set in turn, so successive calls never find the weights in L2."""
+    state = {"i": 0}
+
+    def step():
+        j = state["i"] = (state["i"] + 1) % len(w13)
+        fused_experts(x, w13[j], w2[j], weights, ids)
+
+    return step
+
+
 def main() -> None:
     gen = torch.Generator(device="cuda").manual_seed(0)
     sets = 4  # rotate weight sets: 4 x 1.2 GB, far past the L2
@@ -28,13 +39,9 @@ def main() -> None:
         x = torch.randn(t, H, device="cuda", generator=gen).bfloat16()
         router = torch.randn(t, E, device="cuda", generator=gen).bfloat16()
         weights, ids = select_experts(router, K, norm_topk_prob=True)
-        i = [0]
-
-        def step():
-            j = i[0] = (i[0] + 1) % sets
-            fused_experts(x, w13[j], w2[j], weights, ids)
-
-        ms = triton.testing.do_bench(step, warmup=25, rep=200, return_mode="median")
+        ms = triton.testing.do_bench(
+            _rotating(x, w13, w2, weights, ids), warmup=25, rep=200, return_mode="median"
+        )
         touched = int(torch.unique(ids).numel())
         gbs = touched * 3 * H * N * 2 / (ms * 1e-3) / 1e9
         tflops = 2 * t * K * 3 * H * N / (ms * 1e-3) / 1e12

@@ -16,8 +16,8 @@ from nanovllm.errors import UnsupportedModelError
 
 @dataclass(frozen=True)
 class RopeScaling:
-    """Llama 3's "llama3" rope scaling: long wavelengths are stretched by ``factor``, short ones kept,
-    the band between smoothly interpolated (the numbers of config.json's ``rope_scaling``)."""
+    """Llama 3's "llama3" rope scaling: long wavelengths are stretched by ``factor``, short ones
+    kept, the band between smoothly interpolated (the numbers of config.json's ``rope_scaling``)."""
 
     rope_type: str
     factor: float

@@ -26,7 +26,8 @@ def supported_architectures() -> list[str]:
 def check_supported(architecture: str) -> None:
     if architecture not in _MODELS:
         raise UnsupportedModelError(
-            f"architecture {architecture!r} is not supported; supported: {supported_architectures()}"
+            f"architecture {architecture!r} is not supported; supported: "
+            f"{supported_architectures()}"
         )
 
 

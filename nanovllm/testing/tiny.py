@@ -1,10 +1,11 @@
 """A tiny random-weight checkpoint in Hugging Face format, built offline in about a second.
 
 Contract:
-- `make_tiny_model(path, family="qwen3")` writes config.json, model.safetensors, generation_config.json and tokenizer
-  files that `AutoTokenizer` / `AutoModelForCausalLM.from_pretrained(path)` load with no missing or
-  unexpected keys. The same seed and overrides give byte-identical files. `family` is one of
-  `families.FAMILIES` (qwen3, llama, qwen2, mistral, qwen3_moe); each has its own tiny shape.
+- `make_tiny_model(path, family="qwen3")` writes config.json, model.safetensors,
+  generation_config.json and tokenizer files that `AutoTokenizer` /
+  `AutoModelForCausalLM.from_pretrained(path)` load with no missing or unexpected keys. The same
+  seed and overrides give byte-identical files. `family` is one of `families.FAMILIES` (qwen3,
+  llama, qwen2, mistral, qwen3_moe); each has its own tiny shape.
 - The weights are re-drawn with a large std (not HF's 0.02), so logits are well spread and greedy
   argmax does not flip between implementations on rounding noise.
 - The tokenizer is a byte-level BPE (fixed size `TOKENIZER_VOCAB_SIZE`) trained on the corpus below;
@@ -26,6 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from nanovllm.testing.corpus import CORPUS
 from nanovllm.testing.families import HF_CLASSES, TINY_FAMILY_CONFIGS, check_family
 
 ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
@@ -60,50 +62,6 @@ CHAT_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
-
-CORPUS = """\
-An inference engine for large language models turns a batch of prompts into generated text as fast
-as the hardware allows. Each request starts with a prefill: the engine runs the whole prompt through
-the model in one forward pass and stores the keys and values of every attention layer in the KV cache.
-Then the request decodes, one token per step: the model reads the cached keys and values, computes
-attention for the newest token only, samples the next token, and appends its key and value to the cache.
-
-The KV cache is the largest consumer of memory. A naive engine reserves one contiguous region per
-request, sized for the longest possible output, and wastes most of it. A paged engine splits the cache
-into fixed-size blocks, for example sixteen or two hundred and fifty six tokens each, and gives every
-sequence a block table: a list of block ids that maps the logical positions of its tokens to physical
-slots in memory. Blocks are allocated when a sequence needs room and freed when it finishes, so memory
-fragmentation stays small and many more sequences fit on the same device.
-
-Prefix caching builds on paged blocks. When a block is full, the engine hashes its tokens together with
-the hash of the previous block. If a new request starts with the same system prompt or the same few-shot
-examples, its first blocks have the same hashes, and the engine reuses the cached blocks instead of
-computing them again. A reference count tells how many sequences share a block; a block whose count
-drops to zero stays in the cache until the memory is needed, and the least recently used one is evicted first.
-
-The scheduler decides, at every step, which sequences run. Continuous batching means that new requests
-join the running batch as soon as there is room, and finished requests leave it at once, instead of
-waiting for the slowest member of a static batch. Chunked prefill splits a long prompt into pieces so
-that decoding sequences are not stalled behind it. When the cache runs out of free blocks, the scheduler
-preempts a running sequence: it frees the blocks of that sequence and puts it back in the waiting queue,
-to be recomputed later. Preemption keeps the engine alive under pressure, at the price of extra work.
-
-The model runner prepares the inputs of one step: the token ids, their positions, the slot mapping that
-says where each new key and value is stored, and the block tables and lengths that the attention kernel
-reads. On a GPU, the decode step is small and launch-bound, so the engine captures it once in a CUDA graph
-and replays the graph with new inputs. Tensor parallelism splits every weight matrix across several
-devices; each device computes part of the result and an all-reduce combines them.
-
-Sampling turns the logits of the last position into a token. Greedy decoding takes the largest logit.
-Temperature divides the logits before the softmax; top-k and top-p keep only the most likely tokens.
-The engine stops a sequence when it emits the end-of-text token, reaches its maximum number of new
-tokens, or fills the context window. Throughput is measured in tokens per second; latency is the time to
-the first token and the time between tokens. A good engine keeps the device busy, keeps the cache full of
-useful blocks, and never lets one long request starve the others.
-
-Questions to try: What is a block table? How does prefix caching save work? Why does the scheduler
-preempt? What does a CUDA graph capture? How many tokens fit in 1024 blocks of 16? (Answer: 16384.)
-"""
 
 
 def make_tiny_model(
@@ -163,7 +121,8 @@ def _merged(overrides: dict[str, Any], family: str = "qwen3") -> dict[str, Any]:
 def _cache_key(seed: int, overrides: dict[str, Any]) -> str:
     import transformers
 
-    source = Path(__file__).read_bytes()  # editing this builder invalidates the cache
+    here = Path(__file__).parent  # editing the builder or its corpus invalidates the cache
+    source = (here / "tiny.py").read_bytes() + (here / "corpus.py").read_bytes()
     blob = json.dumps([seed, overrides, transformers.__version__], sort_keys=True, default=repr)
     return hashlib.sha256(source + blob.encode()).hexdigest()[:16]
 
