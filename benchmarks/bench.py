@@ -18,16 +18,25 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from random import randint, seed
 
 import numpy as np
 import torch
-from floor import count_params, floor_seconds, measure_bandwidth, measure_matmul, touched_experts
 
 from nanovllm import LLM, SamplingParams
 from nanovllm.engine.recorder import Recorder
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # floor.py, also when loaded by path
+from floor import (  # noqa: E402
+    count_params,
+    floor_seconds,
+    measure_bandwidth,
+    measure_matmul,
+    touched_experts,
+)
 
 __all__ = ["count_params", "floor_seconds", "measure_bandwidth", "measure_matmul", "workload"]
 

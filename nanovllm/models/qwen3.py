@@ -6,7 +6,7 @@ from nanovllm.models.decoder import DecoderForCausalLM, DecoderTraits, qk_norm_r
 
 
 class Qwen3ForCausalLM(DecoderForCausalLM):
-    traits = DecoderTraits(qk_norm=True)
+    traits = DecoderTraits(qk_norm=True, mlp_bias=False)
 
 
 __all__ = ["Qwen3ForCausalLM", "qk_norm_rope"]

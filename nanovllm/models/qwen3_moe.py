@@ -46,7 +46,7 @@ class SparseMoeBlock(nn.Module):
 
 
 class Qwen3MoeForCausalLM(DecoderForCausalLM):
-    traits = DecoderTraits(qk_norm=True)
+    traits = DecoderTraits(qk_norm=True, mlp_bias=False)
 
     def make_mlp(self, layer_id: int, traits: DecoderTraits, compile: bool) -> nn.Module:
         if not self.spec.moe.is_sparse(layer_id):
