@@ -42,12 +42,12 @@ def test_directory_that_is_not_a_model(tmp_path):
 
 
 def test_unsupported_architecture(tiny_model, tmp_path):
-    path = tmp_path / "llama"
+    path = tmp_path / "gpt2"
     shutil.copytree(tiny_model, path)
     config = json.loads((path / "config.json").read_text())
-    config["architectures"] = ["LlamaForCausalLM"]
+    config["architectures"] = ["GPT2LMHeadModel"]
     (path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(UnsupportedModelError, match="LlamaForCausalLM.*Qwen3ForCausalLM"):
+    with pytest.raises(UnsupportedModelError, match="GPT2LMHeadModel.*LlamaForCausalLM.*Qwen3Moe"):
         LLM(str(path))
 
 

@@ -250,7 +250,7 @@ class LLMEngine:
             postprocess=t4 - t3,
             total=t4 - t0,
         )
-        return self._finish_step(batch, out, timing, finished)
+        return self._finish_step(batch, out, timing, finished, run_timing.expert_tokens)
 
     def flush_events(self) -> StepRecord | None:
         """Hand the events since the last step (requests added or aborted) to the observers now,
@@ -266,6 +266,7 @@ class LLMEngine:
         out: SamplerOutput | None,
         timing: StepTiming,
         finished: list[int] = (),
+        expert_tokens=None,
         error: str | None = None,
     ) -> StepRecord:
         tokens: list[int | None] = [None] * len(batch.seqs)
@@ -299,6 +300,7 @@ class LLMEngine:
             events=self.scheduler.take_events(),
             error=error,
             time=time.perf_counter(),
+            expert_tokens=expert_tokens,
         )
         self._added = []
         self._notify(record)

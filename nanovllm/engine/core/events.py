@@ -80,6 +80,9 @@ class StepRecord:
     timing: StepTiming
     events: tuple[SequenceEvent, ...] = ()
     error: str | None = None  # set when the step raised and was abandoned (see LLMEngine.step)
+    # MoE models: tokens routed to each expert, [sparse layers, experts] (an int64 numpy array,
+    # built by the runner; core itself never imports numpy); None for dense models
+    expert_tokens: object | None = None
     time: float = 0.0  # time.perf_counter() at the end of the step
 
     @cached_property

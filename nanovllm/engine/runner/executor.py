@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Protocol
 from nanovllm.engine.core.batch import SamplerOutput
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from nanovllm.config import Config
     from nanovllm.engine.runner.inputs import StepInputs
 
@@ -25,6 +27,8 @@ class RunTiming:
     prepare: float = 0.0
     forward: float = 0.0
     sample: float = 0.0
+    # MoE models only: [sparse layers, experts] int64, tokens routed to each expert this step
+    expert_tokens: np.ndarray | None = None
 
 
 class Executor(Protocol):

@@ -44,7 +44,7 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
                 )
             finally:
                 torch.set_default_dtype(default_dtype)
-        load_model(self.model, config.model)
+        load_model(self.model, config.model, config.load_format)
         self.model.eval()
         self.sampler = Sampler(self.device, config.seed)
         self.graphs = None
@@ -138,6 +138,8 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
             timing.sample = max(0.0, (t2 - t0) - timing.forward)
         else:
             timing.forward, timing.sample = t1 - t0, t2 - t1
+        if hasattr(self.model, "expert_tokens"):  # after sampling synced: a small copy, no stall
+            timing.expert_tokens = self.model.expert_tokens().cpu().numpy()
         return out, timing
 
     def close(self) -> None:
