@@ -78,7 +78,8 @@ def main() -> None:
     b, r = statistics.median(bare), statistics.median(recorded)
     print(
         f"tiny model on CPU: {b:,.0f} tok/s bare, {r:,.0f} tok/s with a Recorder "
-        f"(ratio {r / b:.3f}; runs bare {[round(x) for x in bare]}, recorded {[round(x) for x in recorded]})"
+        f"(ratio {r / b:.3f}; runs bare {[round(x) for x in bare]}, "
+        f"recorded {[round(x) for x in recorded]})"
     )
     print(
         f"bench: engine=nanovllm device=cpu sched_step_ms={cost * 1e3:.3f} tok_s={b:.0f} "

@@ -32,7 +32,7 @@ class RequestError(NanoVLLMError, ValueError):
 
 
 class UnknownRequestError(NanoVLLMError, KeyError):
-    """A request id that the engine does not know (never added, or already finished and collected)."""
+    """A request id that the engine does not know (never added, or finished and collected)."""
 
 
 class EngineClosedError(NanoVLLMError, RuntimeError):

@@ -51,7 +51,8 @@ def step_record_html(r) -> str:
                 format_ids(r.admitted_ids),
                 format_ids(r.preempted_ids),
                 format_ids(r.finished_ids),
-                f"{r.kv_blocks_used}/{r.kv_blocks_free}/{r.kv_blocks_cached} of {r.kv_blocks_total}",
+                f"{r.kv_blocks_used}/{r.kv_blocks_free}/{r.kv_blocks_cached} "
+                f"of {r.kv_blocks_total}",
                 r.prefix_hit_tokens,
                 " / ".join(
                     f"{x * 1e3:.2f}"
@@ -116,7 +117,8 @@ def sequence_html(s) -> str:
 
 def _block_strip(states: list[str], limit: int = 512) -> str:
     cells = "".join(
-        f"<span title='block {i}: {st}' style='display:inline-block;width:8px;height:8px;margin:1px;"
+        f"<span title='block {i}: {st}' "
+        "style='display:inline-block;width:8px;height:8px;margin:1px;"
         f"background:{_COLORS[st]}'></span>"
         for i, st in enumerate(states[:limit])
     )

@@ -61,7 +61,7 @@ class Recorder:
                     t[1] = now
                     t[2] += 1
 
-    # ---- DataFrames -------------------------------------------------------------------------------
+    # ---- DataFrames ------------------------------------------------------------------------------
     @property
     def steps(self):
         """One row per step: token counts by phase, cache occupancy, timings."""

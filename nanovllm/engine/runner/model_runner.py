@@ -65,7 +65,7 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
                 hidden_size=config.spec.hidden_size,
             )
 
-    # ---- memory -----------------------------------------------------------------------------------
+    # ---- memory ----------------------------------------------------------------------------------
     def _kv_shape(self, num_blocks: int) -> tuple[int, ...]:
         spec = self.config.spec
         kv_heads = spec.num_key_value_heads // self.tp.size
@@ -86,7 +86,7 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
         )
         return num_blocks
 
-    # ---- one step -----------------------------------------------------------------------------------
+    # ---- one step --------------------------------------------------------------------------------
     def to_device(self, inputs: StepInputs) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
         def t(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(a).to(self.device, non_blocking=True)
@@ -133,7 +133,7 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
         out = self.sampler(logits, inputs.sampling)  # .tolist() inside synchronizes
         t2 = time.perf_counter()
         if self.is_cuda:
-            end.synchronize()  # usually done already (.tolist() synced), but not when nothing sampled
+            end.synchronize()  # usually done (.tolist() synced), but not when nothing sampled
             timing.forward = start.elapsed_time(end) / 1e3
             timing.sample = max(0.0, (t2 - t0) - timing.forward)
         else:
