@@ -4,6 +4,12 @@ physical floor measured in the same run.
     python benchmarks/bench.py                       # random Qwen3-0.6B built from its config
     python benchmarks/bench.py --model /path/ckpt    # a real checkpoint
     python benchmarks/bench.py --peer 32             # also HF transformers on the first 32 requests
+    python benchmarks/bench.py --arch llama-3.2-1b   # other shapes: see random_model.ARCHS
+
+Qwen3-30B-A3B (``--arch qwen3-30b-a3b``) writes no weight file (61 GB): the engine draws its
+weights on the GPU (``load_format="random"``). For MoE models the bench also records the tokens
+routed to each expert per step (``RunTiming.expert_tokens``) and prints how many experts a
+decode step touched; floor.py says how the MoE floor is counted.
 
 Prints the figures and ends with one machine-readable ``bench:`` line.
 """
@@ -12,15 +18,27 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
+import sys
 import tempfile
 import time
 from random import randint, seed
 
+import numpy as np
 import torch
 
 from nanovllm import LLM, SamplingParams
 from nanovllm.engine.observe.recorder import Recorder
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # floor.py, also when loaded by path
+from floor import (  # noqa: E402
+    count_params,
+    floor_seconds,
+    measure_bandwidth,
+    measure_matmul,
+    touched_experts,
+)
+
+__all__ = ["count_params", "floor_seconds", "measure_bandwidth", "measure_matmul", "workload"]
 
 
 def workload(num_seqs=256, max_input_len=1024, max_output_len=1024, seed_=0):
@@ -31,74 +49,6 @@ def workload(num_seqs=256, max_input_len=1024, max_output_len=1024, seed_=0):
     max_tokens = [randint(100, max_output_len) for _ in range(num_seqs)]
     params = [SamplingParams(temperature=0.6, ignore_eos=True, max_tokens=m) for m in max_tokens]
     return prompts, params
-
-
-def measure_bandwidth() -> float:
-    """Bytes read + written per second by a large device-to-device copy (median of 10)."""
-    src = torch.randn(2 * 2**30 // 4, device="cuda")
-    dst = torch.empty_like(src)
-    times = []
-    for _ in range(12):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        dst.copy_(src)
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) / 1e3)
-    return 2 * src.numel() * 4 / statistics.median(times[2:])
-
-
-def measure_matmul() -> float:
-    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    times = []
-    for _ in range(12):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        a @ b
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) / 1e3)
-    return 2 * 8192**3 / statistics.median(times[2:])
-
-
-def floor_seconds(
-    spec, num_params: int, prompts, params, bw: float, flops: float, tp: int = 1
-) -> dict:
-    kv_per_token = 2 * spec.num_hidden_layers * spec.num_key_value_heads * spec.head_dim * 2
-    kv_tokens = sum(
-        out * len(p) + out * (out - 1) // 2
-        for p, out in ((p, sp.max_tokens) for p, sp in zip(prompts, params))
-    )
-    max_out = max(sp.max_tokens for sp in params)
-    total_tokens = sum(map(len, prompts)) + sum(sp.max_tokens for sp in params)
-    terms = dict(
-        kv_s=kv_tokens * kv_per_token / bw / tp,
-        weights_s=max_out * num_params * 2 / bw / tp,
-        matmul_s=2 * num_params * total_tokens / flops / tp,
-    )
-    terms["floor_s"] = sum(terms.values())
-    return terms
-
-
-def count_params(spec) -> int:
-    from math import prod
-
-    from nanovllm.testing.random_model import qwen3_tensor_shapes
-
-    shapes = qwen3_tensor_shapes(
-        dict(
-            hidden_size=spec.hidden_size,
-            head_dim=spec.head_dim,
-            intermediate_size=spec.intermediate_size,
-            num_attention_heads=spec.num_attention_heads,
-            num_key_value_heads=spec.num_key_value_heads,
-            num_hidden_layers=spec.num_hidden_layers,
-            vocab_size=spec.vocab_size,
-            tie_word_embeddings=spec.tie_word_embeddings,
-        )
-    )
-    return sum(prod(s) for s in shapes.values())
 
 
 def run_engine(llm: LLM, prompts, params, recorder: bool):
@@ -165,27 +115,86 @@ def run_peer(model_path: str, prompts, params, n: int) -> float | None:
         return None
 
 
+def model_path(arch: str) -> tuple[str, str]:
+    """A random model of ``arch`` built from its config: (path, load_format)."""
+    from nanovllm.testing.random_model import ARCHS, architecture, make_random_model
+
+    config = ARCHS[arch]
+    huge = architecture(config) == "Qwen3MoeForCausalLM"  # 61 GB: no file, random weights
+    name = (
+        f"nanovllm-random-{arch}" if arch not in ("0.6b", "8b") else f"nanovllm-random-qwen3-{arch}"
+    )
+    path = os.path.join(tempfile.gettempdir(), name)
+    if not os.path.exists(os.path.join(path, "config.json" if huge else "model.safetensors")):
+        t = time.perf_counter()
+        make_random_model(path, config, device="cuda", weights=not huge)
+        print(f"built random {arch} in {time.perf_counter() - t:.1f} s")
+    return path, "random" if huge else "safetensors"
+
+
+class ExpertLoad:
+    """Collects ``RunTiming.expert_tokens`` of every step (MoE, TP=1): [layers, experts] each."""
+
+    def __init__(self, runner):
+        self.runner, self.steps = runner, []
+        self._run = runner.run
+        runner.run = self._wrapped
+
+    def _wrapped(self, inputs):
+        out, timing = self._run(inputs)
+        if timing.expert_tokens is not None:
+            self.steps.append((inputs.num_tokens, inputs.is_decode_only, timing.expert_tokens))
+        return out, timing
+
+    def report(self, spec) -> None:
+        e, k = spec.moe.num_experts, spec.moe.top_k
+        decode = [(n, c) for n, d, c in self.steps if d]
+        assert all(int(c.sum()) == n * k * c.shape[0] for n, _, c in self.steps), "counts"
+        big = [(n, c) for n, c in decode if n >= 128] or decode
+        touched = np.mean([(c > 0).sum(axis=1).mean() for _, c in big])
+        n_mean = np.mean([n for n, _ in big])
+        total = sum(c for _, _, c in self.steps)
+        print(
+            f"expert load: {len(self.steps)} steps recorded; decode steps with >= 128 tokens "
+            f"touch {touched:.1f} of {e} experts per layer on average (uniform routing of "
+            f"{n_mean:.0f} tokens: {touched_experts(e, k, round(n_mean)):.1f}); over the run the "
+            f"busiest expert got {total.max() / total.mean():.2f}x the mean load"
+        )
+
+
+def breakdown(rec, elapsed_r: float) -> None:
+    df = rec.steps
+    by_phase = df.groupby("phase").agg(
+        steps=("step", "size"),
+        total_s=("t_total", "sum"),
+        forward_s=("t_forward", "sum"),
+        sample_s=("t_sample", "sum"),
+    )
+    host_s = (df.t_schedule + df.t_prepare + df.t_postprocess).sum()
+    print(
+        f"steps by phase:\n{by_phase.to_string()}\nhost (schedule+prepare+postprocess) "
+        f"{host_s:.2f} s; outside step() {elapsed_r - df.t_total.sum():.2f} s"
+    )
+    ho = host_overhead(rec)
+    print("decode steps at batch 256: " + ", ".join(f"{k}={v:.3f}" for k, v in ho.items()))
+
+
 def main() -> None:
+    from nanovllm.testing.random_model import ARCHS
+
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=None, help="checkpoint dir; default: random Qwen3-0.6B")
-    ap.add_argument("--arch", default="0.6b", choices=["0.6b", "8b"])
+    ap.add_argument("--model", default=None, help="checkpoint dir; default: random --arch")
+    ap.add_argument("--arch", default="0.6b", choices=sorted(ARCHS))
     ap.add_argument("--tp", type=int, default=1)
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--enforce-eager", action="store_true")
     ap.add_argument("--peer", type=int, default=0, help="run HF continuous batching on N requests")
     ap.add_argument("--num-seqs", type=int, default=256)
+    ap.add_argument("--no-recorder-run", action="store_true", help="skip the second timed run")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench.py measures a GPU; on CPU run benchmarks/cpu_bench.py")
-    path = args.model
-    if path is None:
-        from nanovllm.testing.random_model import QWEN3_0_6B, QWEN3_8B, make_random_model
-
-        path = os.path.join(tempfile.gettempdir(), f"nanovllm-random-qwen3-{args.arch}")
-        if not os.path.exists(os.path.join(path, "model.safetensors")):
-            t = time.perf_counter()
-            make_random_model(path, QWEN3_0_6B if args.arch == "0.6b" else QWEN3_8B, device="cuda")
-            print(f"built random Qwen3-{args.arch} in {time.perf_counter() - t:.1f} s")
+    path, load_format = (args.model, "safetensors") if args.model else model_path(args.arch)
     prompts, params = workload(args.num_seqs)
     print(
         f"workload: {len(prompts)} requests, {sum(map(len, prompts))} prompt tokens, "
@@ -193,7 +202,8 @@ def main() -> None:
     )
     bw, flops = measure_bandwidth(), measure_matmul()
     print(
-        f"device: {torch.cuda.get_device_name()}  B={bw / 1e12:.2f} TB/s  F={flops / 1e12:.0f} TFLOP/s"
+        f"device: {torch.cuda.get_device_name()}  B={bw / 1e12:.2f} TB/s  "
+        f"F={flops / 1e12:.0f} TFLOP/s"
     )
     t = time.perf_counter()
     llm = LLM(
@@ -202,6 +212,7 @@ def main() -> None:
         tensor_parallel_size=args.tp,
         attention_backend=args.backend,
         enforce_eager=args.enforce_eager,
+        load_format=load_format,
     )
     runner = getattr(llm.executor, "model", None) and llm.executor
     print(
@@ -218,37 +229,29 @@ def main() -> None:
         warm, [SamplingParams(temperature=0.6, ignore_eos=True, max_tokens=16)] * 16, use_tqdm=False
     )
     llm.reset_prefix_cache()
-    num_params = count_params(llm.config.spec)
+    spec = llm.config.spec
+    load = ExpertLoad(runner) if spec.moe is not None and runner else None
     tokens, elapsed, _ = run_engine(llm, prompts, params, recorder=False)
     tok_s = tokens / elapsed
-    fl = floor_seconds(llm.config.spec, num_params, prompts, params, bw, flops, args.tp)
+    fl = floor_seconds(spec, count_params(spec), prompts, params, bw, flops, args.tp)
     print(f"nanovllm: {tokens} tokens in {elapsed:.2f} s = {tok_s:,.0f} tok/s")
     print(
         "floor: "
         + ", ".join(f"{k}={v:.2f}" for k, v in fl.items())
         + f"; efficiency {fl['floor_s'] / elapsed:.3f}"
     )
-    # A second timed run with a Recorder attached: the step breakdown, and what observing costs.
-    llm.reset_prefix_cache()
-    tokens_r, elapsed_r, rec = run_engine(llm, prompts, params, recorder=True)
-    print(
-        f"with a Recorder attached: {tokens_r / elapsed_r:,.0f} tok/s "
-        f"(ratio to bare {elapsed / elapsed_r:.3f})"
-    )
-    df = rec.steps
-    by_phase = df.groupby("phase").agg(
-        steps=("step", "size"),
-        total_s=("t_total", "sum"),
-        forward_s=("t_forward", "sum"),
-        sample_s=("t_sample", "sum"),
-    )
-    host_s = (df.t_schedule + df.t_prepare + df.t_postprocess).sum()
-    print(
-        f"steps by phase:\n{by_phase.to_string()}\nhost (schedule+prepare+postprocess) {host_s:.2f} s; "
-        f"outside step() {elapsed_r - df.t_total.sum():.2f} s"
-    )
-    ho = host_overhead(rec)
-    print("decode steps at batch 256: " + ", ".join(f"{k}={v:.3f}" for k, v in ho.items()))
+    if load is not None:
+        load.report(spec)
+    if not args.no_recorder_run:
+        # A second timed run with a Recorder attached: the step breakdown, and what observing costs.
+        llm.reset_prefix_cache()
+        tokens_r, elapsed_r, rec = run_engine(llm, prompts, params, recorder=True)
+        print(
+            f"with a Recorder attached: {tokens_r / elapsed_r:,.0f} tok/s "
+            f"(ratio to bare {elapsed / elapsed_r:.3f})"
+        )
+        breakdown(rec, elapsed_r)
+    backend = getattr(llm.executor, "backend_name", args.backend)
     llm.close()
     peer = run_peer(path, prompts, params, args.peer) if args.peer else None
     if peer:
@@ -257,12 +260,12 @@ def main() -> None:
                 llm2, prompts[: args.peer], params[: args.peer], recorder=False
             )
         print(
-            f"same {args.peer} requests: nanovllm {t_tokens / t_elapsed:,.0f} tok/s vs transformers "
-            f"{peer:,.0f} tok/s = {t_tokens / t_elapsed / peer:.1f}x"
+            f"same {args.peer} requests: nanovllm {t_tokens / t_elapsed:,.0f} tok/s vs "
+            f"transformers {peer:,.0f} tok/s = {t_tokens / t_elapsed / peer:.1f}x"
         )
     print(
-        f"bench: engine=nanovllm backend={llm.executor.backend_name if hasattr(llm.executor, 'backend_name') else args.backend} "
-        f"tp={args.tp} tok={tokens} time_s={elapsed:.2f} tok_s={tok_s:.0f} floor_s={fl['floor_s']:.2f} "
+        f"bench: engine=nanovllm arch={args.model or args.arch} backend={backend} tp={args.tp} "
+        f"tok={tokens} time_s={elapsed:.2f} tok_s={tok_s:.0f} floor_s={fl['floor_s']:.2f} "
         f"efficiency={fl['floor_s'] / elapsed:.2f}"
     )
 

@@ -12,6 +12,7 @@ import statistics
 import time
 
 from nanovllm import LLM, SamplingParams
+from nanovllm.engine.core.batch import SamplerOutput
 from nanovllm.engine.core.block_manager import BlockManager
 from nanovllm.engine.core.scheduler import Scheduler
 from nanovllm.engine.core.sequence import Sequence
@@ -28,7 +29,7 @@ def scheduler_step_cost(num_seqs: int = 256, steps: int = 300, block_size: int =
         sched.add(Sequence(i, prompt, SamplingParams(max_tokens=3000, ignore_eos=True)))
     while any(s.num_completion_tokens == 0 for s in sched.running) or sched.waiting:  # prefill
         batch = sched.schedule()
-        sched.postprocess(batch, [1 if x else None for x in batch.samples])
+        sched.postprocess(batch, SamplerOutput.of_tokens([1] * len(batch.sample_rows)))
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
@@ -77,7 +78,8 @@ def main() -> None:
     b, r = statistics.median(bare), statistics.median(recorded)
     print(
         f"tiny model on CPU: {b:,.0f} tok/s bare, {r:,.0f} tok/s with a Recorder "
-        f"(ratio {r / b:.3f}; runs bare {[round(x) for x in bare]}, recorded {[round(x) for x in recorded]})"
+        f"(ratio {r / b:.3f}; runs bare {[round(x) for x in bare]}, "
+        f"recorded {[round(x) for x in recorded]})"
     )
     print(
         f"bench: engine=nanovllm device=cpu sched_step_ms={cost * 1e3:.3f} tok_s={b:.0f} "

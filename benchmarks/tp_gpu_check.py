@@ -54,7 +54,8 @@ def correctness(path: str) -> bool:
                 outs[tp] = [o["token_ids"] for o in llm.generate(prompts, params, use_tqdm=False)]
                 hits = llm.get_metrics()["prefix_hit_tokens"]
             print(
-                f"  tp={tp} {'eager ' if eager else 'graphs'}: {time.perf_counter() - t:.1f} s, prefix hits {hits}"
+                f"  tp={tp} {'eager ' if eager else 'graphs'}: {time.perf_counter() - t:.1f} s, "
+                f"prefix hits {hits}"
             )
         same = outs[1] == outs[2]
         ok &= same
@@ -124,7 +125,8 @@ def bench_8b() -> None:
             )
         results[tp] = elapsed
         print(
-            f"Qwen3-8B tp={tp}: {tokens} tokens in {elapsed:.2f} s = {tokens / elapsed:,.0f} tok/s; "
+            f"Qwen3-8B tp={tp}: {tokens} tokens in {elapsed:.2f} s = "
+            f"{tokens / elapsed:,.0f} tok/s; "
             f"floor {fl['floor_s']:.2f} s (kv {fl['kv_s']:.2f}, weights {fl['weights_s']:.2f}, "
             f"matmul {fl['matmul_s']:.2f}); efficiency {fl['floor_s'] / elapsed:.2f}"
         )

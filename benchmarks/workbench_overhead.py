@@ -68,7 +68,8 @@ def main() -> None:
         llm.generate(prompts(-1, 8), SamplingParams(temperature=0, max_tokens=8), use_tqdm=False)
 
     print(
-        f"model={model}\nconfig={config}\nworkload: {args.requests} requests x {args.tokens} tokens, "
+        f"model={model}\nconfig={config}\n"
+        f"workload: {args.requests} requests x {args.tokens} tokens, "
         f"{args.reps} alternating repetitions"
     )
     results: dict[str, list[tuple[float, float]]] = {"bare": [], "workbench": []}
@@ -90,13 +91,15 @@ def main() -> None:
     for k, what in enumerate(("wall", "CPU")):
         ratio = med["workbench"][k] / med["bare"][k]
         print(
-            f"ratio workbench/bare ({what} time) = {ratio:.3f}  (overhead {100 * (1 - ratio):+.1f}%)"
+            f"ratio workbench/bare ({what} time) = {ratio:.3f}  "
+            f"(overhead {100 * (1 - ratio):+.1f}%)"
         )
     observer = wb.observer_time - observer0
     print(
         f"workbench: {wb.redraws - redraws0} redraws over {wb.history.last_step - steps0} steps "
         f"(about {wb.throttle.cost * 1e3:.1f} ms of CPU each); its step observer took "
-        f"{observer * 1e3:.0f} ms = {100 * observer / cpu['workbench']:.1f}% of the attached runs' CPU time"
+        f"{observer * 1e3:.0f} ms = {100 * observer / cpu['workbench']:.1f}% "
+        "of the attached runs' CPU time"
     )
     wb.close()
     bare.close()

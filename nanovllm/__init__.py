@@ -13,7 +13,6 @@ from nanovllm.errors import (
     UnsupportedModelError,
     WorkerError,
 )
-from nanovllm.llm import LLM
 from nanovllm.outputs import CompletionOutput, Logprob, RequestMetrics, RequestOutput
 from nanovllm.sampling_params import SamplingParams
 
@@ -37,3 +36,13 @@ __all__ = [
     "WorkerError",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # LLM is imported on first use, so importing a light part of the package (nanovllm.engine.core,
+    # nanovllm.errors) does not pull in the engine's heavier imports (numpy, the runner).
+    if name == "LLM":
+        from nanovllm.llm import LLM
+
+        return LLM
+    raise AttributeError(f"module 'nanovllm' has no attribute {name!r}")

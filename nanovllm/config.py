@@ -14,61 +14,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nanovllm.errors import ConfigError, KVCacheTooSmallError, ModelLoadError, ModelNotFoundError
+from nanovllm.errors import (
+    ConfigError,
+    KVCacheTooSmallError,
+    ModelLoadError,
+    ModelNotFoundError,
+    UnsupportedModelError,
+)
+from nanovllm.model_spec import ModelSpec, MoESpec, RopeScaling
 
-DTYPES = ("float32", "bfloat16", "float16")
-ATTENTION_BACKENDS = ("auto", "torch_ref", "triton")
+__all__ = ["Config", "ModelSpec", "MoESpec", "RopeScaling", "resolve_device", "resolve_dtype"]
+
+DTYPES = (
+    "float32",
+    "bfloat16",
+    "float16",
+)  # torch's own names: the runner takes getattr(torch, name)
+LOAD_FORMATS = ("safetensors", "random")  # random: no weight files (benchmarks of huge shapes)
 CPU_KVCACHE_BYTES = 512 * 2**20  # default KV-cache budget on CPU, where there is no memory probe
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """The few facts of a checkpoint's config.json the engine needs, read once."""
-
-    architecture: str
-    vocab_size: int
-    hidden_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    head_dim: int
-    intermediate_size: int
-    max_position_embeddings: int
-    rms_norm_eps: float
-    rope_theta: float
-    tie_word_embeddings: bool
-    eos_token_id: tuple[int, ...]
-    torch_dtype: str | None = None
-    attention_bias: bool = False
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> ModelSpec:
-        archs = raw.get("architectures") or []
-        heads = raw["num_attention_heads"]
-        eos = raw.get("eos_token_id")
-        eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,))
-        return cls(
-            architecture=archs[0] if archs else raw.get("model_type", "unknown"),
-            vocab_size=raw["vocab_size"],
-            hidden_size=raw["hidden_size"],
-            num_hidden_layers=raw["num_hidden_layers"],
-            num_attention_heads=heads,
-            num_key_value_heads=raw.get("num_key_value_heads") or heads,
-            head_dim=raw.get("head_dim") or raw["hidden_size"] // heads,
-            intermediate_size=raw["intermediate_size"],
-            max_position_embeddings=raw.get("max_position_embeddings", 4096),
-            rms_norm_eps=raw.get("rms_norm_eps", 1e-6),
-            rope_theta=raw.get("rope_theta")
-            or (raw.get("rope_parameters") or {}).get("rope_theta", 10000.0),
-            tie_word_embeddings=raw.get("tie_word_embeddings", False),
-            eos_token_id=eos_ids,
-            torch_dtype=raw.get("torch_dtype") or raw.get("dtype"),
-            attention_bias=raw.get("attention_bias", False),
-        )
-
-    def kv_bytes_per_token(self, dtype_bytes: int, tp_size: int = 1) -> int:
-        kv_heads = max(1, self.num_key_value_heads // tp_size)
-        return 2 * self.num_hidden_layers * kv_heads * self.head_dim * dtype_bytes
 
 
 @dataclass(frozen=True)
@@ -90,6 +53,7 @@ class Config:
     enable_prefix_caching: bool = True
     attention_backend: str = "auto"
     seed: int = 0
+    load_format: str = "safetensors"
 
     def __post_init__(self) -> None:
         self._check_positive("max_num_batched_tokens", "max_num_seqs", "max_model_len")
@@ -111,13 +75,18 @@ class Config:
             )
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype={self.dtype!r} is not one of {DTYPES} (or 'auto')")
-        if self.attention_backend not in ATTENTION_BACKENDS:
+        from nanovllm.attention import backend_names  # the registry (imports torch: only here)
+
+        if self.attention_backend not in backend_names():
             raise ConfigError(
-                f"attention_backend={self.attention_backend!r} is not one of {ATTENTION_BACKENDS}"
+                f"attention_backend={self.attention_backend!r} is not one of {backend_names()}"
             )
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"device={self.device!r} must be 'auto', 'cpu' or 'cuda[:N]'")
+        if self.load_format not in LOAD_FORMATS:
+            raise ConfigError(f"load_format={self.load_format!r} is not one of {LOAD_FORMATS}")
         self._check_tensor_parallel()
+        self._check_sliding_window()
         if self.num_kvcache_blocks is not None:
             self._check_kv_cache_fits(self.num_kvcache_blocks)
 
@@ -129,16 +98,30 @@ class Config:
 
     def _check_tensor_parallel(self) -> None:
         tp, spec = self.tensor_parallel_size, self.spec
-        for what, n in (
+        sizes = [
             ("num_attention_heads", spec.num_attention_heads),
             ("num_key_value_heads", spec.num_key_value_heads),
-        ):
+            ("intermediate_size", spec.intermediate_size),
+        ]
+        if spec.moe is not None:  # experts are split along their intermediate dimension
+            sizes.append(("moe_intermediate_size", spec.moe.moe_intermediate_size))
+        for what, n in sizes:
             if n % tp:
-                divisors = [d for d in range(1, n + 1) if n % d == 0]
+                divisors = [d for d in range(1, min(n, 64) + 1) if n % d == 0]
                 raise ConfigError(
                     f"tensor_parallel_size={tp} does not divide the model's {what}={n}; "
                     f"pass one of {divisors}"
                 )
+
+    def _check_sliding_window(self) -> None:
+        window = self.spec.sliding_window
+        if window is not None and window < self.max_model_len:
+            raise UnsupportedModelError(
+                f"{self.spec.architecture} asks for sliding-window attention (sliding_window="
+                f"{window}), which is not implemented; with max_model_len={self.max_model_len} "
+                f"tokens could fall outside the window. Pass max_model_len<={window} (then full "
+                f"attention is exact), or use a checkpoint without a window (e.g. Mistral v0.3)"
+            )
 
     def _check_kv_cache_fits(self, num_blocks: int) -> None:
         if num_blocks < self.max_blocks_per_seq:

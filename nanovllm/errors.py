@@ -47,8 +47,9 @@ class EngineClosedError(NanoVLLMError, RuntimeError):
 class StepError(NanoVLLMError, RuntimeError):
     """An exception escaped one engine step.
 
-    The engine rolled the step back before raising: blocks are freed or restored, and the sequences
-    of the step are back in a valid state. ``step``, ``request_ids`` and ``phase`` say where it
+    The engine abandoned the step before raising: no sequence advanced (the next step computes the
+    same tokens again), and the scheduler's decisions stand (admissions, preemptions, the blocks it
+    allocated), so the cache is consistent. ``step``, ``request_ids`` and ``phase`` say where it
     happened; ``__cause__`` holds the original exception.
     """
 

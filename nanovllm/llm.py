@@ -161,7 +161,7 @@ class LLM(LLMEngine):
                 if bar is not None:
                     bar.update(len(done))
                     if record is not None and record.timing.total > 0:
-                        kind = "decode" if record.phase == "decode" else "prefill"
+                        kind = "prefill" if record.phase.has_prefill else "decode"
                         bar.set_postfix_str(
                             f"{kind} {record.num_tokens / record.timing.total:,.0f} tok/s",
                             refresh=False,

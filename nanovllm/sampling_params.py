@@ -114,10 +114,6 @@ class SamplingParams:
             if not _is_finite(v) or not -2.0 <= v <= 2.0:
                 raise RequestError(f"{name}={v!r} must be in [-2, 2] (0 switches it off)")
 
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0
-
 
 def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)

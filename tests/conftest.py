@@ -42,7 +42,8 @@ def second_model() -> str:
 @pytest.fixture(scope="session")
 def multibyte_model() -> str:
     """The tiny Qwen3 with a tokenizer that also learned non-ASCII text (MULTIBYTE_CORPUS)."""
-    from nanovllm.testing.tiny import MULTIBYTE_CORPUS, tiny_model_path
+    from nanovllm.testing.corpus import MULTIBYTE_CORPUS
+    from nanovllm.testing.tiny import tiny_model_path
 
     return str(tiny_model_path(extra_corpus=MULTIBYTE_CORPUS))
 

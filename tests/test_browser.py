@@ -50,15 +50,18 @@ pytestmark = [
 CELLS = [
     # 1: the dashboard
     "import time\nimport widgets\nfrom nanovllm import SamplingParams\n"
-    "wb = widgets.workbench()\nwb.controls.max_tokens.value = 480\nwb.controls.copies.value = 12\nwb",
+    "wb = widgets.workbench()\n"
+    "wb.controls.max_tokens.value = 480\nwb.controls.copies.value = 12\nwb",
     # 2: a plain generate, slowed by an observer, so the views must update while the cell runs
     "slow = wb.llm.subscribe(lambda record: time.sleep(0.05))\n"
     "outs = wb.llm.generate(['What is a block table?', 'How does prefix caching save work?'],\n"
-    "                       SamplingParams(temperature=0, max_tokens=60, ignore_eos=True), use_tqdm=False)\n"
+    "                       SamplingParams(temperature=0, max_tokens=60, ignore_eos=True),\n"
+    "                       use_tqdm=False)\n"
     "slow()\nlen(outs)",
     # 3: when each step ended, on the wall clock the page uses (Date.now(), in ms)
     "import json\noffset = time.time() - time.perf_counter()\n"
-    "print('ENDS=' + json.dumps([round(1e3 * (f.record.time + offset), 1) for f in wb.history.frames]))\n"
+    "ends = [round(1e3 * (f.record.time + offset), 1) for f in wb.history.frames]\n"
+    "print('ENDS=' + json.dumps(ends))\n"
     "print('LAST=' + str(wb.history.frames[-1].record.step))",
 ]
 # Figures whose drawing is wider than the box that shows it (a colorbar's labels get cut off).
@@ -119,8 +122,8 @@ def free_port() -> int:
 
 @pytest.fixture
 def lab(tmp_path):
-    """A JupyterLab server on 127.0.0.1 with throwaway config/runtime/workspace dirs; yields its URL.
-    Killed with its whole process group (kernels included) at the end."""
+    """A JupyterLab server on 127.0.0.1 with throwaway config/runtime/workspace dirs; yields its
+    URL. Killed with its whole process group (kernels included) at the end."""
     root = tmp_path / "root"
     root.mkdir()
     write_notebook(root / "workbench.ipynb")
@@ -211,7 +214,7 @@ def group_alive(pgid: int) -> bool:
     )  # zombies of a killed group are not alive
 
 
-# ---- page helpers ---------------------------------------------------------------------------------
+# ---- page helpers --------------------------------------------------------------------------------
 KERNEL_STATUS = (
     "() => window.jupyterapp?.shell?.currentWidget?.sessionContext?.session?.kernel?.status"
 )
@@ -236,10 +239,11 @@ def panel_step(page) -> int | None:
 
 
 def run_cell(page, index: int) -> None:
-    """Run cell ``index`` (0-based). By index: a click on a widget selects the cell whose output holds
-    it, so "run the selected cell" would run the dashboard's cell again. Cells go one at a time:
-    JupyterLab's widget manager asks the kernel for its widgets the first time one is displayed, and
-    a kernel busy with the next cell (as with run-all) answers only once that cell is done."""
+    """Run cell ``index`` (0-based). By index: a click on a widget selects the cell whose output
+    holds it, so "run the selected cell" would run the dashboard's cell again. Cells go one at a
+    time: JupyterLab's widget manager asks the kernel for its widgets the first time one is
+    displayed, and a kernel busy with the next cell (as with run-all) answers only once that cell is
+    done."""
     # not awaited: execute() resolves only when the cell is done, and we watch it while it runs
     page.evaluate(
         """(i) => {
@@ -339,8 +343,8 @@ def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
             button(page, "Step").click()
             wait_until(page, lambda: panel_step(page) == last + 1, 20, "Step to show the next step")
 
-            # Run / Pause cycles, each adding 12 requests (the form's copies) first: each Pause is answered within 0.5 s, after at
-            # most one more step (the one in flight when the click arrived)
+            # Run / Pause cycles, each adding 12 requests (the form's copies) first: each Pause is
+            # answered within 0.5 s, after at most one more step (the one in flight at the click)
             page.evaluate(RECORD_CLICKS)
             latencies = []
             for i in range(PAUSE_CLICKS):

@@ -54,12 +54,12 @@ def test_vllm_spellings_of_top_k_off():
 
 
 def test_unsupported_architecture(tiny_model, tmp_path):
-    path = tmp_path / "llama"
+    path = tmp_path / "gpt2"
     shutil.copytree(tiny_model, path)
     config = json.loads((path / "config.json").read_text())
-    config["architectures"] = ["LlamaForCausalLM"]
+    config["architectures"] = ["GPT2LMHeadModel"]
     (path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(UnsupportedModelError, match="LlamaForCausalLM.*Qwen3ForCausalLM"):
+    with pytest.raises(UnsupportedModelError, match="GPT2LMHeadModel.*LlamaForCausalLM.*Qwen3Moe"):
         LLM(str(path))
 
 

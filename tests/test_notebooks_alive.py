@@ -1,5 +1,5 @@
-"""Every notebook that uses the workbench ends with one that still works, and its frozen figures show
-the step they were frozen at.
+"""Every notebook that uses the workbench ends with one that still works, and its frozen figures
+show the step they were frozen at.
 
 Each such notebook runs top to bottom in a fresh kernel (as "Run All" does); then one more cell, in
 the same kernel, adds a request and steps the workbench, and compares every ``wb.freeze(...)`` the

@@ -5,11 +5,11 @@ run anyway). The ``# NBVAL_CHECK_OUTPUT`` exception below stays available but is
 committed with outputs fails the project's before-stop checks.
 
 What is checked is what gets committed: the staged version of each notebook in the git index
-(``git show :notebooks/X.ipynb``), not the file in the working tree. Jupyter autosaves a notebook with
-its outputs as soon as it runs, so a user who ran the tutorials still passes ``python -m pytest``; a
-notebook that is not in the index yet (new, never ``git add``-ed) is checked as it is in the working
-tree. Outside a git checkout (an unpacked sdist or tarball, or no ``git`` program) the working-tree
-files are checked instead.
+(``git show :notebooks/X.ipynb``), not the file in the working tree. Jupyter autosaves a notebook
+with its outputs as soon as it runs, so a user who ran the tutorials still passes
+``python -m pytest``; a notebook that is not in the index yet (new, never ``git add``-ed) is checked
+as it is in the working tree. Outside a git checkout (an unpacked sdist or tarball, or no ``git``
+program) the working-tree files are checked instead.
 
 Before committing a notebook you ran, strip its outputs in place and stage it::
 
@@ -144,7 +144,8 @@ def test_notebook_is_committed_clean(path):
 
 
 def _ran(nb):
-    """``nb`` as Jupyter autosaves it after a run: outputs and execution counts in its code cells."""
+    """``nb`` as Jupyter autosaves it after a run: outputs and execution counts in its code
+    cells."""
     nb = copy.deepcopy(nb)
     for n, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
         cell.execution_count = n + 1
@@ -203,10 +204,10 @@ def test_check_reads_the_index_not_the_working_tree(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
 def test_notebook_closes_its_engines(path):
-    """No engine built with ``LLM(...)`` may outlive a notebook: after the last cell that builds one,
-    some cell (that one included) closes it. The kernel's workbench (``widgets.workbench()``) is the
-    exception: a notebook ends with it alive, to explore (``test_notebooks_alive`` checks it works);
-    it is closed with the kernel."""
+    """No engine built with ``LLM(...)`` may outlive a notebook: after the last cell that builds
+    one, some cell (that one included) closes it. The kernel's workbench (``widgets.workbench()``)
+    is the exception: a notebook ends with it alive, to explore (``test_notebooks_alive`` checks it
+    works); it is closed with the kernel."""
     nb = nbformat.read(path, as_version=4)
     sources = [c.source for c in nb.cells if c.cell_type == "code"]
     builds = [i for i, s in enumerate(sources) if "LLM(" in s]

@@ -16,7 +16,8 @@ PROMPT_A = list(range(100, 116))  # exactly one block of 16
 
 def scripted(tiny_model):
     """3 blocks of 16. A (16 tokens) and B (A + 1 token) prefill together and fill the cache;
-    A's first decode needs a block, so B is preempted; B comes back with A's block as a prefix hit."""
+    A's first decode needs a block, so B is preempted; B comes back with A's block as a prefix
+    hit."""
     llm = LLM(tiny_model, kvcache_block_size=16, num_kvcache_blocks=3, max_model_len=48)
     rec = Recorder().attach(llm)
     a = llm.add_request(PROMPT_A, SamplingParams(temperature=0, max_tokens=20, ignore_eos=True))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nanovllm.layers.sampler import Sampler, SamplingBatch, _top_k_top_p
+from nanovllm.engine.runner.inputs import SamplingBatch
+from nanovllm.layers.sampler import Sampler, _top_k_top_p
 
 
 def batch(n, temperature=1.0, top_k=None, top_p=1.0, seed=None, logprobs=None, position=0):
@@ -54,7 +55,8 @@ def test_seeded_rows_repeat_whatever_the_batch():
 
 def test_penalties_by_hand():
     """vLLM's formulas on a 6-token vocabulary, computed by hand."""
-    from nanovllm.layers.sampler import PenaltyRow, logits_processing
+    from nanovllm.engine.runner.inputs import PenaltyRow
+    from nanovllm.layers.sampler import logits_processing
 
     logits = torch.tensor([[2.0, -1.0, 0.5, 3.0, -2.0, 1.0]] * 2)
     b = batch(2, temperature=0.0)
@@ -68,7 +70,7 @@ def test_penalties_by_hand():
 
 
 def test_bans_and_raw_logprobs_and_ranks():
-    from nanovllm.layers.sampler import PenaltyRow
+    from nanovllm.engine.runner.inputs import PenaltyRow
 
     logits = torch.tensor([[0.0, 5.0, 1.0, 2.0], [0.0, 5.0, 1.0, 2.0]])
     b = batch(2, temperature=0.0, logprobs=1)
@@ -84,7 +86,7 @@ def test_bans_and_raw_logprobs_and_ranks():
 
 
 def test_penalties_apply_to_sampled_rows_too():
-    from nanovllm.layers.sampler import PenaltyRow
+    from nanovllm.engine.runner.inputs import PenaltyRow
 
     logits = torch.tensor([[0.0, 8.0, 7.9]]).expand(200, 3).contiguous()
     b = batch(200, temperature=0.5)
@@ -98,7 +100,7 @@ def test_fused_gpu_pass_samples_from_the_processed_logits():
     with penalties and bans; log-probabilities stay the raw ones on both."""
     import os
 
-    from nanovllm.layers.sampler import PenaltyRow
+    from nanovllm.engine.runner.inputs import PenaltyRow
 
     pytest.importorskip("triton")
     if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":

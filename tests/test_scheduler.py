@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nanovllm.engine.core.batch import SamplerOutput
 from nanovllm.engine.core.block_manager import BlockManager
 from nanovllm.engine.core.scheduler import Scheduler
 from nanovllm.engine.core.sequence import FinishReason, Sequence, SequenceStatus
@@ -33,7 +34,7 @@ def add(s: Scheduler, i: int, n: int, max_tokens: int = 8, first_token: int = 1)
 
 def step(s: Scheduler, token: int = 5):
     batch = s.schedule()
-    finished = s.postprocess(batch, [token if smp else None for smp in batch.samples])
+    finished = s.postprocess(batch, SamplerOutput.of_tokens([token] * len(batch.sample_rows)))
     assert s.check_integrity() == []
     return batch, finished
 
@@ -42,7 +43,9 @@ def test_prefill_then_decode():
     s = make()
     a = add(s, 0, 6)
     batch, _ = step(s)
-    assert batch.num_new_tokens == [6] and batch.is_decode == [False] and batch.samples == [True]
+    assert (
+        batch.num_new_tokens == [6] and batch.is_decode == [False] and batch.reaches_end == [True]
+    )
     batch, _ = step(s)
     assert batch.num_new_tokens == [1] and batch.is_decode == [True]
     assert a.token_ids[-2:] == [5, 5]
@@ -55,7 +58,7 @@ def test_budget_chunks_a_long_prompt():
     for _ in range(3):
         batch, _ = step(s)
         sizes.append(batch.num_new_tokens[0])
-        assert batch.samples == [a.num_computed_tokens == 10]
+        assert batch.reaches_end == [a.num_computed_tokens == 10]
     assert sizes == [4, 4, 2]
     assert a.num_completion_tokens == 1
 
@@ -72,7 +75,7 @@ def test_decodes_go_first_and_share_the_step_with_a_prefill_chunk():
     batch, _ = step(s)
     assert batch.num_new_tokens == [1, 4]
     batch, _ = step(s)
-    assert batch.num_new_tokens == [1, 1] and batch.samples == [True, True]
+    assert batch.num_new_tokens == [1, 1] and batch.reaches_end == [True, True]
     assert b.num_completion_tokens == 1
 
 
@@ -88,7 +91,9 @@ def test_preemption_frees_the_latest_sequence_and_requeues_it_first():
     assert c.status is SequenceStatus.PREEMPTED and c.block_table == [] and s.waiting[0] is c
     assert c.num_preemptions == 1
     events = [
-        (e.seq_id, e.before, e.after) for e in s.events if e.after is SequenceStatus.PREEMPTED
+        (e.seq_id, e.before, e.after)
+        for e in s.take_events()
+        if e.after is SequenceStatus.PREEMPTED
     ]
     assert events == [(2, SequenceStatus.RUNNING, SequenceStatus.PREEMPTED)]
 
@@ -137,7 +142,8 @@ def test_abort_frees_blocks_and_records_the_event():
     step(s)
     s.abort(a)
     assert a.finish_reason is FinishReason.ABORT and s.bm.num_free_blocks == 16
-    assert s.events[-1].after is SequenceStatus.FINISHED and s.events[-1].reason == "abort"
+    last = s.take_events()[-1]
+    assert last.after is SequenceStatus.FINISHED and last.reason == "abort"
     assert not s.has_unfinished()
 
 

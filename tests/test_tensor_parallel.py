@@ -47,7 +47,7 @@ def generate(model: str, tp: int, params: SamplingParams, **kw) -> list[dict]:
         return llm.generate(PROMPTS, params, use_tqdm=False)
 
 
-# ---- sharding at load time ----------------------------------------------------------------------------
+# ---- sharding at load time -----------------------------------------------------------------------
 def _rank_model(path: str, rank: int, size: int):
     config = Config.from_model(path, device="cpu", dtype="float32", tensor_parallel_size=size)
     model = get_model_class(config.spec.architecture)(

@@ -247,3 +247,62 @@ def test_tiny_model_path_concurrent_builders(tmp_path):
     path = Path(outs.pop())
     assert AutoTokenizer.from_pretrained(path).decode([]) == ""
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
+
+
+# ---- other families ------------------------------------------------------------------------------
+FAMILY_FEATURES = {
+    "llama": ("LlamaForCausalLM", "llama"),
+    "qwen2": ("Qwen2ForCausalLM", "qwen2"),
+    "mistral": ("MistralForCausalLM", "mistral"),
+    "qwen3_moe": ("Qwen3MoeForCausalLM", "qwen3_moe"),
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILY_FEATURES))
+def test_each_family_loads_in_transformers_with_no_missing_keys(family):
+    path = tiny_model_path(family=family)
+    raw = json.loads((path / "config.json").read_text())
+    assert raw["architectures"] == [FAMILY_FEATURES[family][0]]
+    assert raw["model_type"] == FAMILY_FEATURES[family][1] and raw["tie_word_embeddings"] is False
+    m, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    assert type(m).__name__ == raw["architectures"][0]
+    if family == "llama":  # the released-checkpoint spelling, next to transformers 5's
+        assert (
+            raw["rope_scaling"]["rope_type"] == "llama3" and "rope_theta" not in raw["rope_scaling"]
+        )
+    if family == "qwen3_moe":
+        assert raw["num_experts"] == 8 and "model.layers.0.mlp.experts.7.up_proj.weight" in _keys(
+            path
+        )
+    if family == "qwen2":
+        assert "model.layers.0.self_attn.q_proj.bias" in _keys(path)
+
+
+def test_unknown_family_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="family='gpt2' is unknown"):
+        make_tiny_model(tmp_path, family="gpt2")
+
+
+@pytest.mark.parametrize("name", ["LLAMA_3_2_1B", "QWEN2_5_0_5B", "QWEN3_30B_A3B"])
+def test_random_models_of_real_families_have_hf_names_and_shapes(tmp_path, name):
+    """make_random_model writes every tensor transformers expects (real shapes scaled down)."""
+    from nanovllm.testing import random_model
+
+    small = dict(
+        getattr(random_model, name),
+        hidden_size=64,
+        num_hidden_layers=2,
+        intermediate_size=96,
+        vocab_size=512,
+        max_position_embeddings=2048,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+    )
+    if "num_experts" in small:
+        small.update(num_experts=4, moe_intermediate_size=32)
+    path = random_model.make_random_model(tmp_path, small, dtype="float32")
+    m, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    assert type(m).__name__ == small["architectures"][0]

@@ -45,7 +45,8 @@ def test_triton_backend_matches_torch_ref_in_the_engine(tiny_model):
 
 
 def test_fused_gpu_sampler_logic_under_the_interpreter():
-    from nanovllm.layers.sampler import Sampler, SamplingBatch
+    from nanovllm.engine.runner.inputs import SamplingBatch
+    from nanovllm.layers.sampler import Sampler
 
     if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
         pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set")

@@ -1,6 +1,6 @@
 """Workbench logic without a browser: the controls are driven the way a browser drives them
-(``button.click()``, ``toggle.value = True``, ``slider.value = k``) and the figures' data is compared
-with what the engine reports (snapshots, recorded events)."""
+(``button.click()``, ``toggle.value = True``, ``slider.value = k``) and the figures' data is
+compared with what the engine reports (snapshots, recorded events)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,23 @@ import pytest
 
 import widgets
 from nanovllm import SamplingParams
+from nanovllm.engine.core.events import SequenceEvent, StepRecord, StepTiming
+from nanovllm.engine.core.sequence import SequenceStatus
 from nanovllm.engine.observe.snapshot import BLOCK_STATE_NAMES
 from nanovllm.errors import ConfigError
 from widgets import TEACHING_DEFAULTS, Workbench
 from widgets._blocks import blocks_named
-from widgets._history import Frame, History, Throttle
-from widgets._timeline import DECODE, FINISHED, IDLE, PREEMPTED, PREFILL, WAITING
+from widgets._history import Frame, History, RecordedSteps, Throttle
+from widgets._timeline import (
+    DECODE,
+    FINISHED,
+    IDLE,
+    PREEMPTED,
+    PREFILL,
+    WAITING,
+    SequenceTimeline,
+)
+from widgets._timing import TimingView
 
 PROMPT = "The KV cache is the largest consumer of memory in an inference engine."
 LONG = " ".join(["A paged engine splits the cache into fixed-size blocks."] * 6)  # ~70 tokens
@@ -103,7 +114,7 @@ def pressure(bench: Workbench, n: int = 4, max_tokens: int = 24) -> list[int]:
     ]
 
 
-# ---- Step, block grid, metrics --------------------------------------------------------------------
+# ---- Step, block grid, metrics -------------------------------------------------------------------
 def test_step_button_draws_the_engine_snapshot(wb):
     for i in range(3):
         wb.add_request(f"{i} {PROMPT}", max_tokens=8)
@@ -281,7 +292,7 @@ def test_integrity_overlay_marks_the_blocks_a_violation_names(wb):
     wb.add_request(PROMPT, max_tokens=8)
     wb.step(2)
     wb.controls.integrity.value = True
-    assert wb.check_integrity and not wb.block_view.problems
+    assert wb.integrity_overlay and not wb.block_view.problems
     assert "integrity check: <span style='color:#047857'><b>OK" in wb.metrics_panel.html
     block = next(iter(wb.llm.snapshot().owners))
     wb.llm.block_manager.blocks[
@@ -296,7 +307,7 @@ def test_integrity_overlay_marks_the_blocks_a_violation_names(wb):
         assert "violation" in wb.metrics_panel.html
     finally:
         wb.llm.block_manager.blocks[block].ref_count -= 1
-    wb.check_integrity = False
+    wb.integrity_overlay = False
     assert wb.controls.integrity.value is False and "integrity check: off" in wb.metrics_panel.html
 
 
@@ -309,7 +320,7 @@ def test_blocks_named_reads_every_integrity_message_format():
     assert blocks_named("seq 3 computed more tokens than its blocks hold") == set()
 
 
-# ---- Requests form, Reset -------------------------------------------------------------------------
+# ---- Requests form, Reset ------------------------------------------------------------------------
 def test_add_form_and_reset(wb):
     c = wb.controls
     c.prompt.value, c.max_tokens.value, c.temperature.value, c.copies.value = PROMPT, 5, 0.7, 3
@@ -333,7 +344,7 @@ def test_add_form_and_reset(wb):
     assert len(wb.step(5)) == 2 and wb.history.first_step == 0
 
 
-# ---- generate() in a cell -------------------------------------------------------------------------
+# ---- generate() in a cell ------------------------------------------------------------------------
 def header(bench: Workbench) -> str:
     return bench.metrics_panel.html.split("</b>")[0]
 
@@ -358,7 +369,7 @@ def test_views_catch_up_once_a_generate_cell_returns(wb):
     assert grid_values(wb) == wb.llm.snapshot().block_state.tolist()
 
 
-# ---- History and throttle --------------------------------------------------------------------------
+# ---- History and throttle ------------------------------------------------------------------------
 def test_history_is_bounded_by_steps_and_bytes(wb):
     pressure(wb, 2)
     wb.step(6)
@@ -391,7 +402,7 @@ def test_throttle_limits_rate_and_share_of_time():
     assert not t.due(3.9) and t.due(4.01)
 
 
-# ---- the kernel's singleton --------------------------------------------------------------------------
+# ---- the kernel's singleton ----------------------------------------------------------------------
 # Other test processes on the machine create segments too: only those of our engines count.
 def segments_of(engines) -> set[str]:
     """/dev/shm segments belonging to these engines' tensor-parallel channels."""
@@ -466,7 +477,7 @@ def test_switching_away_from_tensor_parallel_joins_workers_and_frees_shared_memo
         widgets.close_workbench()
 
 
-# ---- closed engine, Rebuild, sticky errors ---------------------------------------------------------
+# ---- closed engine, Rebuild, sticky errors -------------------------------------------------------
 def test_a_closed_workbench_says_so_and_rebuilds_from_the_reset_button(wb):
     c = wb.controls
     wb.close()
@@ -486,13 +497,13 @@ def test_a_closed_workbench_says_so_and_rebuilds_from_the_reset_button(wb):
 def test_an_error_stays_until_an_action_succeeds(wb):
     c = wb.controls
     c.slider.disabled = False
-    wb._guard(lambda: wb.show_step(99))  # no such step
+    wb.wiring.guard(lambda: wb.show_step(99))  # no such step
     assert "ValueError" in c.status.value
     c.live_button.click()  # does not set a status of its own, but it worked: the error goes
     assert "ValueError" not in c.status.value
 
 
-# ---- frozen figures ------------------------------------------------------------------------------------
+# ---- frozen figures ------------------------------------------------------------------------------
 def test_a_frozen_figure_keeps_its_step_while_the_live_view_moves_on(wb):
     pressure(wb, 3)
     wb.step()
@@ -507,7 +518,7 @@ def test_a_frozen_figure_keeps_its_step_while_the_live_view_moves_on(wb):
         wb.freeze("grid")
 
 
-# ---- what crosses to the front end -------------------------------------------------------------------
+# ---- what crosses to the front end ---------------------------------------------------------------
 def test_every_figure_update_is_json_without_nan(wb):
     import json
 
@@ -525,10 +536,10 @@ def test_every_figure_update_is_json_without_nan(wb):
                 json.dumps(packed, allow_nan=False)  # raises ValueError on NaN / inf
 
 
-# ---- backpressure: a simulated page ------------------------------------------------------------------
+# ---- backpressure: a simulated page --------------------------------------------------------------
 class FakePage:
-    """Answers the workbench's pings like the browser view: a tick is echoed at once, after any click
-    made before it (the page sends messages in order); a ping is answered after ``draw_s``."""
+    """Answers the workbench's pings like the browser view: a tick is echoed at once, after any
+    click made before it (the page sends messages in order); a ping is answered after ``draw_s``."""
 
     def __init__(self, bench: Workbench, draw_s: float = 0.01):
         self.ack, self.clicks = bench.backpressure.ack, []
@@ -624,3 +635,111 @@ async def run_right_after_pause(tiny_model):
         await until(lambda: all(t.done() for t in loops))
     finally:
         bench.close()
+
+
+# ---- History: the one per-step store -------------------------------------------------------------
+W_, R_, P_, F_ = (
+    getattr(SequenceStatus, n) for n in ("WAITING", "RUNNING", "PREEMPTED", "FINISHED")
+)
+
+
+def scripted(step: int, sched: dict[int, bool], events=(), t: float = 0.001) -> StepRecord:
+    """A StepRecord by hand: ``sched`` maps seq id -> is a decode (a prefill chunk of 8 tokens,
+    or one decode token); ``events`` are (seq id, before, after)."""
+    ids, dec = tuple(sched), tuple(sched.values())
+    prefill = 8 * dec.count(False)
+    return StepRecord(
+        step=step,
+        seq_ids=ids,
+        is_decode=dec,
+        num_new_tokens=tuple(1 if d else 8 for d in dec),
+        starts=(0,) * len(ids),
+        reaches_end=(True,) * len(ids),
+        num_prefill_tokens=prefill,
+        num_decode_tokens=dec.count(True),
+        admitted_ids=(),
+        preempted_ids=tuple(q for q, _, a in events if a is P_),
+        finished_ids=tuple(q for q, _, a in events if a is F_),
+        added_ids=tuple(q for q, b, _ in events if b is None),
+        tokens=(7,) * len(ids),
+        kv_blocks_used=0,
+        kv_blocks_free=0,
+        kv_blocks_cached=0,
+        kv_blocks_total=0,
+        prefix_hit_tokens=0,
+        num_running=0,
+        num_waiting=0,
+        timing=StepTiming(forward=t, total=2 * t),
+        events=tuple(SequenceEvent(step, q, b, a, "test") for q, b, a in events),
+    )
+
+
+SCRIPT = [  # seq 0 runs and finishes; seq 1 is preempted and resumes; seq 2 only waits
+    scripted(0, {0: False}, [(0, None, W_), (1, None, W_), (0, W_, R_)]),
+    scripted(1, {0: True, 1: False}, [(1, W_, R_), (2, None, W_)]),
+    scripted(2, {0: True}, [(1, R_, P_)]),
+    scripted(3, {0: True}, [(0, R_, F_)], t=0.003),
+    scripted(4, {1: False}, [(1, P_, R_)]),
+    scripted(5, {}),
+]
+EXPECTED = {
+    0: {0: PREFILL, 1: DECODE, 2: DECODE, 3: FINISHED},
+    1: {0: WAITING, 1: PREFILL, 2: PREEMPTED, 3: PREEMPTED, 4: PREFILL, 5: IDLE},
+    2: {1: WAITING, 2: WAITING, 3: WAITING, 4: WAITING, 5: WAITING},
+}
+
+
+def test_history_computes_each_steps_timeline_column_once():
+    h = History()
+    for r in SCRIPT:
+        kept = h.append(Frame(r, None))
+        assert kept.column is h.latest.column and kept.record is r
+    timeline = SequenceTimeline(h)
+    assert timeline.states() == EXPECTED
+    steps, ids, z, marks = timeline.window(last_step=4, num_steps=3, max_rows=10)  # steps 2..4
+    assert steps.tolist() == [2, 3, 4] and ids == [0, 1, 2] and marks == [(2, 1)]
+    assert np.array_equal(
+        z,
+        [[DECODE, FINISHED, np.nan], [PREEMPTED, PREEMPTED, PREFILL], [WAITING] * 3],
+        equal_nan=True,
+    )
+    assert [f.step for f in h.window(6, 2)] == [5] and h.window(9, 2) == h.window(-1, 5) == []
+    a, phases = TimingView(h, window=3).window_arrays(3)
+    assert a[:, 0].tolist() == [1, 2, 3] and a[:, 1].tolist() == [8, 0, 0]  # prefill tokens
+    assert a[:, 2].tolist() == [1, 1, 1] and a[:, -1].tolist() == [0.002, 0.002, 0.006]
+    assert phases == ["mixed", "decode", "decode"]
+    rec = RecordedSteps(h)
+    assert rec.steps.step.tolist() == list(range(6)) and rec.max_steps == h.max_steps
+    assert rec.sequences.set_index("seq_id").num_preemptions.to_dict() == {0: 0, 1: 1, 2: 0}
+    h.clear()  # the one clear: no frame, no status, no record is left
+    assert timeline.states() == {} and rec.steps.empty and rec.events.empty
+    h.append(Frame(SCRIPT[5], None))  # seq 2's status went with the clear: no row for it
+    assert h.latest.column.seq_ids.tolist() == []
+
+
+def test_a_dropped_frame_takes_its_column_and_record_along():
+    h = History(max_steps=3)
+    for r in SCRIPT:
+        h.append(Frame(r, None))
+    assert SequenceTimeline(h).states() == {
+        0: {3: FINISHED},
+        1: {3: PREEMPTED, 4: PREFILL, 5: IDLE},
+        2: {3: WAITING, 4: WAITING, 5: WAITING},
+    }
+    assert RecordedSteps(h).steps.step.tolist() == [3, 4, 5]
+
+
+def test_one_clear_of_the_history_empties_every_view(wb):
+    pressure(wb, 4, max_tokens=40)
+    wb.step(12)
+    assert len(wb.timing_view.figure.data[0].x) == 12 and wb.timeline_view.timeline.states()
+    wb.history.clear()  # nothing else: the views and wb.recorder have no store of their own
+    wb.redraw()
+    assert (
+        list(wb.timeline_view.figure.data[0].x) == []
+        and list(wb.timing_view.figure.data[0].x) == []
+    )
+    assert wb.timeline_view.timeline.states() == {} and wb.recorder.steps.empty
+    assert wb.recorder.events.empty and wb.recorder.sequences.empty
+    wb.step(1)  # the engine goes on: the views show only what came after the clear
+    assert list(wb.timing_view.figure.data[0].x) == [12] and len(wb.recorder.steps) == 1

@@ -26,9 +26,8 @@ import pytest
 from nanovllm import LLM, SamplingParams
 from nanovllm.engine.parallel import shm_channel, worker_group
 from nanovllm.engine.parallel.shm_channel import SHM_PREFIX, ShmReader, ShmWriter
-from nanovllm.engine.runner.inputs import StepInputs
+from nanovllm.engine.runner.inputs import SamplingBatch, StepInputs
 from nanovllm.errors import EngineClosedError, ModelLoadError, StepError, WorkerError
-from nanovllm.layers.sampler import SamplingBatch
 
 KW = dict(num_kvcache_blocks=32, kvcache_block_size=16, max_model_len=256)
 PROMPTS = ["Hello world", "The KV cache is the largest consumer", "A block table maps"]
@@ -38,7 +37,7 @@ LONG = SamplingParams(
 )  # ~200 steps: time to interfere
 
 
-# ---- what an engine may leave behind ----------------------------------------------------------------
+# ---- what an engine may leave behind -------------------------------------------------------------
 def children() -> set[int]:
     """Pids whose parent is this process (zombies included: an unreaped worker counts as left)."""
     me, found = os.getpid(), set()
@@ -151,7 +150,7 @@ def tokens(llm: LLM, params: SamplingParams = SHORT) -> list[list[int]]:
     return [o["token_ids"] for o in llm.generate(PROMPTS, params, use_tqdm=False)]
 
 
-# ---- the shared-memory channel ------------------------------------------------------------------------
+# ---- the shared-memory channel -------------------------------------------------------------------
 def test_channel_carries_messages_of_any_size_and_unlinks_what_it_replaced():
     before = shm_segments()
     writer, reader = ShmWriter(), ShmReader()
@@ -180,7 +179,7 @@ def test_each_channel_has_its_own_name():
         b.close()
 
 
-# ---- lifecycle ------------------------------------------------------------------------------------
+# ---- lifecycle -----------------------------------------------------------------------------------
 def test_messages_outgrow_the_segment_between_steps(tiny_model, reference, monkeypatch):
     monkeypatch.setattr(shm_channel, "INITIAL_BYTES", 256)
     long_prompt = list(range(3, 203))  # its prefill message is ~4x the first one
@@ -265,7 +264,7 @@ def test_interpreter_exit_closes_workers(tiny_model, tmp_path):
     assert "leaked" not in proc.stderr, proc.stderr
 
 
-# ---- failures -------------------------------------------------------------------------------------
+# ---- failures ------------------------------------------------------------------------------------
 def _expect_worker_error(call) -> WorkerError:
     with pytest.raises((WorkerError, StepError)) as info:
         call()
@@ -365,7 +364,7 @@ def test_typed_error_at_startup_is_raised_as_itself(tiny_model, tmp_path):
     leftovers.check()
 
 
-# ---- KeyboardInterrupt ----------------------------------------------------------------------------
+# ---- KeyboardInterrupt ---------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "interrupted_call",
     [5, 6],

@@ -22,7 +22,7 @@ from ._singleton import (
     current_workbench,
     workbench,
 )
-from ._timeline import STATE_NAMES, SequenceTimeline, TimelineView
+from ._timeline import STATE_NAMES, SequenceTimeline, StatusTracker, TimelineView
 from ._timing import TimingView
 from ._workbench import Workbench
 
@@ -36,6 +36,7 @@ __all__ = [
     "BlockView",
     "TimelineView",
     "SequenceTimeline",
+    "StatusTracker",
     "STATE_NAMES",
     "TimingView",
     "MetricsPanel",

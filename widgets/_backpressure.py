@@ -1,4 +1,4 @@
-"""Backpressure between the kernel and the browser: the kernel waits for the page, never the reverse.
+"""Backpressure between the kernel and the browser: the kernel waits for the page, not the reverse.
 
 A redraw is a burst of widget messages (four figures and a panel). A 2-core machine's browser can
 take longer to draw one than the kernel takes to send the next; messages then queue in the page,

@@ -22,17 +22,11 @@ import re
 import numpy as np
 import plotly.graph_objects as go
 
-from nanovllm.engine.observe.snapshot import BLOCK_STATE_NAMES, EngineSnapshot
+from nanovllm.engine.observe.snapshot import BLOCK_STATE_COLORS, BLOCK_STATE_NAMES, EngineSnapshot
 
 from ._json import grid
 from ._layout import FIGURE_WIDTH
 
-COLORS = (
-    "#e5e7eb",
-    "#3b82f6",
-    "#10b981",
-    "#f59e0b",
-)  # free, used, cached, shared (as engine/observe/html.py)
 MAX_HOVER_BLOCKS = 4096  # above this, cells carry no per-block text (it would dominate the message)
 MAX_LABEL_BLOCKS = 256  # above this, cells are too small to print owner ids in
 
@@ -55,7 +49,8 @@ _BLOCK_LIST_RE = re.compile(r"\bblocks? \[([\d, ]*)\]|: \[([\d, ]*)\]")
 
 
 def blocks_named(problem: str) -> set[int]:
-    """Block ids a ``check_integrity()`` message names ("block 5 has ...", "holds blocks [1, 2]")."""
+    """The block ids a ``check_integrity()`` message names ("block 5 has ...", "holds blocks
+    [1, 2]")."""
     ids = {int(m) for m in _BLOCK_RE.findall(problem)}
     for a, b in _BLOCK_LIST_RE.findall(problem):
         ids |= {int(x) for x in (a or b).replace(",", " ").split()}
@@ -69,8 +64,10 @@ class BlockView:
         self.num_blocks, self.block_size = num_blocks, block_size
         self.ncols = grid_columns(num_blocks)
         self.nrows = math.ceil(num_blocks / self.ncols)
-        self.prev_block: dict[int, int | None] = {}  # block -> the block before it in the last
-        # sequence seen holding it (None: it was a first block). Cached-free blocks keep their entry.
+        # block -> the block before it in the last sequence seen holding it (None: it was a first
+        # block). Cached-free blocks keep their entry. Knowledge of the cache, not of a step: it
+        # outlives reset() (the cache does) and is forgotten when the engine is rebuilt.
+        self.prev_block: dict[int, int | None] = {}
         self.problems: tuple[str, ...] = ()
         self.figure = go.FigureWidget(
             data=[self._grid_trace(), self._overlay_trace()],
@@ -99,12 +96,12 @@ class BlockView:
         )
 
     def _grid_trace(self) -> go.Heatmap:
-        n = len(COLORS)
+        n = len(BLOCK_STATE_COLORS)
         return go.Heatmap(
             z=grid(self._pad(np.zeros(self.num_blocks))),
             zmin=-0.5,
             zmax=n - 0.5,
-            colorscale=discrete_colorscale(COLORS),
+            colorscale=discrete_colorscale(BLOCK_STATE_COLORS),
             xgap=1,
             ygap=1,
             hoverongaps=False,
@@ -130,7 +127,8 @@ class BlockView:
         )
 
     def _pad(self, values, fill=np.nan, dtype=float) -> np.ndarray:
-        """Flat per-block values -> an [nrows, ncols] array (cells past the last block get ``fill``).
+        """Flat per-block values -> an [nrows, ncols] array (cells past the last block get
+        ``fill``).
         Arrays, not nested lists: plotly validates and sends them without a per-cell pass."""
         cells = np.full(self.nrows * self.ncols, fill, dtype=dtype)
         cells[: self.num_blocks] = values

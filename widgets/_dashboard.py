@@ -12,13 +12,13 @@
     | step timing (TimingView)                                         |
     +------------------------------------------------------------------+
 
-It knows nothing about the engine: ``ingest(frames)`` feeds new steps to the views that keep
-per-step data, ``draw(...)`` shows one step. The ``Workbench`` decides which step and when.
+It knows nothing about the engine. The timeline and timing views read windows of the ``History``
+they are given (they keep no per-step data of their own); ``draw(...)`` shows one step. The
+``Workbench`` decides which step and when.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from contextlib import contextmanager
 from html import escape
 
@@ -28,7 +28,7 @@ from nanovllm.engine.observe.snapshot import EngineSnapshot
 
 from ._blocks import BlockView
 from ._controls import Controls
-from ._history import Frame
+from ._history import Frame, History
 from ._layout import LEFT_COLUMN_WIDTH, PANEL_MIN_WIDTH
 from ._metrics import MetricsPanel
 from ._timeline import TimelineView
@@ -38,15 +38,15 @@ from ._timing import TimingView
 class Dashboard:
     def __init__(
         self,
+        history: History,
         num_blocks: int,
         block_size: int,
         window: int = 100,
-        max_steps: int = 10_000,
         extra: list | None = None,
     ):
         self.block_view = BlockView(num_blocks, block_size)
-        self.timeline_view = TimelineView(window=window, max_steps=max_steps)
-        self.timing_view = TimingView(window=window, max_steps=max_steps)
+        self.timeline_view = TimelineView(history, window=window)
+        self.timing_view = TimingView(history, window=window)
         self.metrics_panel = MetricsPanel()
         self.controls = Controls()
         self.syncing = False  # True while code (not the user) changes a control
@@ -73,17 +73,6 @@ class Dashboard:
                 *(extra or []),  # invisible helpers (the redraw acknowledgement)
             ]
         )
-
-    def clear(self) -> None:
-        self.timeline_view.clear()
-        self.timing_view.clear()
-
-    def ingest(self, frames: Iterable[Frame]) -> None:
-        for frame in frames:
-            self.timeline_view.ingest(frame.record)
-            self.timing_view.ingest(frame.record)
-            if frame.snapshot is not None:
-                self.block_view.learn(frame.snapshot)  # the hash chain, from every step's tables
 
     def draw(
         self,

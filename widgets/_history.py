@@ -1,10 +1,21 @@
 """History and throttle: what the workbench keeps per step, and when it redraws.
 
-``History`` holds one ``Frame`` per recorded step: the ``StepRecord`` and, when they were taken,
-the ``EngineSnapshot`` right after it and the ``get_metrics()`` figures at that moment. It is bounded
-twice: by a number of steps and by an estimate of the bytes the snapshots hold, so a cache of
-100k blocks keeps fewer snapshots than one of 64. Time travel reads frames; a step without its own
-snapshot or metrics is drawn with the nearest earlier ones.
+``History`` is the workbench's one per-step store. It holds one ``Frame`` per recorded step: the
+``StepRecord``, that step's timeline ``Column`` (computed once, at ``append``, by the
+``StatusTracker`` the History owns) and, when they were taken, the ``EngineSnapshot`` right after
+it and the ``get_metrics()`` figures at that moment::
+
+    append(Frame(record, snapshot?, metrics?)) -> frames: deque[Frame(record, column, snap?, m?)]
+                                                     |  window(last, n): (last - n, last]
+        timeline view (columns; preemption markers from the records' events) <--+
+        timing view (rows computed from the records at draw time)            <--+
+        wb.recorder (RecordedSteps: DataFrames of the records)               <--+
+        time travel, block grid, metrics panel (snapshot / metrics at or before a step)
+
+``clear()`` empties all of it (and the tracker). It is bounded twice: by a number of steps and by
+an estimate of the bytes the snapshots hold, so a cache of 100k blocks keeps fewer snapshots than
+one of 64; a dropped frame takes its record, column and snapshot with it, so every view draws the
+same kept steps. A step without its own snapshot or metrics is drawn with the nearest earlier ones.
 
 ``Throttle`` decides when a view may redraw: at most every ``interval`` seconds, and never so often
 that drawing takes more than ``max_share`` of the wall time (a slow draw stretches the interval):
@@ -22,7 +33,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from nanovllm.engine.core.events import StepRecord
+from nanovllm.engine.observe.recorder import Recorder
 from nanovllm.engine.observe.snapshot import EngineSnapshot
+
+from ._timeline import Column, StatusTracker
 
 # Rough Python-object costs, for the memory estimate only.
 _BYTES_PER_OWNER = 160  # dict entry + tuple of seq ids + token-range tuple
@@ -36,6 +50,7 @@ class Frame:
     record: StepRecord
     snapshot: EngineSnapshot | None  # None when not taken at this step (see Workbench)
     metrics: dict[str, Any] | None = None  # likewise
+    column: Column | None = None  # the step's sequence states; set by History.append
 
     @property
     def step(self) -> int:
@@ -65,24 +80,33 @@ class History:
         self.max_bytes = max_bytes
         self.frames: deque[Frame] = deque()
         self.nbytes = 0
+        self.states = StatusTracker()  # the alive sequences' statuses, for each frame's column
+        self.version = 0  # changes whenever the kept records do (RecordedSteps caches on it)
 
     def __len__(self) -> int:
         return len(self.frames)
 
     def clear(self) -> None:
+        """Forget every step: the frames and the statuses their columns were computed from."""
         self.frames.clear()
         self.nbytes = 0
+        self.states.clear()
+        self.version += 1
 
-    def append(self, frame: Frame) -> None:
+    def append(self, frame: Frame) -> Frame:
+        """Keep ``frame`` (with its timeline column computed now); returns the kept frame."""
         assert not self.frames or frame.step > self.frames[-1].step, (
             "frames must come in step order"
         )
+        frame = dataclasses.replace(frame, column=self.states.column(frame.record))
         self.frames.append(frame)
         self.nbytes += _nbytes(frame)
         while len(self.frames) > self.max_steps or (
             self.nbytes > self.max_bytes and len(self.frames) > 1
         ):
             self.nbytes -= _nbytes(self.frames.popleft())
+        self.version += 1
+        return frame
 
     @property
     def first_step(self) -> int | None:
@@ -101,6 +125,13 @@ class History:
         steps = _StepView(self.frames)
         return bisect.bisect_right(steps, step) - 1
 
+    def window(self, last_step: int, num_steps: int) -> list[Frame]:
+        """The kept frames with ``last_step - num_steps < step <= last_step``, oldest first.
+        O(window) near the end of the history, where the live views read."""
+        hi = self._index(last_step) + 1
+        lo = bisect.bisect_right(_StepView(self.frames), last_step - num_steps)
+        return [self.frames[i] for i in range(lo, hi)]
+
     def at(self, step: int) -> Frame:
         """The frame of ``step``; raises ``KeyError`` when that step is not (or no longer) kept."""
         i = self._index(step)
@@ -114,7 +145,8 @@ class History:
         snapshot: EngineSnapshot | None = None,
         metrics: dict[str, Any] | None = None,
     ) -> Frame:
-        """Attach (or replace) the snapshot and/or metrics of a kept step, e.g. taken at a redraw."""
+        """Attach (or replace) the snapshot and/or metrics of a kept step (e.g. taken at a
+        redraw)."""
         i = self._index(step)
         if i < 0 or self.frames[i].step != step:
             raise KeyError(step)
@@ -152,10 +184,52 @@ class _StepView:
         return self.frames[i].step
 
 
+class RecordedSteps:
+    """``wb.recorder``: the History's records as the engine ``Recorder``'s DataFrames (``steps``,
+    ``scheduled``, ``events``, ``sequences``), read-only; nothing is stored twice."""
+
+    def __init__(self, history: History):
+        self.history = history
+        self._cache: tuple[int, Recorder] | None = None  # (history.version, replayed recorder)
+
+    @property
+    def max_steps(self) -> int:
+        return self.history.max_steps
+
+    @property
+    def records(self) -> list[StepRecord]:
+        return [f.record for f in self.history.frames]
+
+    def _recorder(self) -> Recorder:
+        if self._cache is None or self._cache[0] != self.history.version:
+            rec = Recorder(max_steps=None)
+            for f in self.history.frames:
+                rec.on_step(f.record)
+            self._cache = (self.history.version, rec)
+        return self._cache[1]
+
+    @property
+    def steps(self):
+        return self._recorder().steps
+
+    @property
+    def scheduled(self):
+        return self._recorder().scheduled
+
+    @property
+    def events(self):
+        return self._recorder().events
+
+    @property
+    def sequences(self):
+        return self._recorder().sequences
+
+
 class Throttle:
     """``due()`` is True at most every ``interval`` s, and rarer when drawing is slow: the gap is at
     least ``cost / max_share``, where ``cost`` is a moving average of the CPU time a draw took
-    (CPU, not wall time: a draw the OS paused must not stop the views), capped at ``max_interval``."""
+    (CPU, not wall time: a draw the OS paused must not stop the views), capped at
+    ``max_interval``."""
 
     def __init__(self, interval: float = 0.1, max_share: float = 0.02, max_interval: float = 2.0):
         self.interval, self.max_share, self.max_interval = interval, max_share, max_interval

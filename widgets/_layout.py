@@ -1,8 +1,8 @@
 """Pixel widths of the dashboard's columns, given to every figure explicitly.
 
 Plotly sizes a figure to its box only if the box is laid out when the figure is first drawn; a
-widget view is drawn before it is attached, so plotly falls back to 700 px and a narrower column cuts
-off the figure's right edge (the colorbars' labels). Fixed widths avoid that.
+widget view is drawn before it is attached, so plotly falls back to 700 px and a narrower column
+cuts off the figure's right edge (the colorbars' labels). Fixed widths avoid that.
 """
 
 FIGURE_WIDTH = 600  # the grid and the timeline (the left column)

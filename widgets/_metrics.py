@@ -12,6 +12,8 @@ from typing import Any
 
 import ipywidgets as W
 
+from nanovllm.engine.observe.html import format_ids
+
 from ._history import Frame
 
 _TABLE = "border-collapse:collapse;font-family:monospace;font-size:12px;margin-right:14px"
@@ -44,7 +46,8 @@ def _table(rows: list[tuple[str, str]], title: str) -> str:
         f"<tr><td style='{_TD}'>{escape(k)}</td><td style='{_TD}'><b>{v}</b></td></tr>"
         for k, v in rows
     )
-    return f"<table style='{_TABLE}'><caption style='text-align:left'><b>{title}</b></caption>{body}</table>"
+    caption = f"<caption style='text-align:left'><b>{title}</b></caption>"
+    return f"<table style='{_TABLE}'>{caption}{body}</table>"
 
 
 def _fmt(metrics: dict[str, Any], key, fmt: str) -> str:
@@ -55,10 +58,6 @@ def _fmt(metrics: dict[str, Any], key, fmt: str) -> str:
         return escape(fmt.format(*values))
     except (ValueError, TypeError):
         return escape(" / ".join(map(str, values)))
-
-
-def _ids(ids) -> str:
-    return ", ".join(map(str, ids)) or "-"
 
 
 class MetricsPanel:
@@ -103,7 +102,8 @@ class MetricsPanel:
     def _header(frame: Frame, live: bool, last_step: int | None) -> str:
         where = "live" if live else f"time travel; latest is step {last_step}"
         err = (
-            f" <span style='color:#b91c1c'>FAILED and rolled back: {escape(frame.record.error)}</span>"
+            " <span style='color:#b91c1c'>FAILED, step abandoned (no request advanced): "
+            f"{escape(frame.record.error)}</span>"
             if frame.record.error
             else ""
         )
@@ -121,9 +121,9 @@ class MetricsPanel:
                 f"{r.kv_blocks_cached} of {r.kv_blocks_total}",
             ),
             ("running / waiting", f"{r.num_running} / {r.num_waiting}"),
-            ("admitted", _ids(r.admitted_ids)),
-            ("preempted", _ids(r.preempted_ids)),
-            ("finished", _ids(r.finished_ids)),
+            ("admitted", format_ids(r.admitted_ids)),
+            ("preempted", format_ids(r.preempted_ids)),
+            ("finished", format_ids(r.finished_ids)),
             ("prefix-hit tokens", str(r.prefix_hit_tokens)),
             ("step ms", f"{r.timing.total * 1e3:.2f}"),
         ]

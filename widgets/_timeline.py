@@ -7,16 +7,19 @@
     seq 1       P    D    x    p    P        x preempted this step (marker)  p still preempted
     seq 2       w    w    w    P    D        w waiting      r running, not scheduled this step
 
-``SequenceTimeline`` derives the grid from ``StepRecord``s alone: the phase of a scheduled sequence
-comes from the record's scheduled columns (``seq_ids``, ``is_decode``), every other state from the
-``SequenceEvent``s seen so far.
-``TimelineView`` draws a window of it into one FigureWidget (Heatmap + preemption markers).
+The grid comes from ``StepRecord``s alone: the phase of a scheduled sequence from the record's
+scheduled columns (``seq_ids``, ``is_decode``), every other state from the ``SequenceEvent``s seen
+so far. ``StatusTracker`` holds those statuses; ``History`` owns one and stores each step's
+``Column`` in its ``Frame`` when the step is appended, so the timeline has no store of its own.
+``SequenceTimeline`` reads the columns back (``states()``, ``to_frame()``, ``window()``; the
+preemption markers are the window's records' events); ``TimelineView`` draws a window of it into
+one FigureWidget (Heatmap + preemption markers).
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
@@ -27,6 +30,9 @@ from nanovllm.engine.core.sequence import SequenceStatus
 from ._blocks import discrete_colorscale
 from ._json import grid as json_grid
 from ._layout import FIGURE_WIDTH
+
+if TYPE_CHECKING:
+    from ._history import History
 
 WAITING, PREFILL, DECODE, IDLE, PREEMPTED, FINISHED = range(6)
 STATE_NAMES = (
@@ -52,30 +58,23 @@ class Column:
     codes: np.ndarray  # int8, one state code per seq id
 
 
-class SequenceTimeline:
-    """Per step, the state code of every sequence alive in it. O(alive sequences) per step."""
+class StatusTracker:
+    """The status of every sequence alive so far, from the ``SequenceEvent``s seen;
+    ``column(record)`` gives the state codes of one step. Owned by ``History``, which feeds it
+    every appended record once, in step order; O(alive sequences) per step."""
 
-    def __init__(self, max_steps: int = 10_000):
-        self.columns: deque[Column] = deque(maxlen=max_steps)
-        self.preemptions: deque[tuple[int, int]] = deque(maxlen=max_steps)  # (step, seq id)
-        self.finishes: dict[int, tuple[int, str]] = {}  # seq id -> (step, reason)
+    def __init__(self):
         self._status: dict[int, SequenceStatus] = {}  # sequences not yet finished
 
     def clear(self) -> None:
-        self.columns.clear()
-        self.preemptions.clear()
-        self.finishes.clear()
         self._status.clear()
 
-    def ingest(self, record: StepRecord) -> Column:
+    def column(self, record: StepRecord) -> Column:
         finished_now = set()
         for e in record.events:
             self._status[e.seq_id] = e.after
-            if e.after is SequenceStatus.PREEMPTED:
-                self.preemptions.append((record.step, e.seq_id))
-            elif e.after is SequenceStatus.FINISHED:
+            if e.after is SequenceStatus.FINISHED:
                 finished_now.add(e.seq_id)
-                self.finishes[e.seq_id] = (record.step, e.reason)
         phase = dict(zip(record.seq_ids, record.is_decode, strict=True))  # seq id -> is a decode
         for seq_id in phase:
             self._status.setdefault(seq_id, SequenceStatus.RUNNING)  # seen first mid-flight
@@ -90,9 +89,18 @@ class SequenceTimeline:
         ]
         for i in finished_now:
             del self._status[i]
-        col = Column(record.step, np.array(ids, dtype=np.int64), np.array(codes, dtype=np.int8))
-        self.columns.append(col)
-        return col
+        return Column(record.step, np.array(ids, dtype=np.int64), np.array(codes, dtype=np.int8))
+
+
+class SequenceTimeline:
+    """The timeline as ``History`` keeps it (each frame's ``column``): a read-only view."""
+
+    def __init__(self, history: History):
+        self.history = history
+
+    @property
+    def columns(self) -> list[Column]:
+        return [f.column for f in self.history.frames]
 
     def states(self) -> dict[int, dict[int, int]]:
         """{seq id: {step: state code}} over every kept step (for tests and notebooks)."""
@@ -103,7 +111,7 @@ class SequenceTimeline:
         return out
 
     def to_frame(self):
-        """The kept timeline as a pandas DataFrame: one row per (step, seq_id) with its state name."""
+        """The kept timeline as a pandas DataFrame: one row per (step, seq_id), its state name."""
         import pandas as pd
 
         rows = [
@@ -114,16 +122,12 @@ class SequenceTimeline:
         return pd.DataFrame(rows, columns=["step", "seq_id", "state"])
 
     def window(self, last_step: int, num_steps: int, max_rows: int):
-        """(steps, seq ids, z) for the ``num_steps`` steps up to ``last_step``: z is a float array
-        [len(ids), len(steps)] of state codes, NaN where a sequence was not alive. Rows: at most
+        """(steps, seq ids, z, preemptions) for the steps in (last_step - num_steps, last_step]: z
+        is a float array [len(ids), len(steps)] of state codes, NaN where a sequence was not alive;
+        preemptions are the (step, seq id) of the shown rows' preemptions. Rows: at most
         ``max_rows`` (see ``pick_rows``)."""
-        cols = []
-        for c in reversed(self.columns):  # newest first: stop at the window's left edge
-            if c.step <= last_step - num_steps:
-                break
-            if c.step <= last_step:
-                cols.append(c)
-        cols.reverse()
+        frames = self.history.window(last_step, num_steps)
+        cols = [f.column for f in frames]
         seq_ids = np.concatenate([c.seq_ids for c in cols]) if cols else np.zeros(0, np.int64)
         codes = np.concatenate([c.codes for c in cols]) if cols else np.zeros(0, np.int8)
         col = np.repeat(np.arange(len(cols)), [len(c.seq_ids) for c in cols])
@@ -131,7 +135,14 @@ class SequenceTimeline:
         shown = np.isin(seq_ids, ids)
         z = np.full((len(ids), len(cols)), np.nan)
         z[np.searchsorted(ids, seq_ids[shown]), col[shown]] = codes[shown]
-        return np.array([c.step for c in cols], dtype=np.int64), ids.tolist(), z
+        rows = set(ids.tolist())
+        marks = [
+            (f.step, e.seq_id)
+            for f in frames
+            for e in f.record.events
+            if e.after is SequenceStatus.PREEMPTED and e.seq_id in rows
+        ]
+        return np.array([c.step for c in cols], dtype=np.int64), ids.tolist(), z, marks
 
 
 def pick_rows(seq_ids: np.ndarray, codes: np.ndarray, max_rows: int) -> np.ndarray:
@@ -145,9 +156,9 @@ def pick_rows(seq_ids: np.ndarray, codes: np.ndarray, max_rows: int) -> np.ndarr
 class TimelineView:
     """Sequence states of the last ``window`` steps, at most ``max_rows`` requests."""
 
-    def __init__(self, window: int = 100, max_rows: int = 40, max_steps: int = 10_000):
+    def __init__(self, history: History, window: int = 100, max_rows: int = 40):
         self.window, self.max_rows = window, max_rows
-        self.timeline = SequenceTimeline(max_steps)
+        self.timeline = SequenceTimeline(history)
         n = len(STATE_COLORS)
         self.figure = go.FigureWidget(
             data=[
@@ -193,27 +204,15 @@ class TimelineView:
             ),
         )
 
-    def clear(self) -> None:
-        self.timeline.clear()
-
-    def ingest(self, record: StepRecord) -> None:
-        self.timeline.ingest(record)
-
     def draw(self, last_step: int | None, title: str | None = None) -> None:
         if last_step is None:
-            steps, ids, z = np.zeros(0, np.int64), [], np.zeros((0, 0))
+            steps, ids, z, marks = np.zeros(0, np.int64), [], np.zeros((0, 0)), []
         else:
-            steps, ids, z = self.timeline.window(last_step, self.window, self.max_rows)
+            steps, ids, z, marks = self.timeline.window(last_step, self.window, self.max_rows)
         labels = [f"seq {i}" for i in ids]
         text = _NAMES[
             np.where(np.isnan(z), len(STATE_NAMES), z).astype(np.int64)
         ]  # arrays: fast to send
-        shown = set(ids)
-        marks = [
-            (s, i)
-            for s, i in self.timeline.preemptions
-            if i in shown and last_step is not None and last_step - self.window < s <= last_step
-        ]
         with self.figure.batch_update():
             grid, pre = self.figure.data
             grid.x, grid.y, grid.z, grid.text = steps, labels, json_grid(z), text

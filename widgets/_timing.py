@@ -2,27 +2,34 @@
 
 ::
 
-    ms  | ##          top: stacked bars of StepTiming (schedule, prepare, forward, sample, postprocess)
+    ms  | ##          top: stacked bars of StepTiming (schedule, prepare, forward, sample,
+        |                  postprocess)
         | ## ## # # #
     tok | ==          bottom: prefill tokens and decode tokens per step (stacked)
         | == -- - - -
           10 11 12 13  step
 
-Reads ``StepRecord.timing`` and its prefill / decode token counts only. One FigureWidget with two rows,
-updated in place; the window is the last ``window`` steps up to the step shown.
+Reads ``StepRecord.timing`` and its prefill / decode token counts only, from the records the
+``History`` keeps: the rows of the window (the last ``window`` steps up to the step shown) are
+computed at draw time, a few hundred at most; the view stores nothing per step. One FigureWidget
+with two rows, updated in place.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from nanovllm.engine.core.batch import Phase
 from nanovllm.engine.core.events import StepRecord
 
 from ._layout import WIDE_FIGURE_WIDTH
+
+if TYPE_CHECKING:
+    from ._history import History
 
 PARTS = ("schedule", "prepare", "forward", "sample", "postprocess")
 # five parts and two token kinds, seven colours no two alike (forward teal, decode tokens blue)
@@ -33,10 +40,8 @@ _COLS = ("step", "prefill", "decode", *PARTS, "total")
 
 
 class TimingView:
-    def __init__(self, window: int = 100, max_steps: int = 10_000):
-        self.window = window
-        self.rows: deque[tuple] = deque(maxlen=max_steps)
-        self.phases: deque[str] = deque(maxlen=max_steps)
+    def __init__(self, history: History, window: int = 100):
+        self.history, self.window = history, window
         fig = make_subplots(
             rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.6, 0.4]
         )
@@ -83,40 +88,17 @@ class TimingView:
         fig.update_xaxes(title_text="step", row=2, col=1)
         self.figure = go.FigureWidget(fig)
 
-    def clear(self) -> None:
-        self.rows.clear()
-        self.phases.clear()
-
-    def ingest(self, r: StepRecord) -> None:
-        t = r.timing
-        self.rows.append(
-            (
-                r.step,
-                r.num_prefill_tokens,
-                r.num_decode_tokens,
-                t.schedule,
-                t.prepare,
-                t.forward,
-                t.sample,
-                t.postprocess,
-                t.total,
-            )
-        )
-        self.phases.append(r.phase if r.error is None else "failed")
-
     def window_arrays(self, last_step: int | None) -> tuple[np.ndarray, list[str]]:
-        """Rows (as a [n, len(_COLS)] float array) and phases of the window ending at ``last_step``."""
-        picked, phases = [], []
-        if last_step is not None:
-            for row, phase in zip(reversed(self.rows), reversed(self.phases), strict=True):
-                if row[0] <= last_step - self.window:
-                    break
-                if row[0] <= last_step:
-                    picked.append(row)
-                    phases.append(phase)
-        picked.reverse()
-        phases.reverse()
-        return np.array(picked, dtype=float).reshape(-1, len(_COLS)), phases
+        """Rows (as a [n, len(_COLS)] float array) and phases of the window ending at
+        ``last_step``."""
+        records = (
+            [f.record for f in self.history.window(last_step, self.window)]
+            if last_step is not None
+            else []
+        )
+        rows = [_row(r) for r in records]
+        phases = [r.phase if r.error is None else "failed" for r in records]
+        return np.array(rows, dtype=float).reshape(-1, len(_COLS)), phases
 
     def draw(self, last_step: int | None, title: str | None = None) -> None:
         a, phases = self.window_arrays(last_step)
@@ -131,13 +113,28 @@ class TimingView:
             self.figure.layout.title.text = title or _summary(a, phases)
 
 
+def _row(r: StepRecord) -> tuple:
+    t = r.timing
+    return (
+        r.step,
+        r.num_prefill_tokens,
+        r.num_decode_tokens,
+        t.schedule,
+        t.prepare,
+        t.forward,
+        t.sample,
+        t.postprocess,
+        t.total,
+    )
+
+
 def _summary(a: np.ndarray, phases: list[str]) -> str:
     """'Step timing, last 100 steps: prefill 12.3 ms/step, ...' (the window's own averages)."""
     parts = []
-    for kind in ("prefill", "decode"):
-        mask = np.array(
-            [p == kind or (kind == "prefill" and p == "mixed") for p in phases], dtype=bool
-        )
+    # Phase's rule, as in get_metrics(): a mixed step counts as a prefill step
+    split = [None if p == "failed" else Phase(p).has_prefill for p in phases]
+    for kind, has_prefill in (("prefill", True), ("decode", False)):
+        mask = np.array([x is has_prefill for x in split], dtype=bool)
         if mask.any():
             ms = a[mask, -1].mean() * 1e3
             tok = a[mask, 1 if kind == "prefill" else 2].sum() / max(a[mask, -1].sum(), 1e-12)

@@ -1,20 +1,26 @@
-"""Workbench: one engine, its recorded history, and the dashboard that shows and drives it.
+"""Workbench: one engine, its one per-step History, and the dashboard that shows and drives it.
 
 ::
 
-    engine.step() --StepRecord--> _on_step: record (+ snapshot, metrics) -> History; mark dirty
-                                     | redraw if the Throttle allows (<= 10/s, <= 2% of the time)
-                                     | and the page has drawn the last redraw (Backpressure),
-                                     | else arm a timer on the kernel's loop (fires once it is free)
-                                     v
-                                  redraw(): views ingest the new steps, then draw the shown step
-                                            (the latest, or a past one while time travelling)
+    Driver: step(n) / run() task / pause() / clear_requests()      (_driver.py)
+        |  engine.step(), add_request, abort, flush_events, get_output
+        v
+    engine --StepRecord--> _on_step: Frame(record, snapshot?, metrics?) -> History (the only store:
+                              |        each frame also gets its timeline column; see _history.py)
+                              | redraw if the Throttle allows (<= 10/s, <= 2% of the time)
+                              | and the page has drawn the last redraw (Backpressure),
+                              | else arm a timer on the kernel's loop (fires once it is free)
+                              v
+                           redraw(): every view draws the shown step (the latest, or a past one
+                                     while time travelling) from windows of the History
 
+``wb.recorder`` is a read-only view of the History's records (``steps``, ``events``, ...);
+``reset()`` aborts every request and clears the History, which empties everything the views draw.
 The views observe only: ``StepRecord``s, ``EngineSnapshot``s and ``get_metrics()``. The engine is
-driven through its public API (``step``, ``add_request``, ``abort``, ``get_output``). Run/Pause is an
-asyncio task on the kernel's loop: one step per iteration, then it waits for the page's echo
-(``Backpressure.answered``), so a Pause click is handled before the next step. ``freeze(view)`` gives
-a static copy of a view for cells that teach one moment; a closed workbench offers Rebuild.
+driven through its public API. Run/Pause is the Driver's asyncio task on the kernel's loop: one
+step per iteration, then it waits for the page's echo (``Backpressure.answered``), so a Pause click
+is handled before the next step. ``freeze(view)`` gives a static copy of a view for cells that
+teach one moment; a closed workbench offers Rebuild.
 """
 
 from __future__ import annotations
@@ -25,13 +31,13 @@ from typing import Any
 
 from nanovllm import LLM, SamplingParams
 from nanovllm.engine.core.events import StepRecord
-from nanovllm.engine.observe.recorder import Recorder
-from nanovllm.errors import EngineClosedError, NanoVLLMError, UnknownRequestError
 
 from ._backpressure import Backpressure
 from ._dashboard import Dashboard
+from ._driver import Driver
 from ._frozen import FrozenFigure
-from ._history import Frame, History, Throttle
+from ._history import Frame, History, RecordedSteps, Throttle
+from ._wiring import Wiring
 
 # Snapshots cost O(blocks + sequences). By default a snapshot and the metrics are kept for every
 # step while the snapshot costs at most this share of the engine's step time (the teaching case: a
@@ -54,36 +60,33 @@ class Workbench:
         snapshot_every_step: bool | None = None,
     ):
         self.model, self.config = str(model), dict(config or {})
-        self.history = History(history_steps, history_bytes)
-        self.recorder = Recorder(max_steps=history_steps)
+        self.history = History(history_steps, history_bytes)  # the one per-step store
+        self.recorder = RecordedSteps(self.history)  # its records as DataFrames
         self.throttle = Throttle(redraw_interval)
         self.backpressure = Backpressure()
         self.snapshot_every_step = snapshot_every_step  # True / False, or None: while cheap
         self._snap_cost = self._step_cost = 0.0  # moving averages, seconds
-        self._pending: list[Frame] = []  # steps the views have not ingested yet
         self._dirty = False
         self._pinned: int | None = None  # the step shown while time travelling; None = live
         self._check = False
-        self._running = False
-        self._task: asyncio.Task | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._unsubscribe = None
         self.frozen: list[FrozenFigure] = []  # every figure freeze() made, in order
-        self.redraws = (
-            0  # how many times the views were redrawn (the throttle's effect, measurable)
-        )
+        self.redraws = 0  # how many times the views were redrawn (the throttle's effect)
         self.observer_time = 0.0  # seconds spent in the step observer, redraws included
-        self._attach(LLM(self.model, **self.config))
-        cfg = self.llm.config
+        llm = LLM(self.model, **self.config)
+        cfg = llm.config
         self.dashboard = Dashboard(
+            self.history,
             cfg.num_kvcache_blocks,
             cfg.kvcache_block_size,
             window,
-            history_steps,
             extra=[self.backpressure.ack],
         )
         self.controls = self.dashboard.controls
-        self._wire()
+        self.driver = Driver(llm, self.dashboard, self.backpressure, self.redraw)
+        self._attach(llm)
+        self.wiring = Wiring(self)  # the controls call the public API below
         self.redraw()
         self.throttle.last = float("-inf")  # the first step draws at once
 
@@ -110,12 +113,10 @@ class Workbench:
 
     # ---- engine ---------------------------------------------------------------------------------
     def _attach(self, llm: LLM) -> None:
-        self.llm = llm
-        self.recorder.attach(llm)
+        self.llm = self.driver.llm = llm
         self._unsubscribe = llm.subscribe(self._on_step)
 
     def _detach(self) -> None:
-        self.recorder.detach()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -141,11 +142,7 @@ class Workbench:
         self.reset(rebuild=True)
 
     def _check_open(self) -> None:
-        if self.closed:
-            raise EngineClosedError(
-                "the workbench's engine is closed: press Rebuild (or call "
-                "wb.rebuild()) for a fresh one"
-            )
+        self.driver.check_open()
 
     # ---- observing ------------------------------------------------------------------------------
     def _on_step(self, record: StepRecord) -> None:
@@ -156,7 +153,6 @@ class Workbench:
         else:
             frame = Frame(record, None, None)  # filled in if this step gets drawn
         self.history.append(frame)
-        self._pending.append(frame)
         self._dirty = True
         if self.throttle.due() and self.backpressure.ready():
             self.redraw()
@@ -174,10 +170,12 @@ class Workbench:
         started = time.perf_counter()
         snap = self.llm.snapshot(check=self._check)
         self._snap_cost = _average(self._snap_cost, time.perf_counter() - started)
+        self.block_view.learn(snap)  # the hash chains, from every snapshot taken
         return snap
 
     def _arm_timer(self) -> None:
-        """Draw the last steps once the kernel is free (e.g. after a cell's ``generate`` returns)."""
+        """Draw the last steps once the kernel is free (e.g. after a cell's ``generate``
+        returns)."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -201,8 +199,6 @@ class Workbench:
     def redraw(self) -> None:
         """Bring every view up to date with the shown step (the latest unless time travelling)."""
         started = time.thread_time()
-        self.dashboard.ingest(self._pending)
-        self._pending.clear()
         self._dirty = False
         h = self.history
         if self._pinned is not None and (h.first_step is None or self._pinned < h.first_step):
@@ -233,22 +229,14 @@ class Workbench:
         self.throttle.done(time.thread_time() - started)
         self.backpressure.sent()
 
-    # ---- driving --------------------------------------------------------------------------------
+    # ---- driving (the Driver steps; the workbench shows) ---------------------------------------
     def step(self, n: int = 1) -> list[StepRecord]:
         """Run up to ``n`` engine steps (fewer when nothing is left to do), then show the latest."""
         self._check_open()
-        records = []
         try:
-            for _ in range(n):
-                if not self.llm.has_unfinished():
-                    break
-                records.append(self.llm.step())
+            return self.driver.step(n)
         finally:
-            self._pinned = None
-            self.redraw()
-        if not records:
-            self.dashboard.set_status("idle: no unfinished requests; add one first")
-        return records
+            self.live()
 
     def add_request(
         self,
@@ -266,58 +254,16 @@ class Workbench:
 
     @property
     def running(self) -> bool:
-        return self._running
+        return self.driver.running
 
     def run(self) -> None:
         """Step continuously in an asyncio task on the running loop (the kernel's) until paused."""
-        if self._running:
-            return
-        self._check_open()
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            raise RuntimeError(
-                "run() needs a running asyncio loop (a Jupyter kernel has one); "
-                "in a script use step(n)"
-            ) from None
-        self._running, self._pinned = True, None
-        self.dashboard.show_running(True)
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._run_loop())
-        # else: the last run's task has not yet seen the Pause (it waits for the page); it goes
-        # on. A second task would step alongside it, two steps per turn.
+        if self.driver.run():
+            self._pinned = None
 
     def pause(self) -> None:
         """Stop after the current step."""
-        was, self._running = self._running, False
-        self.dashboard.show_running(False)
-        if was:
-            self.dashboard.set_status("paused")
-
-    async def _run_loop(self) -> None:
-        try:
-            while self._running:
-                if not self.llm.has_unfinished():
-                    self.dashboard.set_status("idle: all requests finished")
-                    break
-                try:
-                    self.llm.step()
-                except NanoVLLMError as e:
-                    self.dashboard.set_status(f"stopped: {e}", error=True)
-                    break
-                # clicks first: the page answers after sending any click, so a Pause is handled
-                # before the next step (see _backpressure.py); without a page, one turn of the loop
-                await self.backpressure.answered()
-                await asyncio.sleep(0)
-                if self.controls.delay.value:
-                    await asyncio.sleep(self.controls.delay.value)
-        finally:
-            self._running, self._task = False, None
-            self.dashboard.show_running(False)
-            if self.closed:
-                self.dashboard.show_closed(True)
-            else:
-                self.redraw()
+        self.driver.pause()
 
     def reset(self, rebuild: bool = False) -> None:
         """Abort every request and clear the history; ``rebuild=True`` also builds a fresh engine
@@ -327,33 +273,16 @@ class Workbench:
             self._detach()
             self.llm.close()
             self._attach(LLM(self.model, **self.config))
+            self.block_view.prev_block.clear()  # the old cache's hash chains
             self.dashboard.show_closed(False)
         else:
-            self._check_open()
-            self._clear_requests()
-        self.recorder.clear()
-        self.history.clear()
-        self.dashboard.clear()
-        self._pending.clear()
+            self.driver.clear_requests()
+        self.history.clear()  # the one store: every view now draws nothing
         self.llm.reset_metrics()
-        self._pinned = None
-        self.redraw()
+        self.live()
         self.dashboard.set_status("reset" + (" (new engine)" if rebuild else ""))
 
-    def _clear_requests(self) -> None:
-        seqs = self.llm.snapshot().sequences
-        unfinished = [s.seq_id for s in seqs if s.status != "FINISHED"]
-        for seq_id in unfinished:
-            self.llm.abort(seq_id)
-        if unfinished:
-            self.llm.step()  # an empty step: hands the abort events to the observers
-        for s in seqs:
-            try:
-                self.llm.get_output(s.seq_id)
-            except UnknownRequestError:
-                pass  # already collected
-
-    # ---- frozen copies ----------------------------------------------------------------------------
+    # ---- frozen copies ---------------------------------------------------------------------------
     def freeze(self, view: str = "blocks") -> FrozenFigure:
         """A static copy of a view ("blocks", "timeline" or "timing") as drawn now, at the shown
         step: it keeps showing that moment while the live views move on."""
@@ -371,7 +300,7 @@ class Workbench:
         self.frozen.append(frozen)
         return frozen
 
-    # ---- time travel and integrity ----------------------------------------------------------------
+    # ---- time travel and integrity ---------------------------------------------------------------
     def show_step(self, step_index: int) -> None:
         """Show every view as it was after step ``step_index`` (also moves the slider)."""
         first, last = self.history.first_step, self.history.last_step
@@ -391,11 +320,13 @@ class Workbench:
         return self._pinned if self._pinned is not None else self.history.last_step
 
     @property
-    def check_integrity(self) -> bool:
+    def integrity_overlay(self) -> bool:
+        """Check the cache's invariants (``LLM.check_integrity()``) at every step and mark the
+        blocks a violation names on the grid."""
         return self._check
 
-    @check_integrity.setter
-    def check_integrity(self, on: bool) -> None:
+    @integrity_overlay.setter
+    def integrity_overlay(self, on: bool) -> None:
         self._check = bool(on)
         self.dashboard.set_value(self.controls.integrity, self._check)
         latest = self.history.latest
@@ -403,58 +334,14 @@ class Workbench:
             self.history.fill(latest.step, snapshot=self.llm.snapshot(check=True))
         self.redraw()
 
-    # ---- controls ---------------------------------------------------------------------------------
-    def _wire(self) -> None:
-        c = self.controls
-        c.step_button.on_click(lambda _: self._guard(lambda: self.step(c.steps.value)))
-        c.reset_button.on_click(lambda _: self._guard(self.rebuild if self.closed else self.reset))
-        c.add_button.on_click(lambda _: self._guard(self._add_from_form))
-        c.live_button.on_click(lambda _: self._guard(self.live))
-        c.run_toggle.observe(self._on_toggle, "value")
-        c.slider.observe(lambda ch: self._by_user(lambda: self.show_step(ch["new"])), "value")
-        c.integrity.observe(
-            lambda ch: self._by_user(lambda: setattr(self, "check_integrity", ch["new"])), "value"
-        )
-
-    def _by_user(self, action) -> None:
-        if not self.dashboard.syncing:
-            self._guard(action)
-
-    def _guard(self, action) -> None:
-        """Run a control's action; a failure is shown in the status line (where it stays until an
-        action succeeds: failing actions only replace it with their own error)."""
-        shown = self.dashboard.status_version
-        try:
-            action()
-        except (NanoVLLMError, ValueError, RuntimeError) as e:
-            self.dashboard.set_status(f"{type(e).__name__}: {e}", error=True)
-            return
-        if self.dashboard.status_error and self.dashboard.status_version == shown:
-            self.dashboard.set_status("")  # it worked: the last error is no longer true
-
-    def _add_from_form(self) -> None:
-        c = self.controls
-        ids = [
-            self.add_request(c.prompt.value, c.max_tokens.value, c.temperature.value)
-            for _ in range(c.copies.value)
-        ]
-        self.dashboard.set_status(
-            f"added request{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}"
-        )
-
-    def _on_toggle(self, change) -> None:
-        self._by_user(self.run if change["new"] else self.pause)
-        if change["new"] and not self._running and not self.dashboard.syncing:
-            self.dashboard.show_running(False)  # run() refused: put the toggle back
-
-    # ---- display ----------------------------------------------------------------------------------
+    # ---- display ---------------------------------------------------------------------------------
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
         display(self.widget)
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else "running" if self._running else "idle"
+        state = "closed" if self.closed else "running" if self.running else "idle"
         return (
             f"Workbench({self.model!r}, {self.config}, {state}, "
             f"{len(self.history)} steps kept, showing step {self.shown_step})"

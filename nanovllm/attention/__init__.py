@@ -21,6 +21,11 @@ _BACKENDS = {
 }
 
 
+def backend_names() -> list[str]:
+    """Every registered backend, plus "auto" (the one table Config validates against)."""
+    return ["auto", *_BACKENDS]
+
+
 def available_backends(device: str) -> list[str]:
     names = ["torch_ref"]
     if device.startswith("cuda"):
@@ -57,6 +62,7 @@ __all__ = [
     "AttentionBackend",
     "AttentionMetadata",
     "available_backends",
+    "backend_names",
     "get_backend",
     "resolve_backend_name",
 ]

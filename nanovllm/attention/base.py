@@ -30,4 +30,5 @@ class AttentionBackend(Protocol):
         meta: AttentionMetadata,
         scale: float,
     ) -> torch.Tensor:
-        """Paged attention of ``q`` ([tokens, heads, head_dim]) over each sequence's cached context."""
+        """Paged attention of ``q`` ([tokens, heads, head_dim]) over each sequence's cached
+        context."""

@@ -4,8 +4,8 @@ Token layout of one step (sequences concatenated, each contributing its new toke
 
     query rows:  [ s0: 5 prefill tokens | s1: 1 decode | s2: 3-token chunk ]
     cu_seqlens_q  = [0, 5, 6, 9]
-    seq_lens      = [5, 812, 259]      context length incl. the new tokens (their K/V is stored first)
-    block_tables  = [[7, 0, 0, 0], [2, 3, 9, 4], [5, 6, 1, 0]]    padded with 0, never read past seq_len
+    seq_lens      = [5, 812, 259]      context length incl. the new tokens (K/V stored first)
+    block_tables  = [[7, 0, 0, 0], [2, 3, 9, 4], [5, 6, 1, 0]]   0-padded, never read past seq_len
     slot_mapping  = block_tables[b][pos // bs] * bs + pos % bs   per new token; < 0 means "skip"
 
 Causality is bottom-right aligned: query row i of sequence b attends keys j <= seq_len - q_len + i.
@@ -29,7 +29,6 @@ class AttentionMetadata:
     # Host copies for backends that loop in Python (torch_ref), so they never sync the device.
     query_lens_host: list[int]
     seq_lens_host: list[int]
-    num_splits: int | None = None  # split-K override; CUDA-graph capture fixes it
 
     @property
     def num_seqs(self) -> int:

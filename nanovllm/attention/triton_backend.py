@@ -22,5 +22,4 @@ class TritonBackend:
             meta.block_tables,
             max_seqlen_q=meta.max_seqlen_q,
             scale=scale,
-            num_splits=meta.num_splits,
         )

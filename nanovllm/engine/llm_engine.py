@@ -2,14 +2,17 @@
 
 ::
 
-    step():  Scheduler.schedule() -> ScheduledBatch
-             prepare_inputs()     -> StepInputs            (host arrays)
-             executor.run()       -> sampled tokens         (ModelRunner, or TP workers)
-             Scheduler.postprocess()
-             StepRecord           -> returned, and handed to every subscriber
+    step():  Scheduler.schedule()                -> ScheduledBatch          (core/)
+             prepare_inputs()                    -> StepInputs, host arrays (runner/inputs.py)
+             executor.run()                      -> SamplerOutput           (an Executor: ModelRunner,
+                                                                             or the TP WorkerGroup)
+             Scheduler.postprocess(batch, out)   tokens appended, every finish decided
+             StepRecord (+ scheduler.take_events()) -> returned, and handed to every observer
 
-All state lives on the instance (sequence ids, cache, workers), so two engines in one process never
-collide. ``close()`` is idempotent and also runs on garbage collection and at exit.
+The engine owns no decision of its own: the scheduler decides admissions, preemptions and finishes;
+observers (metrics, the recorder, the workbench) only read StepRecords. All state lives on the
+instance (sequence ids, cache, workers), so two engines in one process never collide. ``close()``
+is idempotent and also runs on garbage collection and at exit.
 """
 
 from __future__ import annotations
@@ -22,14 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from nanovllm.config import Config
+from nanovllm.engine.core.batch import SamplerOutput, ScheduledBatch
 from nanovllm.engine.core.block_manager import BlockManager
 from nanovllm.engine.core.detokenizer import StopChecker
 from nanovllm.engine.core.events import StepRecord, StepTiming
-from nanovllm.engine.core.scheduler import ScheduledBatch, Scheduler
+from nanovllm.engine.core.scheduler import Scheduler
 from nanovllm.engine.core.sequence import FinishReason, Sequence, SequenceStatus
 from nanovllm.engine.observe.metrics import MetricsCollector
 from nanovllm.engine.observe.snapshot import EngineSnapshot, take_snapshot
 from nanovllm.engine.requests import build_output, new_sequences, parse_prompt
+from nanovllm.engine.runner.executor import Executor, make_executor
 from nanovllm.engine.runner.inputs import prepare_inputs
 from nanovllm.errors import (
     EngineClosedError,
@@ -53,7 +58,7 @@ class LLMEngine:
         cfg = Config.from_model(model, **config)
         check_supported(cfg.spec.architecture)
         self.tokenizer = _load_tokenizer(cfg.model)
-        self.executor = _make_executor(cfg)
+        self.executor: Executor = make_executor(cfg)
         self._finalizer = weakref.finalize(self, self.executor.close)
         try:
             cfg = cfg.with_num_blocks(self.executor.num_kvcache_blocks)
@@ -120,7 +125,6 @@ class LLMEngine:
             self.sequences[seq.seq_id] = seq
             self.scheduler.add(seq)
             self._added.append(seq.seq_id)
-            self.metrics.on_request_added(seq.seq_id, seq.num_prompt_tokens)
         self._requests[seqs[0].seq_id] = (prompt, seqs)
         return seqs[0].seq_id
 
@@ -156,16 +160,15 @@ class LLMEngine:
             if not seq.is_finished:
                 self.scheduler.abort(seq, FinishReason.ABORT)
                 seq.finish_time = time.perf_counter()
-                self.metrics.on_request_finished(seq, seq.finish_time)
 
     def fail_request(self, request_id: int, error: str) -> None:
-        """Finish a request as failed (reason "error"); used when its steps keep raising."""
+        """Finish a request as failed (reason "error"); ``LLM.generate`` does this to a request
+        whose steps keep raising."""
         seq = self._get(request_id)
         if not seq.is_finished:
             seq.error = error
             self.scheduler.abort(seq, FinishReason.ERROR)
             seq.finish_time = time.perf_counter()
-            self.metrics.on_request_finished(seq, seq.finish_time)
 
     def _get(self, request_id: int) -> Sequence:
         try:
@@ -246,34 +249,35 @@ class LLMEngine:
 
     # ---- stepping --------------------------------------------------------------------------------
     def step(self) -> StepRecord:
-        """Schedule and run one step. On an exception the step is rolled back (no sequence advances,
-        the cache stays consistent) and ``StepError`` is raised with the step's context."""
+        """Schedule and run one step.
+
+        If the forward raises, the step is abandoned: no sequence advances (the same tokens are
+        computed again next step), and the scheduler's decisions stand (admissions, preemptions,
+        the blocks it allocated), so the cache stays consistent. ``StepError`` is raised with the
+        step's context, after the failed step's record reached the observers."""
         self._check_open()
         t0 = time.perf_counter()
         batch = self.scheduler.schedule()
         t1 = time.perf_counter()
         if not batch.seqs:
-            return self._finish_step(batch, [], StepTiming(schedule=t1 - t0, total=t1 - t0))
+            return self._finish_step(batch, None, StepTiming(schedule=t1 - t0, total=t1 - t0))
         try:
             inputs = prepare_inputs(batch, self.config.kvcache_block_size)
             t2 = time.perf_counter()
             out, run_timing = self.executor.run(inputs)
         except Exception as e:
             error = f"{type(e).__name__}: {e}"
-            self._finish_step(batch, [], StepTiming(schedule=t1 - t0), error=error)
+            self._finish_step(batch, None, StepTiming(schedule=t1 - t0), error=error)
+            ids = [s.seq_id for s in batch.seqs]
             raise StepError(
-                f"step {batch.step} ({batch.phase}, requests {[s.seq_id for s in batch.seqs]}) "
-                "failed: "
-                f"{error}; the step was rolled back",
+                f"step {batch.step} ({batch.phase.value}, requests {ids}) failed: {error}; the step "
+                "was abandoned (no request advanced; the next step computes the same tokens)",
                 step=batch.step,
-                request_ids=[s.seq_id for s in batch.seqs],
-                phase=batch.phase,
+                request_ids=ids,
+                phase=batch.phase.value,
             ) from e
         t3 = time.perf_counter()
-        sampled, failed = self._apply_samples(batch, out)
-        for seq in failed:  # before postprocess: their blocks must not enter the prefix cache
-            self.fail_request(seq.seq_id, "the model produced non-finite logits (NaN/inf)")
-        finished = [s.seq_id for s in failed] + self.scheduler.postprocess(batch, sampled)
+        finished = self.scheduler.postprocess(batch, out)
         t4 = time.perf_counter()
         timing = StepTiming(
             schedule=t1 - t0,
@@ -283,55 +287,46 @@ class LLMEngine:
             postprocess=t4 - t3,
             total=t4 - t0,
         )
-        return self._finish_step(batch, sampled, timing, finished)
+        return self._finish_step(batch, out, timing, finished, run_timing.expert_tokens)
 
-    def _apply_samples(self, batch: ScheduledBatch, out) -> tuple[list[int | None], list[Sequence]]:
-        sampled: list[int | None] = []
-        failed: list[Sequence] = []
-        row = 0
-        for seq, samples in zip(batch.seqs, batch.samples):
-            if not samples:
-                sampled.append(None)
-                continue
-            if not out.finite[row]:
-                failed.append(seq)
-            sampled.append(out.token_ids[row])
-            if seq.params.logprobs is not None:
-                seq.logprobs.append(out.logprobs[row])
-                seq.logprob_ranks.append(out.ranks[row])
-                if seq.params.logprobs > 0:
-                    seq.top_logprobs.append(out.top_logprobs[row])
-            row += 1
-        return sampled, failed
+    def flush_events(self) -> StepRecord | None:
+        """Hand the events since the last step (requests added or aborted) to the observers now,
+        in an idle record that schedules nothing; None when there were none."""
+        self._check_open()
+        if not self.scheduler.has_pending_events():
+            return None
+        return self._finish_step(self.scheduler.idle_batch(), None, StepTiming())
 
     def _finish_step(
         self,
         batch: ScheduledBatch,
-        sampled: list[int | None],
+        out: SamplerOutput | None,
         timing: StepTiming,
         finished: list[int] = (),
+        expert_tokens=None,
         error: str | None = None,
     ) -> StepRecord:
-        now = time.perf_counter()
-        events = tuple(self.scheduler.events)
-        self.scheduler.events.clear()
+        tokens: list[int | None] = [None] * len(batch.seqs)
+        if out is not None:
+            for k, i in enumerate(batch.sample_rows):
+                tokens[i] = out.token_ids[k]
         bm = self.block_manager
-        decode_tokens = sum(batch.is_decode)  # a decode computes exactly one token
+        decode_tokens = batch.num_decode_tokens
         record = StepRecord(
             step=batch.step,
             seq_ids=tuple([s.seq_id for s in batch.seqs]),
             is_decode=tuple(batch.is_decode),
             num_new_tokens=tuple(batch.num_new_tokens),
             starts=tuple(batch.starts),
-            sampled=tuple(batch.samples),
-            num_prefill_tokens=sum(batch.num_new_tokens) - decode_tokens,
+            reaches_end=tuple(batch.reaches_end),
+            num_prefill_tokens=batch.num_tokens - decode_tokens,
             num_decode_tokens=decode_tokens,
             admitted_ids=tuple(batch.admitted_ids),
             preempted_ids=tuple(batch.preempted_ids),
             finished_ids=tuple(finished),
             added_ids=tuple(self._added),
             finished_outputs=tuple((i, self.sequences[i].completion_token_ids) for i in finished),
-            tokens=tuple(sampled) if sampled else (None,) * len(batch.seqs),
+            tokens=tuple(tokens),
             kv_blocks_used=bm.num_blocks - bm.num_free_blocks,
             kv_blocks_free=bm.num_free_blocks,
             kv_blocks_cached=bm.num_cached_free_blocks,
@@ -340,15 +335,12 @@ class LLMEngine:
             num_running=len(self.scheduler.running),
             num_waiting=len(self.scheduler.waiting),
             timing=timing,
-            events=events,
+            events=self.scheduler.take_events(),
             error=error,
-            time=now,
+            time=time.perf_counter(),
+            expert_tokens=expert_tokens,
         )
         self._added = []
-        for seq_id in finished:
-            seq = self.sequences[seq_id]
-            if seq.finish_reason is not FinishReason.ERROR:  # failures were counted when failed
-                self.metrics.on_request_finished(seq, now)
         self._notify(record)
         return record
 
@@ -379,16 +371,6 @@ def _load_tokenizer(path: str):
         return AutoTokenizer.from_pretrained(path)
     except Exception as e:
         raise ModelLoadError(f"cannot load a tokenizer from {path!r}: {e}") from e
-
-
-def _make_executor(config: Config):
-    if config.tensor_parallel_size == 1:
-        from nanovllm.engine.runner.model_runner import ModelRunner
-
-        return ModelRunner(config)
-    from nanovllm.engine.parallel.worker_group import WorkerGroup
-
-    return WorkerGroup(config)
 
 
 __all__ = ["LLMEngine", "SequenceStatus"]

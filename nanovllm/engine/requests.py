@@ -92,7 +92,7 @@ def build_output(
     return RequestOutput(
         request_id,
         prompt,
-        first.prompt_token_ids,
+        first.token_ids[: first.num_prompt_tokens],
         outputs,
         finished=all(s.is_finished for s in seqs),
         metrics=metrics,

@@ -31,7 +31,8 @@ class Attention(nn.Module):
         meta: AttentionMetadata,
         kv_cache: torch.Tensor,
     ) -> torch.Tensor:
-        """q: [T, heads, D]; k, v: [T, kv_heads, D]; kv_cache: [2, layers, blocks, bs, kv_heads, D]."""
+        """q: [T, heads, D]; k, v: [T, kv_heads, D];
+        kv_cache: [2, layers, blocks, bs, kv_heads, D]."""
         k_cache, v_cache = kv_cache[0, self.layer_id], kv_cache[1, self.layer_id]
         self.backend.store_kv(k, v, k_cache, v_cache, meta)
         return self.backend.attend(q, k_cache, v_cache, meta, self.scale)

@@ -33,6 +33,12 @@ class LinearBase(nn.Module):
         else:
             self.register_parameter("bias", None)
 
+    def _expect_shards(self, shard_ids: tuple) -> None:
+        """A merged matrix is loaded from several checkpoint tensors: the loader checks them all."""
+        for param in (self.weight, self.bias):
+            if param is not None:
+                param.shard_ids = shard_ids
+
     def _rank_slice(self, loaded: torch.Tensor, dim: int) -> torch.Tensor:
         size = loaded.size(dim) // self.tp.size
         return loaded.narrow(dim, self.tp.rank * size, size)
@@ -72,6 +78,7 @@ class MergedColumnParallelLinear(ColumnParallelLinear):
     ):
         self.output_sizes = output_sizes
         super().__init__(in_features, sum(output_sizes), bias, tp)
+        self._expect_shards(tuple(range(len(output_sizes))))
 
     def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id: int) -> None:
         offset = sum(self.output_sizes[:shard_id]) // self.tp.size
@@ -96,6 +103,7 @@ class QKVParallelLinear(ColumnParallelLinear):
         self.num_kv_heads = tp.shard(num_kv_heads, "num_key_value_heads")
         out = (num_heads + 2 * num_kv_heads) * head_dim
         super().__init__(hidden_size, out, bias, tp)
+        self._expect_shards(("q", "k", "v"))
 
     def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id: str) -> None:
         q, kv = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim

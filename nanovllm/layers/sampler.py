@@ -15,45 +15,14 @@ Sampling uses the exponential-race form of the Gumbel trick: ``argmax(probs / E)
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING
 
 import torch
 
+from nanovllm.engine.core.batch import SamplerOutput
 
-@dataclass
-class SamplingBatch:
-    """Per-row sampling parameters of the sequences that sample this step (host lists)."""
-
-    temperatures: list[float]
-    top_ks: list[int | None]
-    top_ps: list[float]
-    seeds: list[int | None]
-    positions: list[int]  # tokens generated so far by each row's sequence
-    num_logprobs: list[int | None]
-    penalties: list[PenaltyRow] = field(default_factory=list)  # only the rows with penalties
-    bans: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)  # (row, banned ids)
-
-
-class PenaltyRow(NamedTuple):
-    """One row's penalties and the token ids they count: the prompt's (for the repetition
-    penalty; empty when it is off) and the generated ones."""
-
-    row: int
-    repetition: float
-    presence: float
-    frequency: float
-    prompt_token_ids: list[int]
-    output_token_ids: list[int]
-
-
-@dataclass
-class SamplerOutput:
-    token_ids: list[int]
-    logprobs: list[float | None]
-    top_logprobs: list[dict[int, float] | None]
-    finite: list[bool]  # False: the row's logits held NaN/inf, so its request fails
-    ranks: list[int | None] = field(default_factory=list)  # sampled token's rank (1 = top)
+if TYPE_CHECKING:
+    from nanovllm.engine.runner.inputs import PenaltyRow, SamplingBatch
 
 
 class Sampler:

@@ -1,6 +1,7 @@
 """Fused GPU sampling: one pass over each row's logits, no probability or noise tensors.
 
-Gumbel-max: ``argmax(logits / T + G)`` with ``G = -log(-log(U))`` draws from ``softmax(logits / T)``.
+Gumbel-max: ``argmax(logits / T + G)`` with ``G = -log(-log(U))`` draws from
+``softmax(logits / T)``.
 ``U`` comes from Philox keyed by a per-row seed (the request's seed mixed with its position, or a
 fresh engine draw), so seeded requests repeat whatever their batch. Greedy rows (T = 0) take the
 plain argmax. The same pass flags rows whose logits hold NaN or inf.

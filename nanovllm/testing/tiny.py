@@ -1,9 +1,11 @@
-"""A tiny random-weight Qwen3 checkpoint in Hugging Face format, built offline in about a second.
+"""A tiny random-weight checkpoint in Hugging Face format, built offline in about a second.
 
 Contract:
-- `make_tiny_model(path)` writes config.json, model.safetensors, generation_config.json and
-  tokenizer files that `AutoTokenizer` / `AutoModelForCausalLM.from_pretrained(path)` load with no
-  missing or unexpected keys. The same seed and overrides give byte-identical files.
+- `make_tiny_model(path, family="qwen3")` writes config.json, model.safetensors,
+  generation_config.json and tokenizer files that `AutoTokenizer` /
+  `AutoModelForCausalLM.from_pretrained(path)` load with no missing or unexpected keys. The same
+  seed and overrides give byte-identical files. `family` is one of `families.FAMILIES` (qwen3,
+  llama, qwen2, mistral, qwen3_moe); each has its own tiny shape.
 - The weights are re-drawn with a large std (not HF's 0.02), so logits are well spread and greedy
   argmax does not flip between implementations on rounding noise.
 - The tokenizer is a byte-level BPE (fixed size `TOKENIZER_VOCAB_SIZE`) trained on the corpus below;
@@ -26,6 +28,9 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from nanovllm.testing.corpus import CORPUS
+from nanovllm.testing.families import HF_CLASSES, TINY_FAMILY_CONFIGS, check_family
 
 ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)  # trained first, so their ids are 0, 1, 2
@@ -60,108 +65,28 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 
-CORPUS = (  # one literal per line of text (long lines in two)
-    "An inference engine for large language models turns a batch of prompts into generated "
-    "text as fast\n"
-    "as the hardware allows. Each request starts with a prefill: the engine runs the whole "
-    "prompt through\n"
-    "the model in one forward pass and stores the keys and values of every attention layer in "
-    "the KV cache.\n"
-    "Then the request decodes, one token per step: the model reads the cached keys and values, "
-    "computes\n"
-    "attention for the newest token only, samples the next token, and appends its key and "
-    "value to the cache.\n"
-    "\n"
-    "The KV cache is the largest consumer of memory. A naive engine reserves one contiguous "
-    "region per\n"
-    "request, sized for the longest possible output, and wastes most of it. A paged engine "
-    "splits the cache\n"
-    "into fixed-size blocks, for example sixteen or two hundred and fifty six tokens each, and "
-    "gives every\n"
-    "sequence a block table: a list of block ids that maps the logical positions of its tokens "
-    "to physical\n"
-    "slots in memory. Blocks are allocated when a sequence needs room and freed when it "
-    "finishes, so memory\n"
-    "fragmentation stays small and many more sequences fit on the same device.\n"
-    "\n"
-    "Prefix caching builds on paged blocks. When a block is full, the engine hashes its tokens "
-    "together with\n"
-    "the hash of the previous block. If a new request starts with the same system prompt or "
-    "the same few-shot\n"
-    "examples, its first blocks have the same hashes, and the engine reuses the cached blocks "
-    "instead of\n"
-    "computing them again. A reference count tells how many sequences share a block; a block "
-    "whose count\n"
-    "drops to zero stays in the cache until the memory is needed, and the least recently used "
-    "one is evicted first.\n"
-    "\n"
-    "The scheduler decides, at every step, which sequences run. Continuous batching means that "
-    "new requests\n"
-    "join the running batch as soon as there is room, and finished requests leave it at once, "
-    "instead of\n"
-    "waiting for the slowest member of a static batch. Chunked prefill splits a long prompt "
-    "into pieces so\n"
-    "that decoding sequences are not stalled behind it. When the cache runs out of free "
-    "blocks, the scheduler\n"
-    "preempts a running sequence: it frees the blocks of that sequence and puts it back in the "
-    "waiting queue,\n"
-    "to be recomputed later. Preemption keeps the engine alive under pressure, at the price of "
-    "extra work.\n"
-    "\n"
-    "The model runner prepares the inputs of one step: the token ids, their positions, the "
-    "slot mapping that\n"
-    "says where each new key and value is stored, and the block tables and lengths that the "
-    "attention kernel\n"
-    "reads. On a GPU, the decode step is small and launch-bound, so the engine captures it "
-    "once in a CUDA graph\n"
-    "and replays the graph with new inputs. Tensor parallelism splits every weight matrix "
-    "across several\n"
-    "devices; each device computes part of the result and an all-reduce combines them.\n"
-    "\n"
-    "Sampling turns the logits of the last position into a token. Greedy decoding takes the "
-    "largest logit.\n"
-    "Temperature divides the logits before the softmax; top-k and top-p keep only the most "
-    "likely tokens.\n"
-    "The engine stops a sequence when it emits the end-of-text token, reaches its maximum "
-    "number of new\n"
-    "tokens, or fills the context window. Throughput is measured in tokens per second; latency "
-    "is the time to\n"
-    "the first token and the time between tokens. A good engine keeps the device busy, keeps "
-    "the cache full of\n"
-    "useful blocks, and never lets one long request starve the others.\n"
-    "\n"
-    "Questions to try: What is a block table? How does prefix caching save work? Why does the "
-    "scheduler\n"
-    "preempt? What does a CUDA graph capture? How many tokens fit in 1024 blocks of 16? "
-    "(Answer: 16384.)\n"
-)
-
-# Non-ASCII text (accents, CJK, Greek, Cyrillic, symbols, emoji), repeated so that BPE merges some
-# of its byte pairs: characters of 2-4 bytes come out as one token or split over several.
-MULTIBYTE_CORPUS = (
-    "\nCafé, naïve, façade, über, Straße, señor, déjà vu, crème brûlée — “quoted” … "
-    "日本語の文章、東京と京都。中文：你好，世界。Ελληνικά γράμματα, русский текст. "
-    "Symbols: → ← ✓ ∑ π ≈ ∞ °C € £; emoji 🙂 🚀 🎉.\n"
-) * 4
-
 
 def make_tiny_model(
-    path: str | os.PathLike, *, seed: int = 0, extra_corpus: str = "", **config_overrides: Any
+    path: str | os.PathLike,
+    *,
+    family: str = "qwen3",
+    seed: int = 0,
+    extra_corpus: str = "",
+    **config_overrides: Any,
 ) -> Path:
-    """Write a random-weight Qwen3 checkpoint (config, safetensors, tokenizer) into `path`.
+    """Write a random-weight checkpoint of `family` (config, safetensors, tokenizer) into `path`.
 
-    `config_overrides` replace keys of `TINY_CONFIG`; unknown keys pass through to the HF config.
-    `torch_dtype` (or `dtype`) also sets the dtype of the saved weights. `extra_corpus` is added to
-    the tokenizer's training text.
+    `config_overrides` replace keys of `TINY_CONFIG` and the family's `TINY_FAMILY_CONFIGS`;
+    unknown keys pass through to the HF config. `torch_dtype` (or `dtype`) also sets the dtype of
+    the saved weights. `extra_corpus` is added to the tokenizer's training text.
     """
+    check_family(family)
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tokenizer = _build_tokenizer(
-        model_max_length=_merged(config_overrides)["max_position_embeddings"],
-        corpus=CORPUS + extra_corpus,
-    )
-    config, dtype = _build_config(config_overrides, tokenizer_vocab=len(tokenizer))
-    _save_model(config, dtype, path, seed, n_tokens=len(tokenizer))
+    merged = _merged(config_overrides, family)
+    tokenizer = _build_tokenizer(merged["max_position_embeddings"], CORPUS + extra_corpus)
+    config, dtype = _build_config(config_overrides, len(tokenizer), family)
+    _save_model(config, dtype, path, seed, len(tokenizer), family)
     tokenizer.save_pretrained(path)
     _portable_tokenizer_config(path)
     for file in path.iterdir():
@@ -169,22 +94,26 @@ def make_tiny_model(
     return path
 
 
-def tiny_model_path(*, seed: int = 0, extra_corpus: str = "", **config_overrides: Any) -> Path:
-    """Build the tiny model once per (seed, overrides, builder version) and return the cached path.
-
-    The cache root is `$NANOVLLM_CACHE` if set, else `~/.cache/nanovllm`.
+def tiny_model_path(
+    *, family: str = "qwen3", seed: int = 0, extra_corpus: str = "", **config_overrides: Any
+) -> Path:
+    """Build the tiny model once per (family, seed, overrides, builder version) and return the
+    cached path. The cache root is `$NANOVLLM_CACHE` if set, else `~/.cache/nanovllm`.
     """
+    check_family(family)
     root = Path(os.environ.get("NANOVLLM_CACHE") or Path.home() / ".cache" / "nanovllm")
-    key_parts = (
-        {**config_overrides, "extra_corpus": extra_corpus} if extra_corpus else config_overrides
-    )
-    final = root / f"tiny-{_cache_key(seed, key_parts)}"
+    key = config_overrides if family == "qwen3" else {"family": family, **config_overrides}
+    if extra_corpus:
+        key = {**key, "extra_corpus": extra_corpus}
+    final = root / f"tiny-{_cache_key(seed, key)}"
     if (final / "config.json").is_file():
         return final
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-tiny-", dir=root))
     try:
-        make_tiny_model(tmp, seed=seed, extra_corpus=extra_corpus, **config_overrides)
+        make_tiny_model(
+            tmp, family=family, seed=seed, extra_corpus=extra_corpus, **config_overrides
+        )
         tmp.chmod(0o755)  # mkdtemp makes it 0700
         os.rename(tmp, final)  # atomic; fails if another process got there first
     except OSError:
@@ -195,8 +124,8 @@ def tiny_model_path(*, seed: int = 0, extra_corpus: str = "", **config_overrides
     return final
 
 
-def _merged(overrides: dict[str, Any]) -> dict[str, Any]:
-    cfg = {**TINY_CONFIG, **overrides}
+def _merged(overrides: dict[str, Any], family: str = "qwen3") -> dict[str, Any]:
+    cfg = {**TINY_CONFIG, **TINY_FAMILY_CONFIGS[family], **overrides}
     if "dtype" in overrides:  # transformers>=5 spelling; keep one key
         cfg["torch_dtype"] = cfg.pop("dtype")
     return cfg
@@ -205,16 +134,17 @@ def _merged(overrides: dict[str, Any]) -> dict[str, Any]:
 def _cache_key(seed: int, overrides: dict[str, Any]) -> str:
     import transformers
 
-    source = Path(__file__).read_bytes()  # editing this builder invalidates the cache
+    here = Path(__file__).parent  # editing the builder or its corpus invalidates the cache
+    source = (here / "tiny.py").read_bytes() + (here / "corpus.py").read_bytes()
     blob = json.dumps([seed, overrides, transformers.__version__], sort_keys=True, default=repr)
     return hashlib.sha256(source + blob.encode()).hexdigest()[:16]
 
 
-def _build_config(overrides: dict[str, Any], tokenizer_vocab: int):
+def _build_config(overrides: dict[str, Any], tokenizer_vocab: int, family: str = "qwen3"):
     import transformers
-    from transformers import Qwen3Config
 
-    cfg = _merged(overrides)
+    config_class, model_class = HF_CLASSES[family]
+    cfg = _merged(overrides, family)
     if cfg["vocab_size"] < tokenizer_vocab:
         raise ValueError(
             f"vocab_size={cfg['vocab_size']} is smaller than the tiny tokenizer's vocabulary of "
@@ -227,23 +157,25 @@ def _build_config(overrides: dict[str, Any], tokenizer_vocab: int):
             f"pass a num_key_value_heads that divides {heads}"
         )
     dtype = cfg.pop("torch_dtype")
-    cfg.setdefault("architectures", ["Qwen3ForCausalLM"])
-    cfg.setdefault("max_window_layers", cfg["num_hidden_layers"])  # as in released Qwen3 configs
+    cfg.setdefault("architectures", [model_class])
+    if family.startswith("qwen"):  # as in released Qwen configs
+        cfg.setdefault("max_window_layers", cfg["num_hidden_layers"])
     cfg.setdefault("initializer_range", WEIGHT_STD)  # what _reinit_ draws with, not HF's 0.02
     # transformers 5 renamed torch_dtype to dtype and warns on the old name
     dtype_key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
-    config = Qwen3Config(**{dtype_key: dtype}, **cfg)
+    config = getattr(transformers, config_class)(**{dtype_key: dtype}, **cfg)
     return config, str(dtype).removeprefix("torch.")
 
 
-def _save_model(config, dtype: str, path: Path, seed: int, n_tokens: int) -> None:
+def _save_model(config, dtype: str, path: Path, seed: int, n_tokens: int, family: str) -> None:
     import torch
-    from transformers import GenerationConfig, Qwen3ForCausalLM
+    import transformers
+    from transformers import GenerationConfig
     from transformers.utils import logging as hf_logging
 
     with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG alone
         torch.manual_seed(seed)
-        model = Qwen3ForCausalLM(config)
+        model = getattr(transformers, HF_CLASSES[family][1])(config)
         _reinit_(model, torch.Generator().manual_seed(seed), n_tokens)
     model.to(getattr(torch, dtype))
     eos = config.eos_token_id
@@ -285,18 +217,24 @@ def _reinit_(model, gen, n_tokens: int) -> None:
 
 
 def _portable_model_config(path: Path, config, dtype: str) -> None:
-    """Add the keys real Qwen3 checkpoints carry and transformers 5 no longer writes.
+    """Add the keys real checkpoints carry and transformers 5 no longer writes.
 
-    transformers>=5 writes `dtype` and `rope_parameters`; released Qwen3 config.json files (and
-    transformers 4.x) use `torch_dtype` and a top-level `rope_theta`. Keep both spellings, so an
-    engine reading config.json directly sees what it would see with a downloaded model.
+    transformers>=5 writes `dtype`, `rope_parameters` and (MoE) `num_local_experts`; released
+    config.json files (and transformers 4.x) use `torch_dtype`, a top-level `rope_theta`, a
+    `rope_scaling` dict without the theta (Llama 3) and `num_experts` (Qwen3-MoE). Keep both
+    spellings, so an engine reading config.json directly sees what a downloaded model shows.
     """
     file = path / "config.json"
     data = json.loads(file.read_text())
     rope = data.get("rope_parameters") or {}
     data.setdefault("rope_theta", rope.get("rope_theta", getattr(config, "rope_theta", None)))
     data["torch_dtype"] = dtype
-    data.setdefault("rope_scaling", None)
+    scaled = rope.get("rope_type", "default") != "default"
+    data.setdefault(
+        "rope_scaling", {k: v for k, v in rope.items() if k != "rope_theta"} if scaled else None
+    )
+    if "num_local_experts" in data:
+        data.setdefault("num_experts", data["num_local_experts"])
     file.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 

@@ -85,8 +85,8 @@ class BlockManager:
     def match_prefix(self, seq: Sequence) -> list[int]:
         """Ids of cached blocks holding the longest prefix of ``seq``.
 
-        Only blocks wholly inside the first ``num_tokens - 1`` tokens count: the last token is always
-        recomputed, because its logits are needed to sample.
+        Only blocks wholly inside the first ``num_tokens - 1`` tokens count: the last token is
+        always recomputed, because its logits are needed to sample.
         """
         if not self.enable_prefix_caching:
             return []
@@ -108,7 +108,8 @@ class BlockManager:
         return self.blocks_needed(num_tokens) - len(hits) + revived <= len(self.free)
 
     def admit(self, seq: Sequence, hits: list[int], num_tokens: int) -> None:
-        """Give ``seq`` the hit blocks plus fresh blocks up to ``num_tokens``; sets its cached count."""
+        """Give ``seq`` the hit blocks plus fresh blocks up to ``num_tokens``; sets its cached
+        count."""
         assert not seq.block_table, f"{seq} still holds blocks"
         assert self.can_admit(hits, num_tokens)
         for block_id in hits:
@@ -123,7 +124,8 @@ class BlockManager:
         self.grow(seq, num_tokens)
 
     def grow(self, seq: Sequence, num_tokens: int) -> bool:
-        """Make ``seq.block_table`` cover ``num_tokens`` tokens. False (and no change) if it can't."""
+        """Make ``seq.block_table`` cover ``num_tokens`` tokens. False (and no change) if it
+        can't."""
         missing = self.blocks_needed(num_tokens) - len(seq.block_table)
         if missing <= 0:
             return True
@@ -143,7 +145,7 @@ class BlockManager:
         block.ref_count = 1
         return block_id
 
-    # ---- after compute ----------------------------------------------------------------------------
+    # ---- after compute ---------------------------------------------------------------------------
     def commit(self, seq: Sequence) -> None:
         """Register the sequence's newly full, computed blocks in the prefix cache."""
         bs = self.block_size
@@ -190,7 +192,7 @@ class BlockManager:
         self._num_cached_free = 0
         return dropped
 
-    # ---- checks -------------------------------------------------------------------------------------
+    # ---- checks ----------------------------------------------------------------------------------
     def check_integrity(self, seqs: Iterable[Sequence] = ()) -> list[str]:
         """Every invariant the cache relies on, as a list of violations (empty when healthy).
 
@@ -211,7 +213,8 @@ class BlockManager:
         cached_free = sum(1 for b in self.free if self.blocks[b].hash is not None)
         if cached_free != self._num_cached_free:
             problems.append(
-                f"{cached_free} free blocks hold a prefix, but the counter says {self._num_cached_free}"
+                f"{cached_free} free blocks hold a prefix, "
+                f"but the counter says {self._num_cached_free}"
             )
         for h, bid in self.hash_to_block.items():
             if self.blocks[bid].hash != h:

@@ -1,6 +1,9 @@
 """What the engine tells its observers: one ``StepRecord`` per step, one ``SequenceEvent`` per state
 transition. Plain frozen data, cheap to build and to keep; the workbench and the metrics read only
-these (and ``EngineSnapshot``), never engine internals."""
+these (and ``EngineSnapshot``), never engine internals.
+
+Events between steps (``add_request``, ``abort``) are carried by the next StepRecord, or by the
+idle record ``LLMEngine.flush_events()`` makes; so an observer sees every event exactly once."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
 
+from nanovllm.engine.core.batch import Phase
 from nanovllm.engine.core.sequence import SequenceStatus
 
 
@@ -21,16 +25,19 @@ class SequenceEvent:
     after: SequenceStatus
     reason: str
     time: float = 0.0  # time.perf_counter() when it happened
+    # "added": the prompt's length; "scheduled" / "resumed": the tokens the sequence has then
+    # (prompt + generated, of which the prefix cache may hold some); 0 for other events
+    num_tokens: int = 0
 
 
 class ScheduledEntry(NamedTuple):  # a NamedTuple: hundreds are built per step, cheaply
     """One sequence's share of a step: ``num_tokens`` tokens from position ``start``."""
 
     seq_id: int
-    phase: str  # "prefill" (a prompt chunk or a recompute) or "decode"
+    phase: Phase  # PREFILL (a prompt chunk or a recompute) or DECODE
     num_tokens: int
     start: int
-    sampled: bool  # the chunk reached the sequence's end, so a token was sampled
+    reaches_end: bool  # the chunk reached the sequence's end, so a token was sampled
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,7 @@ class StepRecord:
     is_decode: tuple[bool, ...]
     num_new_tokens: tuple[int, ...]
     starts: tuple[int, ...]
-    sampled: tuple[bool, ...]
+    reaches_end: tuple[bool, ...]  # per scheduled sequence: it sampled a token
     num_prefill_tokens: int
     num_decode_tokens: int
     admitted_ids: tuple[int, ...]
@@ -72,7 +79,10 @@ class StepRecord:
     num_waiting: int
     timing: StepTiming
     events: tuple[SequenceEvent, ...] = ()
-    error: str | None = None  # set when the step raised and was rolled back
+    error: str | None = None  # set when the step raised and was abandoned (see LLMEngine.step)
+    # MoE models: tokens routed to each expert, [sparse layers, experts] (an int64 numpy array,
+    # built by the runner; core itself never imports numpy); None for dense models
+    expert_tokens: object | None = None
     time: float = 0.0  # time.perf_counter() at the end of the step
     # (seq_id, completion token ids) of the sequences that finished: nano-vllm's step() output
     finished_outputs: tuple[tuple[int, list[int]], ...] = ()
@@ -80,9 +90,9 @@ class StepRecord:
     @cached_property
     def scheduled(self) -> tuple[ScheduledEntry, ...]:
         return tuple(
-            ScheduledEntry(i, "decode" if d else "prefill", n, st, smp)
-            for i, d, n, st, smp in zip(
-                self.seq_ids, self.is_decode, self.num_new_tokens, self.starts, self.sampled
+            ScheduledEntry(i, Phase.DECODE if d else Phase.PREFILL, n, st, end)
+            for i, d, n, st, end in zip(
+                self.seq_ids, self.is_decode, self.num_new_tokens, self.starts, self.reaches_end
             )
         )
 
@@ -92,7 +102,7 @@ class StepRecord:
         return tuple((i, t) for i, t in zip(self.seq_ids, self.tokens) if t is not None)
 
     @property
-    def num_sampled(self) -> int:
+    def num_generated(self) -> int:
         return len(self.tokens) - self.tokens.count(None)
 
     @property
@@ -100,12 +110,8 @@ class StepRecord:
         return self.num_prefill_tokens + self.num_decode_tokens
 
     @property
-    def phase(self) -> str:
-        if not self.seq_ids:
-            return "idle"
-        if self.num_prefill_tokens and self.num_decode_tokens:
-            return "mixed"
-        return "prefill" if self.num_prefill_tokens else "decode"
+    def phase(self) -> Phase:
+        return Phase.of(self.num_prefill_tokens, self.num_decode_tokens)
 
     def __iter__(self):
         """nano-vllm compatibility: ``outputs, num_tokens = llm.step()`` unpacks a record into

@@ -10,7 +10,11 @@ free, the most recently admitted unscheduled sequence is preempted: its blocks a
 back to the front of the waiting queue, to be recomputed later (its cached prefix may survive).
 
 ``schedule()`` returns a ``ScheduledBatch``: plain data that the model runner, the observers and the
-tests all read. ``postprocess()`` applies the sampled tokens.
+tests all read. ``postprocess(batch, sampler_output)`` ends the step: it advances every scheduled
+sequence, appends the sampled tokens and logprobs, and decides every finish (stop token, length,
+non-finite logits). Aborts and failures between steps go through ``abort()``; so every finish,
+and every state change, is decided here and recorded as a ``SequenceEvent`` that the engine takes
+with ``take_events()``.
 """
 
 from __future__ import annotations
@@ -18,60 +22,11 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
+from nanovllm.engine.core.batch import SamplerOutput, ScheduledBatch
 from nanovllm.engine.core.block_manager import BlockManager
 from nanovllm.engine.core.events import SequenceEvent
 from nanovllm.engine.core.sequence import FinishReason, Sequence, SequenceStatus
-
-
-@dataclass
-class ScheduledBatch:
-    """What one step computes. ``seqs[i]`` computes ``num_new_tokens[i]`` tokens starting at
-    ``starts[i]``; it samples a token iff ``samples[i]`` (the chunk reaches its last token).
-    Fixed at scheduling time: the sequences themselves move on in ``postprocess``."""
-
-    step: int
-    seqs: list[Sequence] = field(default_factory=list)
-    num_new_tokens: list[int] = field(default_factory=list)
-    starts: list[int] = field(default_factory=list)
-    is_decode: list[bool] = field(default_factory=list)
-    samples: list[bool] = field(default_factory=list)  # does the chunk reach the seq's last token?
-    preempted_ids: list[int] = field(default_factory=list)
-    admitted_ids: list[int] = field(default_factory=list)
-    prefix_hit_tokens: int = 0
-
-    def add(self, seq: Sequence, n: int, decode: bool) -> None:
-        self.seqs.append(seq)
-        self.num_new_tokens.append(n)
-        self.starts.append(seq.num_computed_tokens)
-        self.is_decode.append(decode)
-        self.samples.append(seq.num_computed_tokens + n == seq.num_tokens)
-
-    def __len__(self) -> int:
-        return len(self.seqs)
-
-    @property
-    def num_tokens(self) -> int:
-        return sum(self.num_new_tokens)
-
-    @property
-    def phase(self) -> str:
-        kinds = set(self.is_decode)
-        return (
-            "empty"
-            if not kinds
-            else "mixed"
-            if len(kinds) == 2
-            else "decode"
-            if True in kinds
-            else "prefill"
-        )
-
-    def _repr_html_(self) -> str:
-        from nanovllm.engine.observe.html import batch_html
-
-        return batch_html(self)
 
 
 class Scheduler:
@@ -93,14 +48,14 @@ class Scheduler:
         self.stop_checker = stop_checker  # stop strings: detokenizer.StopChecker, from the engine
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []  # in admission order: later ones are preempted first
-        self.events: list[SequenceEvent] = []  # drained by the engine after each step
+        self._events: list[SequenceEvent] = []  # since the last take_events()
         self.num_steps = 0  # steps scheduled so far; the next step's index
 
     # ---- requests --------------------------------------------------------------------------------
     def add(self, seq: Sequence) -> None:
         assert seq.status is SequenceStatus.WAITING
         self.waiting.append(seq)
-        self._event(seq, None, SequenceStatus.WAITING, "added", self.num_steps)
+        self._event(seq, None, SequenceStatus.WAITING, "added", self.num_steps, seq.num_tokens)
 
     def abort(self, seq: Sequence, reason: FinishReason = FinishReason.ABORT) -> None:
         """Finish an unfinished ``seq`` now (aborted by the user, or failed); frees its blocks."""
@@ -113,23 +68,38 @@ class Scheduler:
     def has_unfinished(self) -> bool:
         return bool(self.waiting or self.running)
 
+    def has_pending_events(self) -> bool:
+        return bool(self._events)
+
+    def idle_batch(self) -> ScheduledBatch:
+        """An empty batch with the next step's index (and that index used up): what a step that
+        schedules nothing, on purpose, records."""
+        batch = ScheduledBatch(step=self.num_steps)
+        self.num_steps += 1
+        return batch
+
+    def take_events(self) -> tuple[SequenceEvent, ...]:
+        """The state changes since the last call, oldest first (and forget them)."""
+        events, self._events = tuple(self._events), []
+        return events
+
     # ---- scheduling ------------------------------------------------------------------------------
     def schedule(self) -> ScheduledBatch:
         batch = ScheduledBatch(step=self.num_steps)
         budget = self.max_num_batched_tokens
-        # Decodes first, then running prefills; each kind keeps admission order.
-        decodes = [s for s in self.running if len(s.token_ids) - s.num_computed_tokens == 1]
-        if len(decodes) < len(self.running):
-            decodes += [s for s in self.running if len(s.token_ids) - s.num_computed_tokens > 1]
+        # Running sequences: decodes first, then unfinished prefills; each keeps admission order.
+        order = [s for s in self.running if len(s.token_ids) - s.num_computed_tokens == 1]
+        if len(order) < len(self.running):
+            order += [s for s in self.running if len(s.token_ids) - s.num_computed_tokens > 1]
         running, grow = SequenceStatus.RUNNING, self.bm.grow
-        seqs, counts, starts, is_decode, samples = (
+        seqs, counts, starts, is_decode, reaches_end = (
             batch.seqs,
             batch.num_new_tokens,
             batch.starts,
             batch.is_decode,
-            batch.samples,
+            batch.reaches_end,
         )
-        for seq in decodes:  # the hot loop of every decode step: kept flat on purpose
+        for seq in order:  # the hot loop of every decode step: kept flat on purpose
             if budget == 0:
                 break
             if seq.status is not running:
@@ -142,7 +112,7 @@ class Scheduler:
                 counts.append(n)
                 starts.append(start)
                 is_decode.append(left == 1 and num_tokens > seq.num_prompt_tokens)
-                samples.append(n == left)
+                reaches_end.append(n == left)
                 budget -= n
         if not batch.preempted_ids:
             self._admit(batch, budget)
@@ -186,32 +156,58 @@ class Scheduler:
             before, seq.status = seq.status, SequenceStatus.RUNNING
             self.running.append(seq)
             reason = "resumed" if before is SequenceStatus.PREEMPTED else "scheduled"
-            self._event(seq, before, SequenceStatus.RUNNING, reason, batch.step)
+            self._event(seq, before, SequenceStatus.RUNNING, reason, batch.step, seq.num_tokens)
             batch.add(seq, n, decode=False)
             batch.admitted_ids.append(seq.seq_id)
             batch.prefix_hit_tokens += num_cached
             budget -= n
 
     # ---- after the forward -----------------------------------------------------------------------
-    def postprocess(self, batch: ScheduledBatch, sampled: list[int | None]) -> list[int]:
-        """Advance every scheduled sequence; ``sampled[i]`` is seq i's new token (None when its
-        chunk did not reach the end). Returns the ids of sequences that finished."""
-        finished = []
+    def postprocess(self, batch: ScheduledBatch, out: SamplerOutput | None) -> list[int]:
+        """End the step: every scheduled sequence advances by its computed tokens; sample row k
+        (batch row ``batch.sample_rows[k]``) appends ``out.token_ids[k]`` and its logprobs; then
+        each finish is decided. A row whose logits were not finite fails (reason "error") before
+        its new blocks can enter the prefix cache. Returns the ids of the sequences that finished.
+        """
+        finished: list[int] = []
         running, commit = SequenceStatus.RUNNING, self.bm.commit
-        for seq, n, token in zip(batch.seqs, batch.num_new_tokens, sampled):
+        rows = batch.sample_rows
+        broken = (
+            set()
+            if out is None or all(out.finite)
+            else {rows[k] for k, ok in enumerate(out.finite) if not ok}
+        )
+        for i, (seq, n) in enumerate(zip(batch.seqs, batch.num_new_tokens)):
             if seq.status is not running:
                 continue  # aborted while the step ran
+            if i in broken:
+                seq.error = "the model produced non-finite logits (NaN/inf)"
+                self._finish_running(seq, FinishReason.ERROR, batch.step, finished)
+                continue
             seq.num_computed_tokens += n
             commit(seq)
-            if token is None:
-                continue
+        for k, i in enumerate(rows):
+            seq = batch.seqs[i]
+            if seq.status is not running:
+                continue  # aborted, or failed just above
+            token = out.token_ids[k]
             seq.token_ids.append(token)
+            if seq.params.logprobs is not None:
+                seq.logprobs.append(out.logprobs[k])
+                seq.logprob_ranks.append(out.ranks[k] if out.ranks else None)
+                if seq.params.logprobs > 0:
+                    seq.top_logprobs.append(out.top_logprobs[k])
             reason = self._finish_reason(seq, token)
             if reason is not None:
-                self.running.remove(seq)
-                self._finish(seq, reason, batch.step)
-                finished.append(seq.seq_id)
+                self._finish_running(seq, reason, batch.step, finished)
         return finished
+
+    def _finish_running(
+        self, seq: Sequence, reason: FinishReason, step: int, finished: list[int]
+    ) -> None:
+        self.running.remove(seq)
+        self._finish(seq, reason, step)
+        finished.append(seq.seq_id)
 
     def _leader_computing_prompt(self, leader: Sequence) -> bool:
         """Whether ``leader`` runs and has not yet computed (so cached) the prompt's full blocks
@@ -253,10 +249,12 @@ class Scheduler:
         after: SequenceStatus,
         reason: str,
         step: int,
+        num_tokens: int = 0,
     ) -> None:
-        self.events.append(
-            SequenceEvent(step, seq.seq_id, before, after, reason, time.perf_counter())
+        event = SequenceEvent(
+            step, seq.seq_id, before, after, reason, time.perf_counter(), num_tokens
         )
+        self._events.append(event)
 
     def check_integrity(self) -> list[str]:
         problems = self.bm.check_integrity(self.running)

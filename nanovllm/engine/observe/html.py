@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from html import escape
 
+from nanovllm.engine.observe.snapshot import BLOCK_STATE_COLORS, BLOCK_STATE_NAMES
+
 _STYLE = "border-collapse:collapse;font-family:monospace;font-size:12px"
 _CELL = "border:1px solid #ccc;padding:2px 6px;text-align:left"
-_COLORS = {"free": "#e5e7eb", "used": "#3b82f6", "cached": "#10b981", "shared": "#f59e0b"}
+_COLORS = dict(zip(BLOCK_STATE_NAMES, BLOCK_STATE_COLORS))  # free, used, cached, shared
 
 
 def table(header: list[str], rows: list[list[object]], title: str = "") -> str:
@@ -22,7 +24,8 @@ def table(header: list[str], rows: list[list[object]], title: str = "") -> str:
     return f"{caption}<table style='{_STYLE}'><tr>{head}</tr>{body}</table>"
 
 
-def _ids(ids) -> str:
+def format_ids(ids) -> str:
+    """Request or block ids as people read them: "3, 7, 9", or "-" for none."""
     return ", ".join(map(str, ids)) or "-"
 
 
@@ -45,10 +48,11 @@ def step_record_html(r) -> str:
                 r.step,
                 r.phase,
                 f"{r.num_tokens} ({r.num_prefill_tokens}/{r.num_decode_tokens})",
-                _ids(r.admitted_ids),
-                _ids(r.preempted_ids),
-                _ids(r.finished_ids),
-                f"{r.kv_blocks_used}/{r.kv_blocks_free}/{r.kv_blocks_cached} of {r.kv_blocks_total}",
+                format_ids(r.admitted_ids),
+                format_ids(r.preempted_ids),
+                format_ids(r.finished_ids),
+                f"{r.kv_blocks_used}/{r.kv_blocks_free}/{r.kv_blocks_cached} "
+                f"of {r.kv_blocks_total}",
                 r.prefix_hit_tokens,
                 " / ".join(
                     f"{x * 1e3:.2f}"
@@ -72,13 +76,13 @@ def step_record_html(r) -> str:
 def batch_html(b) -> str:
     rows = [
         [s.seq_id, "decode" if d else "prefill", n, st, smp]
-        for s, n, st, d, smp in zip(b.seqs, b.num_new_tokens, b.starts, b.is_decode, b.samples)
+        for s, n, st, d, smp in zip(b.seqs, b.num_new_tokens, b.starts, b.is_decode, b.reaches_end)
     ]
     return table(
-        ["seq", "phase", "new tokens", "start", "samples"],
+        ["seq", "phase", "new tokens", "start", "reaches end (samples)"],
         rows,
-        f"ScheduledBatch step {b.step} ({b.phase}); preempted {_ids(b.preempted_ids)}; "
-        f"admitted {_ids(b.admitted_ids)}; prefix hits {b.prefix_hit_tokens}",
+        f"ScheduledBatch step {b.step} ({b.phase}); preempted {format_ids(b.preempted_ids)}; "
+        f"admitted {format_ids(b.admitted_ids)}; prefix hits {b.prefix_hit_tokens}",
     )
 
 
@@ -113,7 +117,8 @@ def sequence_html(s) -> str:
 
 def _block_strip(states: list[str], limit: int = 512) -> str:
     cells = "".join(
-        f"<span title='block {i}: {st}' style='display:inline-block;width:8px;height:8px;margin:1px;"
+        f"<span title='block {i}: {st}' "
+        "style='display:inline-block;width:8px;height:8px;margin:1px;"
         f"background:{_COLORS[st]}'></span>"
         for i, st in enumerate(states[:limit])
     )
@@ -143,8 +148,6 @@ def block_manager_html(bm) -> str:
 
 
 def snapshot_html(snap) -> str:
-    from nanovllm.engine.observe.snapshot import BLOCK_STATE_NAMES
-
     states = [BLOCK_STATE_NAMES[s] for s in snap.block_state.tolist()]
     head = table(
         list(BLOCK_STATE_NAMES),

@@ -1,6 +1,10 @@
-"""MetricsCollector: running totals behind ``LLM.get_metrics()``, fed by StepRecords.
+"""MetricsCollector: running totals behind ``LLM.get_metrics()``. A pure observer: it reads the
+StepRecords it is handed (requests added / finished / failed / aborted from their
+``SequenceEvent``s) and nothing else, so no engine code calls it.
 
-O(1) work per step and per request; no history is kept here (that is the Recorder's job).
+O(1) work per step and per event; no history is kept here (that is the Recorder's job). Counts
+cover the steps seen so far: a request added or aborted since the last step is counted once the
+next record (a step, or ``LLMEngine.flush_events()``) carries its event.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from nanovllm.engine.core.events import StepRecord
+from nanovllm.engine.core.sequence import SequenceStatus
 
 
 @dataclass
@@ -20,9 +25,10 @@ class _Totals:
     prompt_tokens: int = 0
     prefill_tokens: int = 0  # tokens actually computed in prefill (cache hits excluded)
     decode_tokens: int = 0
+    decode_step_tokens: int = 0  # decode tokens of decode-only steps (a mixed step is a prefill)
     generated_tokens: int = 0
     prefix_hit_tokens: int = 0
-    admitted_prompt_tokens: int = 0
+    admitted_tokens: int = 0  # tokens of admitted sequences (a resumed one: prompt + generated)
     preemptions: int = 0
     steps: int = 0
     failed_steps: int = 0
@@ -38,52 +44,52 @@ class _Totals:
 class MetricsCollector:
     def __init__(self) -> None:
         self._t = _Totals()
-        self._prompt_len: dict[int, int] = {}
 
     def reset(self) -> None:
         self._t = _Totals()
 
-    def on_request_added(self, seq_id: int, num_prompt_tokens: int) -> None:
-        self._t.requests_added += 1
-        self._t.prompt_tokens += num_prompt_tokens
-        self._prompt_len[seq_id] = num_prompt_tokens
-
-    def on_request_finished(self, seq, now: float) -> None:
-        reason = seq.finish_reason.value if seq.finish_reason else None
-        if reason == "error":
-            self._t.requests_failed += 1
-        elif reason == "abort":
-            self._t.requests_aborted += 1
-        else:
-            self._t.requests_finished += 1
-        self._prompt_len.pop(seq.seq_id, None)
-
     def on_step(self, r: StepRecord) -> None:
         t = self._t
+        self._count_events(r)
         t.steps += 1
         if r.error is not None:
             t.failed_steps += 1
             return
         if not r.seq_ids:
-            return
-        t.first_step_time = (
-            t.first_step_time if t.first_step_time is not None else r.time - r.timing.total
-        )
+            return  # idle
+        if t.first_step_time is None:
+            t.first_step_time = r.time - r.timing.total
         t.last_step_time = r.time
         prefill, decode = r.num_prefill_tokens, r.num_decode_tokens
         t.prefill_tokens += prefill
         t.decode_tokens += decode
-        t.generated_tokens += r.num_sampled
+        t.generated_tokens += r.num_generated
         t.prefix_hit_tokens += r.prefix_hit_tokens
-        t.admitted_prompt_tokens += sum(self._prompt_len.get(i, 0) for i in r.admitted_ids)
         t.preemptions += len(r.preempted_ids)
         t.busy_time += r.timing.total
-        if prefill:
+        if r.phase.has_prefill:
             t.prefill_steps += 1
             t.prefill_time += r.timing.total
         else:
             t.decode_steps += 1
             t.decode_time += r.timing.total
+            t.decode_step_tokens += decode
+
+    def _count_events(self, r: StepRecord) -> None:
+        t = self._t
+        for e in r.events:
+            if e.before is None:  # added
+                t.requests_added += 1
+                t.prompt_tokens += e.num_tokens
+            elif e.after is SequenceStatus.RUNNING:  # admitted: scheduled, or resumed
+                t.admitted_tokens += e.num_tokens
+            elif e.after is SequenceStatus.FINISHED:
+                if e.reason == "error":
+                    t.requests_failed += 1
+                elif e.reason == "abort":
+                    t.requests_aborted += 1
+                else:
+                    t.requests_finished += 1
 
     def summary(self) -> dict[str, Any]:
         t = self._t
@@ -96,11 +102,12 @@ class MetricsCollector:
             avg_prefill_step_time=t.prefill_time / t.prefill_steps if t.prefill_steps else 0.0,
             avg_decode_step_time=t.decode_time / t.decode_steps if t.decode_steps else 0.0,
             prefill_tokens_per_s=t.prefill_tokens / t.prefill_time if t.prefill_time else 0.0,
-            decode_tokens_per_s=t.decode_tokens / t.decode_time if t.decode_time else 0.0,
+            decode_tokens_per_s=t.decode_step_tokens / t.decode_time if t.decode_time else 0.0,
             # per second of step time: idle time between steps (stepping by hand) does not count
             generated_tokens_per_s=t.generated_tokens / t.busy_time if t.busy_time else 0.0,
+            # of the tokens admitted sequences had, the share found in the prefix cache
             prefix_cache_hit_rate=(
-                t.prefix_hit_tokens / t.admitted_prompt_tokens if t.admitted_prompt_tokens else 0.0
+                t.prefix_hit_tokens / t.admitted_tokens if t.admitted_tokens else 0.0
             ),
             wall_time=wall,
         )

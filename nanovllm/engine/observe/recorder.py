@@ -61,7 +61,7 @@ class Recorder:
                     t[1] = now
                     t[2] += 1
 
-    # ---- DataFrames -------------------------------------------------------------------------------
+    # ---- DataFrames ------------------------------------------------------------------------------
     @property
     def steps(self):
         """One row per step: token counts by phase, cache occupancy, timings."""
@@ -82,13 +82,13 @@ class Recorder:
                 phase=e.phase,
                 num_tokens=e.num_tokens,
                 start=e.start,
-                sampled=e.sampled,
+                reaches_end=e.reaches_end,
             )
             for r in self.records
             for e in r.scheduled
         ]
         return pd.DataFrame(
-            rows, columns=["step", "seq_id", "phase", "num_tokens", "start", "sampled"]
+            rows, columns=["step", "seq_id", "phase", "num_tokens", "start", "reaches_end"]
         )
 
     @property

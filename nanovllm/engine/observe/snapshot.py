@@ -16,6 +16,13 @@ BLOCK_STATE_NAMES = (
     "used",
     "cached",
     "shared",
+)
+# one colour per block state, shared by the HTML tables and the workbench grid
+BLOCK_STATE_COLORS = (
+    "#e5e7eb",
+    "#3b82f6",
+    "#10b981",
+    "#f59e0b",
 )  # "cached" = free but holding a cached prefix
 
 

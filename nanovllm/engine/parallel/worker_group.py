@@ -64,7 +64,7 @@ class _InFlight:
     unanswered: set[int]
 
 
-class WorkerGroup:
+class WorkerGroup:  # an Executor (runner/executor.py) over spawned ranks
     def __init__(
         self,
         config: Config,

@@ -76,7 +76,8 @@ def _quietly(cleanup) -> None:
 
 
 def _typed(error: BaseException) -> NanoVLLMError | None:
-    """``error`` if the main process should re-raise it as is (a user-facing error it can unpickle)."""
+    """``error`` if the main process should re-raise it as is (a user-facing error it can
+    unpickle)."""
     if not isinstance(error, NanoVLLMError):
         return None
     try:

@@ -24,13 +24,24 @@ def bucket_sizes(max_num_seqs: int) -> list[int]:
 
 
 class DecodeGraphs:
-    def __init__(self, runner):
-        cfg = runner.config
-        self.runner = runner
-        self.buckets = bucket_sizes(min(cfg.max_num_seqs, 512))
+    """Captured decode graphs of ``model`` over ``kv_cache`` (the tensors are read at replay, so the
+    cache must stay the same object for the graphs' lifetime)."""
+
+    def __init__(
+        self,
+        model,
+        kv_cache: torch.Tensor,
+        *,
+        max_num_seqs: int,
+        max_blocks_per_seq: int,
+        block_size: int,
+        hidden_size: int,
+    ):
+        self.model, self.kv_cache, self.block_size = model, kv_cache, block_size
+        self.buckets = bucket_sizes(min(max_num_seqs, 512))
         self.max_bs = self.buckets[-1]
-        self.width = cfg.max_blocks_per_seq
-        dev = runner.device
+        self.width = max_blocks_per_seq
+        dev = kv_cache.device
         n = self.max_bs
         # host staging (pinned) and device buffers: ids | positions | slots | seq_lens, then tables
         self.host = torch.zeros(4 * n, dtype=torch.int64).pin_memory()
@@ -41,7 +52,7 @@ class DecodeGraphs:
         self.seq_lens64 = seq_lens64
         self.block_tables = torch.zeros(n, self.width, dtype=torch.int32, device=dev)
         self.cu_seqlens_q = torch.arange(n + 1, dtype=torch.int32, device=dev)
-        self.hidden = torch.zeros(n, cfg.spec.hidden_size, dtype=runner.dtype, device=dev)
+        self.hidden = torch.zeros(n, hidden_size, dtype=kv_cache.dtype, device=dev)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         t0 = time.perf_counter()
         self._capture_all()
@@ -54,14 +65,15 @@ class DecodeGraphs:
             seq_lens=self.seq_lens[:bs],
             block_tables=self.block_tables[:bs],
             max_seqlen_q=1,
-            max_seqlen_k=self.width * self.runner.block_size,
+            max_seqlen_k=self.width * self.block_size,
             query_lens_host=[1] * bs,
-            seq_lens_host=[self.width * self.runner.block_size] * bs,
+            seq_lens_host=[self.width * self.block_size] * bs,
         )
 
     def _forward(self, bs: int) -> None:
-        model, kv = self.runner.model, self.runner.kv_cache
-        self.hidden[:bs] = model(self.input_ids[:bs], self.positions[:bs], self._meta(bs), kv)
+        self.hidden[:bs] = self.model(
+            self.input_ids[:bs], self.positions[:bs], self._meta(bs), self.kv_cache
+        )
 
     @torch.inference_mode()
     def _capture_all(self) -> None:

@@ -5,13 +5,39 @@ Built once per step on rank 0; tensor-parallel workers receive the same ``StepIn
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
-from nanovllm.engine.core.scheduler import ScheduledBatch
+from nanovllm.engine.core.batch import ScheduledBatch
 from nanovllm.engine.core.sequence import Sequence
-from nanovllm.layers.sampler import PenaltyRow, SamplingBatch
+
+
+@dataclass
+class SamplingBatch:
+    """Per-row sampling parameters of the sequences that sample this step (host lists)."""
+
+    temperatures: list[float]
+    top_ks: list[int | None]
+    top_ps: list[float]
+    seeds: list[int | None]
+    positions: list[int]  # tokens generated so far by each row's sequence
+    num_logprobs: list[int | None]
+    penalties: list[PenaltyRow] = field(default_factory=list)  # only the rows with penalties
+    bans: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)  # (row, banned ids)
+
+
+class PenaltyRow(NamedTuple):
+    """One row's penalties and the token ids they count: the prompt's (for the repetition
+    penalty; empty when it is off) and the generated ones (the sampler counts them)."""
+
+    row: int
+    repetition: float
+    presence: float
+    frequency: float
+    prompt_token_ids: list[int]
+    output_token_ids: list[int]
 
 
 @dataclass
@@ -38,6 +64,18 @@ class StepInputs:
         return self.num_tokens == self.num_seqs
 
 
+def slot_mapping(
+    block_tables: np.ndarray, seq_of_token: np.ndarray, positions: np.ndarray, block_size: int
+) -> np.ndarray:
+    """The KV-cache slot of each token: its sequence's block for that position, times the block
+    size, plus the offset in the block::
+
+        position p of row b  ->  block_tables[b, p // block_size] * block_size + p % block_size
+    """
+    blocks = block_tables[seq_of_token, positions // block_size].astype(np.int64)
+    return blocks * block_size + positions % block_size
+
+
 def prepare_inputs(batch: ScheduledBatch, block_size: int) -> StepInputs:
     starts = np.asarray(batch.starts, dtype=np.int64)
     counts = np.asarray(batch.num_new_tokens, dtype=np.int64)
@@ -51,10 +89,7 @@ def prepare_inputs(batch: ScheduledBatch, block_size: int) -> StepInputs:
     tables = np.zeros((len(counts), width), dtype=np.int32)
     for row, seq in enumerate(batch.seqs):
         tables[row, : len(seq.block_table)] = seq.block_table
-    slots = (
-        tables[seq_of_token, positions // block_size].astype(np.int64) * block_size
-        + positions % block_size
-    )
+    slots = slot_mapping(tables, seq_of_token, positions, block_size)
     input_ids = np.fromiter(
         (
             t
@@ -64,8 +99,7 @@ def prepare_inputs(batch: ScheduledBatch, block_size: int) -> StepInputs:
         dtype=np.int64,
         count=int(cu[-1]),
     )
-    samples = batch.samples
-    rows = [i for i, x in enumerate(samples) if x]
+    rows = batch.sample_rows
     return StepInputs(
         input_ids=input_ids,
         positions=positions,

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from nanovllm.engine.runner.inputs import StepInputs
-from nanovllm.layers.sampler import SamplingBatch
+from nanovllm.engine.runner.inputs import SamplingBatch, StepInputs, slot_mapping
 
 
 def warmup_inputs(config, num_tokens: int, block_offset: int = 0) -> StepInputs:
@@ -23,7 +23,7 @@ def warmup_inputs(config, num_tokens: int, block_offset: int = 0) -> StepInputs:
     tables = np.arange(num_seqs * blocks, dtype=np.int32).reshape(num_seqs, blocks) + block_offset
     pos = np.tile(np.arange(per_seq), num_seqs)
     seq = np.repeat(np.arange(num_seqs), per_seq)
-    slots = tables[seq, pos // bs].astype(np.int64) * bs + pos % bs
+    slots = slot_mapping(tables, seq, pos, bs)
     n = num_seqs
     return StepInputs(
         input_ids=np.zeros(len(pos), dtype=np.int64),
@@ -37,30 +37,31 @@ def warmup_inputs(config, num_tokens: int, block_offset: int = 0) -> StepInputs:
     )
 
 
-def probe_num_blocks(runner) -> int:
-    """Number of KV blocks that fit; records ``runner.memory_report``."""
-    cfg = runner.config
-    inputs = warmup_inputs(cfg, cfg.max_num_batched_tokens)
-    warm_blocks = int(inputs.block_tables.size)
+def probe_num_blocks(
+    config, allocate_kv_cache: Callable[[int], torch.Tensor], forward_logits: Callable
+) -> tuple[int, dict]:
+    """The number of KV blocks that fit, and a report of where the memory went. Runs the largest
+    step once, ``forward_logits(inputs, kv_cache)``, over a cache just big enough for it."""
+    inputs = warmup_inputs(config, config.max_num_batched_tokens)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
-    runner.kv_cache = runner._allocate_kv_cache(warm_blocks)
-    runner.forward_logits(inputs)
+    warm_cache = allocate_kv_cache(int(inputs.block_tables.size))
+    forward_logits(inputs, warm_cache)
     torch.cuda.synchronize()
-    runner.kv_cache = None
+    del warm_cache
     torch.cuda.empty_cache()
     free, total = torch.cuda.mem_get_info()
     stats = torch.cuda.memory_stats()
     peak, current = stats["allocated_bytes.all.peak"], stats["allocated_bytes.all.current"]
     used = total - free
-    block_bytes = cfg.kv_bytes_per_block
-    budget = int(total * cfg.gpu_memory_utilization) - used - (peak - current)
+    block_bytes = config.kv_bytes_per_block
+    budget = int(total * config.gpu_memory_utilization) - used - (peak - current)
     num_blocks = max(0, budget // block_bytes)
-    runner.memory_report = dict(
+    report = dict(
         total_gib=total / 2**30,
         weights_gib=current / 2**30,
         activation_peak_gib=(peak - current) / 2**30,
         kv_cache_gib=num_blocks * block_bytes / 2**30,
         num_blocks=num_blocks,
     )
-    return num_blocks
+    return num_blocks, report

@@ -1,0 +1,53 @@
+"""Executor: what the engine runs a step on. One interface, two implementations:
+
+    ModelRunner   (runner/model_runner.py)     tensor_parallel_size == 1, in this process
+    WorkerGroup   (parallel/worker_group.py)   one spawned process per rank
+
+The engine knows only this interface: how many KV blocks fit, run one step, close.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from nanovllm.engine.core.batch import SamplerOutput
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from nanovllm.config import Config
+    from nanovllm.engine.runner.inputs import StepInputs
+
+
+@dataclass
+class RunTiming:
+    """Seconds of one ``run``; on GPU ``forward`` is device time from CUDA events."""
+
+    prepare: float = 0.0
+    forward: float = 0.0
+    sample: float = 0.0
+    # MoE models only: [sparse layers, experts] int64, tokens routed to each expert this step
+    expert_tokens: np.ndarray | None = None
+
+
+class Executor(Protocol):
+    num_kvcache_blocks: int  # fixed once built: the minimum over ranks
+
+    def run(self, inputs: StepInputs) -> tuple[SamplerOutput, RunTiming]:
+        """Forward one step and sample its sample rows."""
+        ...
+
+    def close(self) -> None:
+        """Free processes, device memory and shared memory; idempotent."""
+        ...
+
+
+def make_executor(config: Config) -> Executor:
+    if config.tensor_parallel_size == 1:
+        from nanovllm.engine.runner.model_runner import ModelRunner
+
+        return ModelRunner(config)
+    from nanovllm.engine.parallel.worker_group import WorkerGroup
+
+    return WorkerGroup(config)

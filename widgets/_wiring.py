@@ -1,0 +1,68 @@
+"""Wiring: the one place where a click on a control becomes a call of the Workbench's public API.
+
+::
+
+    Step   -> wb.step(steps)            Run/Pause -> wb.run() / wb.pause()
+    Add    -> wb.add_request x copies   Reset     -> wb.reset() (wb.rebuild() when closed)
+    slider -> wb.show_step(k)           Live      -> wb.live()
+    integrity -> wb.integrity_overlay = on
+
+A control changed by code (``Dashboard.by_code()``) acts on nothing. ``guard`` runs an action and
+shows a failure in the status line, where it stays until an action succeeds (failing actions only
+replace it with their own error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from nanovllm.errors import NanoVLLMError
+
+if TYPE_CHECKING:
+    from ._workbench import Workbench
+
+
+class Wiring:
+    def __init__(self, bench: Workbench):
+        self.bench, self.dashboard = bench, bench.dashboard
+        b, c = bench, bench.controls
+        c.step_button.on_click(lambda _: self.guard(lambda: b.step(c.steps.value)))
+        c.reset_button.on_click(lambda _: self.guard(b.rebuild if b.closed else b.reset))
+        c.add_button.on_click(lambda _: self.guard(self._add_from_form))
+        c.live_button.on_click(lambda _: self.guard(b.live))
+        c.run_toggle.observe(self._on_toggle, "value")
+        c.slider.observe(lambda ch: self._by_user(lambda: b.show_step(ch["new"])), "value")
+        c.integrity.observe(
+            lambda ch: self._by_user(lambda: setattr(b, "integrity_overlay", ch["new"])), "value"
+        )
+
+    def guard(self, action: Callable[[], object]) -> None:
+        """Run a control's action; a failure is shown in the status line, not raised."""
+        shown = self.dashboard.status_version
+        try:
+            action()
+        except (NanoVLLMError, ValueError, RuntimeError) as e:
+            self.dashboard.set_status(f"{type(e).__name__}: {e}", error=True)
+            return
+        if self.dashboard.status_error and self.dashboard.status_version == shown:
+            self.dashboard.set_status("")  # it worked: the last error is no longer true
+
+    def _by_user(self, action: Callable[[], object]) -> None:
+        if not self.dashboard.syncing:
+            self.guard(action)
+
+    def _add_from_form(self) -> None:
+        c = self.bench.controls
+        ids = [
+            self.bench.add_request(c.prompt.value, c.max_tokens.value, c.temperature.value)
+            for _ in range(c.copies.value)
+        ]
+        self.dashboard.set_status(
+            f"added request{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}"
+        )
+
+    def _on_toggle(self, change) -> None:
+        self._by_user(self.bench.run if change["new"] else self.bench.pause)
+        if change["new"] and not self.bench.running and not self.dashboard.syncing:
+            self.dashboard.show_running(False)  # run() refused: put the toggle back
