@@ -49,14 +49,14 @@ if [ "$mode" = test ]; then
                  "so the browser test will be skipped (install it: sudo apt-get install chromium fonts-liberation)" >&2
         fi
     fi
-    python -m nanovllm.testing.teaching
+    python -m nanovllm.testing
     exec python -m pytest "$@"
 fi
 
 python -c "import nanovllm, widgets, jupyterlab" 2>/dev/null || python -m pip install -e ".[notebook]"
 if [ -n "${1:-}" ]; then export NANOVLLM_MODEL="$1"; fi
 shift || true
-if [ -z "${NANOVLLM_MODEL:-}" ]; then python -m nanovllm.testing.teaching; fi
+if [ -z "${NANOVLLM_MODEL:-}" ]; then python -m nanovllm.testing; fi
 
 port="${WORKBENCH_PORT:-8888}"
 ip="${WORKBENCH_IP:-127.0.0.1}"

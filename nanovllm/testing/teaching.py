@@ -9,15 +9,16 @@ Contract:
   physical blocks."
 - Cached: the directory is `cache_root() / "teaching-<key>"`, where the key hashes the recipe
   (model config, seed, steps, batch, sequence length, learning rate, threads), the source of this
-  module, of corpus.py and of tiny.py (the corpus generator and the file writers), and the torch /
-  transformers / tokenizers versions. The first call builds it (about a minute on two cores, with
-  a progress bar); later calls return at once. It appears atomically, as the tiny model does.
+  module, corpus.py, checkpoint.py and tiny.py (the corpus generator, the trainer, the file
+  writers), and the torch / transformers / tokenizers versions. The first call builds it (about a
+  minute on two cores, with a progress bar); later calls return at once. The directory appears
+  atomically (`checkpoint.build_cached`), as the tiny model's does.
 - Reproducible: same recipe and versions on the same kind of machine -> the same weights
   (seeded init, a fixed data order, `torch.set_num_threads(recipe.threads)` while training).
 - The tokenizer is word-level: every word, number and punctuation mark of the corpus is one token,
   so a number is never split and a continuation is checked token by token. Unknown words become
   `<|unk|>`; the model's text has no newlines (whitespace is a separator, not a token).
-- `python -m nanovllm.testing.teaching` builds it (if needed) and prints its path and build time.
+- `python -m nanovllm.testing` builds it (if needed) and prints its path and build time.
 
 Nothing here is imported by the engine.
 """
@@ -28,20 +29,14 @@ import dataclasses
 import hashlib
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from nanovllm.testing import corpus
-from nanovllm.testing.tiny import (
-    CHAT_TEMPLATE,
-    ENDOFTEXT,
-    IM_END,
-    IM_START,
-    build_cached,
-    write_model,
-    write_tokenizer,
-)
+from nanovllm.testing import checkpoint, corpus
+from nanovllm.testing.checkpoint import build_cached, write_model, write_tokenizer
+from nanovllm.testing.tiny import CHAT_TEMPLATE, ENDOFTEXT, IM_END, IM_START
 
 UNK = "<|unk|>"
 SPECIALS = (ENDOFTEXT, IM_START, IM_END, UNK)  # ids 0, 1, 2, 3
@@ -105,7 +100,7 @@ def make_teaching_model(path, recipe: Recipe | None = None, *, progress: bool = 
     config = _hf_config(recipe, n_tokens=len(tokenizer))
     model, losses = train(config, rows, recipe, progress=progress)
     write_model(model, config, "float32", path)
-    write_tokenizer(tokenizer, path)
+    write_tokenizer(tokenizer, path, CHAT_TEMPLATE)
     info = dict(
         recipe=dataclasses.asdict(recipe),
         key=recipe.key(),
@@ -121,14 +116,12 @@ def make_teaching_model(path, recipe: Recipe | None = None, *, progress: bool = 
 def _builder_source() -> bytes:
     from nanovllm.testing import tiny
 
-    return (
-        b"".join(Path(m.__file__).read_bytes() for m in (corpus, tiny))
-        + Path(__file__).read_bytes()
-    )
+    files = (corpus.__file__, checkpoint.__file__, tiny.__file__, __file__)
+    return b"".join(Path(f).read_bytes() for f in files)
 
 
 def _lines_for(recipe: Recipe) -> list[str]:
-    """Enough corpus lines to fill `steps * batch_size` rows (lines average about 30 tokens)."""
+    """Enough corpus lines to fill `steps * batch_size` rows (a line averages about 40 tokens)."""
     return corpus.corpus_lines(recipe.steps * recipe.batch_size * recipe.seq_len // 24, recipe.seed)
 
 
@@ -221,7 +214,12 @@ def train(config, rows, recipe: Recipe, *, progress: bool = True):
             opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.95))
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_scale(s, recipe))
             losses = []
-            bar = tqdm(range(recipe.steps), desc="teaching model", disable=not progress)
+            bar = tqdm(
+                range(recipe.steps),
+                desc="training the teaching model",
+                disable=not progress,
+                mininterval=0.5 if sys.stderr.isatty() else 15,  # a CI log gets a line per 15 s
+            )
             for step in bar:
                 x = rows[step]
                 logits = model(input_ids=x, use_cache=False).logits
@@ -244,21 +242,3 @@ def _lr_scale(step: int, recipe: Recipe) -> float:
         return (step + 1) / recipe.warmup
     done = (step - recipe.warmup) / max(1, recipe.steps - recipe.warmup)
     return 0.1 + 0.45 * (1 + math.cos(math.pi * done))
-
-
-def main() -> None:
-    """Build the default teaching model if it is not cached; print where it is and how long."""
-    from nanovllm.testing.checkpoint import cache_root
-
-    recipe = Recipe()
-    cached = (cache_root() / f"teaching-{recipe.key()}" / "config.json").is_file()
-    t0 = time.perf_counter()
-    path = teaching_model_path(recipe)
-    if cached:
-        print(f"teaching model: {path} (cached)")
-    else:
-        print(f"teaching model built in {time.perf_counter() - t0:.1f} s: {path}")
-
-
-if __name__ == "__main__":
-    main()
