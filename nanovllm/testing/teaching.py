@@ -121,8 +121,10 @@ def _builder_source() -> bytes:
 
 
 def _lines_for(recipe: Recipe) -> list[str]:
-    """Enough corpus lines to fill `steps * batch_size` rows (a line averages about 40 tokens)."""
-    return corpus.corpus_lines(recipe.steps * recipe.batch_size * recipe.seq_len // 24, recipe.seed)
+    """Enough corpus lines to fill `steps * batch_size` rows: a line averages about 40 tokens, and
+    the line that overflows a row is cut, so a row takes up to `seq_len // 40 + 1` lines."""
+    per_row = recipe.seq_len // 24 + 1
+    return corpus.corpus_lines(recipe.steps * recipe.batch_size * per_row, recipe.seed)
 
 
 def build_tokenizer(lines: list[str], model_max_length: int):
