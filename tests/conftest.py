@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny random-weight checkpoints, built once per machine (cached on disk)."""
+"""Shared fixtures: tiny random-weight checkpoints (equivalence and property tests) and the trained
+teaching model, each built once per machine (cached on disk)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,14 @@ def second_model() -> str:
     from nanovllm.testing import tiny_model_path
 
     return str(tiny_model_path(**SECOND_CONFIG))
+
+
+@pytest.fixture(scope="session")
+def teaching_model() -> str:
+    """The trained teaching model (about a minute to build on two cores, the first time)."""
+    from nanovllm.testing import teaching_model_path
+
+    return str(teaching_model_path())
 
 
 def pytest_collection_modifyitems(config, items):
