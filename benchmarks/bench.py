@@ -85,7 +85,7 @@ def run_peer(model_path: str, prompts, params, n: int) -> float | None:
 
         model = (
             AutoModelForCausalLM.from_pretrained(
-                model_path, dtype=torch.bfloat16, attn_implementation="sdpa_paged"
+                model_path, dtype=torch.bfloat16, attn_implementation="paged|sdpa"
             )
             .cuda()
             .eval()

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny random-weight checkpoints, built once per machine (cached on disk)."""
+"""Shared fixtures: tiny random-weight checkpoints (equivalence and property tests) and the trained
+teaching model, each built once per machine (cached on disk)."""
 
 from __future__ import annotations
 
@@ -40,10 +41,18 @@ def second_model() -> str:
 
 
 @pytest.fixture(scope="session")
+def teaching_model() -> str:
+    """The trained teaching model (about a minute to build on two cores, the first time)."""
+    from nanovllm.testing import teaching_model_path
+
+    return str(teaching_model_path())
+
+
+@pytest.fixture(scope="session")
 def multibyte_model() -> str:
     """The tiny Qwen3 with a tokenizer that also learned non-ASCII text (MULTIBYTE_CORPUS)."""
-    from nanovllm.testing.corpus import MULTIBYTE_CORPUS
     from nanovllm.testing.tiny import tiny_model_path
+    from nanovllm.testing.tokenizer_text import MULTIBYTE_CORPUS
 
     return str(tiny_model_path(extra_corpus=MULTIBYTE_CORPUS))
 

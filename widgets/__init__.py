@@ -1,7 +1,7 @@
 """nano-vLLM Workbench: live views of the engine and step-by-step controls, for JupyterLab.
 
     import widgets
-    wb = widgets.workbench()          # the kernel's one engine (the tiny model by default) + views
+    wb = widgets.workbench()          # the kernel's one engine (teaching model by default) + views
     wb = widgets.workbench(num_kvcache_blocks=32, history_steps=500)  # engine config, view options
     wb.add_request("What is a block table?", max_tokens=32)
     wb.step()                         # or the Step / Run buttons; wb.show_step(3) travels back

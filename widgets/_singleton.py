@@ -12,7 +12,8 @@ from typing import Any
 
 from ._workbench import Workbench
 
-# With no model: the built-in tiny Qwen3 and a cache small enough that block tables, sharing and
+# With no model: the teaching model (a tiny Qwen3 trained to count, recite and answer questions
+# about the engine) and a cache small enough that block tables, sharing and
 # preemption are visible after a handful of requests. Every key can be overridden.
 TEACHING_DEFAULTS: dict[str, Any] = dict(
     kvcache_block_size=16,
@@ -35,12 +36,12 @@ _key: tuple | None = None
 
 
 def default_model() -> str:
-    """``$NANOVLLM_MODEL`` if set, else the tiny built-in model (built once, cached on disk)."""
+    """``$NANOVLLM_MODEL`` if set, else the teaching model (trained once, cached on disk)."""
     if os.environ.get("NANOVLLM_MODEL"):
         return os.environ["NANOVLLM_MODEL"]
-    from nanovllm.testing import tiny_model_path
+    from nanovllm.testing import teaching_model_path
 
-    return str(tiny_model_path())
+    return str(teaching_model_path())
 
 
 def _resolve(model, config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -50,7 +51,7 @@ def _resolve(model, config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def workbench(model: str | os.PathLike | None = None, **config: Any) -> Workbench:
-    """The kernel's Workbench for ``model`` (default: the tiny model) and engine ``config``.
+    """The kernel's Workbench for ``model`` (default: the teaching model) and engine ``config``.
 
     The keywords in ``WORKBENCH_OPTIONS`` (``history_steps``, ``history_bytes``,
     ``redraw_interval``, ``window``, ``snapshot_every_step``) go to the ``Workbench``; every

@@ -10,11 +10,11 @@ Contract:
   argmax does not flip between implementations on rounding noise.
 - The tokenizer is a byte-level BPE (fixed size `TOKENIZER_VOCAB_SIZE`) trained on the corpus below;
   any ASCII text round-trips. The model's vocab_size may be larger (padded rows), as in real Qwen3.
-  `extra_corpus=MULTIBYTE_CORPUS` adds non-ASCII text to the training corpus, so the vocabulary
-  holds multi-byte characters, some as one token and some split over several (streaming tests).
-- `tiny_model_path(**overrides)` builds once into a cache dir and reuses it; the directory appears
-  atomically (built in a temp dir, then renamed), so concurrent test processes never see half a
-  checkpoint.
+  `extra_corpus=MULTIBYTE_CORPUS` (tokenizer_text.py) adds non-ASCII text to the training text, so
+  the vocabulary holds multi-byte characters, some as one token and some split over several.
+- `tiny_model_path(**overrides)` builds once into a cache dir and reuses it (through
+  `checkpoint.build_cached`: the directory appears atomically, so concurrent test processes never
+  see half a checkpoint).
 
 Nothing here is imported by the engine; tests and notebooks use it when `NANOVLLM_MODEL` is unset.
 """
@@ -24,13 +24,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from nanovllm.testing.corpus import CORPUS
+from nanovllm.testing.checkpoint import build_cached, write_model, write_tokenizer
 from nanovllm.testing.families import HF_CLASSES, TINY_FAMILY_CONFIGS, check_family
+from nanovllm.testing.tokenizer_text import CORPUS
 
 ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)  # trained first, so their ids are 0, 1, 2
@@ -87,10 +86,7 @@ def make_tiny_model(
     tokenizer = _build_tokenizer(merged["max_position_embeddings"], CORPUS + extra_corpus)
     config, dtype = _build_config(config_overrides, len(tokenizer), family)
     _save_model(config, dtype, path, seed, len(tokenizer), family)
-    tokenizer.save_pretrained(path)
-    _portable_tokenizer_config(path)
-    for file in path.iterdir():
-        file.chmod(0o644)  # safetensors writes 0600; a shared cache must be readable
+    write_tokenizer(tokenizer, path, CHAT_TEMPLATE)
     return path
 
 
@@ -101,27 +97,15 @@ def tiny_model_path(
     cached path. The cache root is `$NANOVLLM_CACHE` if set, else `~/.cache/nanovllm`.
     """
     check_family(family)
-    root = Path(os.environ.get("NANOVLLM_CACHE") or Path.home() / ".cache" / "nanovllm")
     key = config_overrides if family == "qwen3" else {"family": family, **config_overrides}
     if extra_corpus:
         key = {**key, "extra_corpus": extra_corpus}
-    final = root / f"tiny-{_cache_key(seed, key)}"
-    if (final / "config.json").is_file():
-        return final
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-tiny-", dir=root))
-    try:
-        make_tiny_model(
+    return build_cached(
+        f"tiny-{_cache_key(seed, key)}",
+        lambda tmp: make_tiny_model(
             tmp, family=family, seed=seed, extra_corpus=extra_corpus, **config_overrides
-        )
-        tmp.chmod(0o755)  # mkdtemp makes it 0700
-        os.rename(tmp, final)  # atomic; fails if another process got there first
-    except OSError:
-        if not (final / "config.json").is_file():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+        ),
+    )
 
 
 def _merged(overrides: dict[str, Any], family: str = "qwen3") -> dict[str, Any]:
@@ -134,8 +118,9 @@ def _merged(overrides: dict[str, Any], family: str = "qwen3") -> dict[str, Any]:
 def _cache_key(seed: int, overrides: dict[str, Any]) -> str:
     import transformers
 
-    here = Path(__file__).parent  # editing the builder or its corpus invalidates the cache
-    source = (here / "tiny.py").read_bytes() + (here / "corpus.py").read_bytes()
+    here = Path(__file__).parent  # editing this builder, its families or the writers: a new key
+    files = ("tiny.py", "families.py", "checkpoint.py", "tokenizer_text.py")
+    source = b"".join((here / f).read_bytes() for f in files)
     blob = json.dumps([seed, overrides, transformers.__version__], sort_keys=True, default=repr)
     return hashlib.sha256(source + blob.encode()).hexdigest()[:16]
 
@@ -170,26 +155,12 @@ def _build_config(overrides: dict[str, Any], tokenizer_vocab: int, family: str =
 def _save_model(config, dtype: str, path: Path, seed: int, n_tokens: int, family: str) -> None:
     import torch
     import transformers
-    from transformers import GenerationConfig
-    from transformers.utils import logging as hf_logging
 
     with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG alone
         torch.manual_seed(seed)
         model = getattr(transformers, HF_CLASSES[family][1])(config)
         _reinit_(model, torch.Generator().manual_seed(seed), n_tokens)
-    model.to(getattr(torch, dtype))
-    eos = config.eos_token_id
-    model.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id, eos_token_id=eos, pad_token_id=eos, do_sample=False
-    )
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # a "Writing model shards" bar per test is noise
-    try:
-        model.save_pretrained(path, safe_serialization=True)
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
-    _portable_model_config(path, config, dtype)
+    write_model(model, config, dtype, path)
 
 
 def _reinit_(model, gen, n_tokens: int) -> None:
@@ -214,45 +185,6 @@ def _reinit_(model, gen, n_tokens: int) -> None:
                 p.copy_(WEIGHT_STD * noise)
         model.get_input_embeddings().weight[n_tokens:] = 0.0
         model.get_output_embeddings().weight[n_tokens:] = 0.0
-
-
-def _portable_model_config(path: Path, config, dtype: str) -> None:
-    """Add the keys real checkpoints carry and transformers 5 no longer writes.
-
-    transformers>=5 writes `dtype`, `rope_parameters` and (MoE) `num_local_experts`; released
-    config.json files (and transformers 4.x) use `torch_dtype`, a top-level `rope_theta`, a
-    `rope_scaling` dict without the theta (Llama 3) and `num_experts` (Qwen3-MoE). Keep both
-    spellings, so an engine reading config.json directly sees what a downloaded model shows.
-    """
-    file = path / "config.json"
-    data = json.loads(file.read_text())
-    rope = data.get("rope_parameters") or {}
-    data.setdefault("rope_theta", rope.get("rope_theta", getattr(config, "rope_theta", None)))
-    data["torch_dtype"] = dtype
-    scaled = rope.get("rope_type", "default") != "default"
-    data.setdefault(
-        "rope_scaling", {k: v for k, v in rope.items() if k != "rope_theta"} if scaled else None
-    )
-    if "num_local_experts" in data:
-        data.setdefault("num_experts", data["num_local_experts"])
-    file.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def _portable_tokenizer_config(path: Path) -> None:
-    """Name the class `PreTrainedTokenizerFast` and inline the chat template, as 4.x expects.
-
-    transformers>=5 writes `tokenizer_class: TokenizersBackend` (unknown to 4.x) and puts the
-    template in chat_template.jinja; both versions read the inline form.
-    """
-    file = path / "tokenizer_config.json"
-    data = json.loads(file.read_text())
-    data["tokenizer_class"] = "PreTrainedTokenizerFast"
-    data["chat_template"] = CHAT_TEMPLATE
-    specials = data.pop("extra_special_tokens", None) or data.get("additional_special_tokens")
-    data["additional_special_tokens"] = list(specials or [IM_START, IM_END])
-    data.pop("backend", None)
-    file.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    (path / "chat_template.jinja").unlink(missing_ok=True)
 
 
 def _build_tokenizer(model_max_length: int, corpus: str = CORPUS):

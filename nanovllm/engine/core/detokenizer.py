@@ -5,15 +5,17 @@ Face tokenizer), handed in by the engine. Nothing here imports it.
 
 Incremental detokenization decodes a small window of tokens, not the whole completion::
 
-    token_ids:  ... p p p p p | g0 g1 g2 ... g(k-1) | gk ...
-                      ^prefix_offset      ^read_offset    ^end
+    token_ids:  p p p p | g0 g1 ... g(j-1) | gj ... g(k-1) | gk ...
+                                           ^prefix_offset  ^read_offset   ^end
     new text = decode(prefix..end)[len(decode(prefix..read)):]
 
-The window starts a few tokens back, so a tokenizer that merges or re-spaces across tokens gives
-the same text as a full decode. New text is taken only when the window's decode does not end in
-U+FFFD: a UTF-8 character split over byte tokens (or one a later token completes) is held back
-until it is whole. ``finish()`` takes everything that is left, held-back bytes too, so the text of
-a finished sequence is its full decode.
+The window starts one emission back, so a tokenizer that spaces or merges across tokens (a
+WordPiece decoder's joins, SentencePiece's word starts) gives the text a full decode gives. The
+first window starts at the completion, not in the prompt: the text is the tokenizer's decode of the
+completion's tokens (vLLM starts a few prompt tokens back, which can add a leading space). New text
+is taken only when the window's decode does not end in U+FFFD: a UTF-8 character split over byte
+tokens is held back until a later token completes it. ``finish()`` takes everything that is left,
+held-back bytes too, so a finished sequence's text is its full decode.
 
 Which tokens make text (``text_end``): all generated ones, except the EOS or stop token that ended
 the sequence (vLLM leaves it out too), unless ``include_stop_str_in_output``.
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 from nanovllm.engine.core.sequence import FinishReason, Sequence
 
-CONTEXT_TOKENS = 5  # prompt tokens decoded with the first window (vLLM uses the same number)
 REPLACEMENT = "\ufffd"
 
 
@@ -38,8 +39,7 @@ class IncrementalDetokenizer:
     def __init__(self, tokenizer, num_prompt_tokens: int, skip_special_tokens: bool = True):
         self.tokenizer = tokenizer
         self.skip_special_tokens = skip_special_tokens
-        self.prefix_offset = max(0, num_prompt_tokens - CONTEXT_TOKENS)
-        self.read_offset = num_prompt_tokens
+        self.prefix_offset = self.read_offset = num_prompt_tokens
         self.text = ""
         self.stop_at: int | None = None
         self.finished = False
