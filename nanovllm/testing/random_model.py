@@ -214,7 +214,8 @@ def make_random_model(
     import torch
     from safetensors.torch import save_file
 
-    from nanovllm.testing.tiny import _build_tokenizer, _portable_tokenizer_config
+    from nanovllm.testing.checkpoint import write_tokenizer
+    from nanovllm.testing.tiny import CHAT_TEMPLATE, _build_tokenizer
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -231,6 +232,5 @@ def make_random_model(
     full = _full_config(config, dtype)
     (path / "config.json").write_text(json.dumps(full, indent=2))
     tokenizer = _build_tokenizer(model_max_length=config["max_position_embeddings"])
-    tokenizer.save_pretrained(path)
-    _portable_tokenizer_config(path)
+    write_tokenizer(tokenizer, path, CHAT_TEMPLATE)
     return path
