@@ -74,10 +74,11 @@ def run(llm, prompt, **params) -> object:
 
 # ---- stop strings --------------------------------------------------------------------------------
 def pick_stop(text: str, rng: random.Random) -> str:
-    """A 3-character stop string from the middle of ``text``, of letters, first found there."""
+    """A 3-character stop string of letters from the first two thirds of ``text`` (so it stops
+    the completion early), first found there."""
     starts = [
         i
-        for i in range(2, len(text) - 5)
+        for i in range(2, 2 * len(text) // 3)
         if text[i : i + 3].isascii()
         and text[i : i + 3].strip().isalpha()
         and "\ufffd" not in text[i : i + 5]  # a split character right after would hold it back

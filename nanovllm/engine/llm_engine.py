@@ -17,6 +17,7 @@ is idempotent and also runs on garbage collection and at exit.
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 import weakref
@@ -33,7 +34,7 @@ from nanovllm.engine.core.scheduler import Scheduler
 from nanovllm.engine.core.sequence import FinishReason, Sequence, SequenceStatus
 from nanovllm.engine.observe.metrics import MetricsCollector
 from nanovllm.engine.observe.snapshot import EngineSnapshot, take_snapshot
-from nanovllm.engine.requests import build_output, new_sequences, parse_prompt
+from nanovllm.engine.requests import RequestTable, new_sequences, parse_prompt, stamp_times
 from nanovllm.engine.runner.executor import Executor, make_executor
 from nanovllm.engine.runner.inputs import prepare_inputs
 from nanovllm.errors import (
@@ -78,14 +79,13 @@ class LLMEngine:
             stop_checker=StopChecker(self.tokenizer),
         )
         self.sequences: dict[int, Sequence] = {}  # unfinished, and finished but not yet collected
-        # request id -> (prompt text, its sequences: n > 1 samples); the id is sample 0's seq id
-        self._requests: dict[int, tuple[str | None, list[Sequence]]] = {}
+        self.requests = RequestTable(self.sequences)  # request id -> its samples' sequences
         self._next_id = 0
         self._added: list[int] = []
         self._observers: list[Observer] = []
         self.metrics = MetricsCollector()
         self.subscribe(self.metrics.on_step)
-        self.subscribe(self._stamp_times)
+        self.subscribe(functools.partial(stamp_times, self.sequences))
 
     # ---- lifecycle -------------------------------------------------------------------------------
     @property
@@ -120,13 +120,12 @@ class LLMEngine:
         seqs = new_sequences(self._next_id, token_ids, params, self.config.eos_token_ids)
         self._next_id += len(seqs)
         now = time.perf_counter()
+        request_id = self.requests.add(prompt, seqs)
         for seq in seqs:
             seq.arrival_time = now
-            self.sequences[seq.seq_id] = seq
             self.scheduler.add(seq)
             self._added.append(seq.seq_id)
-        self._requests[seqs[0].seq_id] = (prompt, seqs)
-        return seqs[0].seq_id
+        return request_id
 
     def _validate(
         self, prompt: Prompt, params: SamplingParams | None
@@ -155,8 +154,7 @@ class LLMEngine:
     def abort(self, request_id: int) -> None:
         """Stop a request (all its samples; or one sample, by its sequence id) now; its blocks are
         freed and it finishes with reason "abort"."""
-        request = self._requests.get(request_id)
-        for seq in request[1] if request else [self._get(request_id)]:
+        for seq in self.requests.sequences_of(request_id):
             if not seq.is_finished:
                 self.scheduler.abort(seq, FinishReason.ABORT)
                 seq.finish_time = time.perf_counter()
@@ -184,41 +182,21 @@ class LLMEngine:
 
     def get_output(self, request_id: int, *, pop: bool = True) -> RequestOutput:
         """The ``RequestOutput`` of a finished request (by default, forgetting it)."""
-        request = self._requests.get(request_id)
-        if request is None:
-            seq = self._get(request_id)  # unknown: raises
-            raise UnknownRequestError(
-                f"{request_id} is sample {seq.index} of request {seq.leader.seq_id}; "
-                f"get_output({seq.leader.seq_id}) returns all its samples"
-            )
-        prompt, seqs = request
-        if not self.is_request_finished(request_id):
-            status = [s.status.value for s in seqs]
-            raise RequestError(f"request {request_id} has not finished yet ({status})")
-        if pop:
-            del self._requests[request_id]
-            for seq in seqs:
-                self.sequences.pop(seq.seq_id, None)
-        return build_output(request_id, prompt, seqs, self.tokenizer)
+        return self.requests.collect(request_id, self.tokenizer, pop)
 
     def is_request_finished(self, request_id: int) -> bool:
         """Whether every sample of the request has finished."""
-        request = self._requests.get(request_id)
-        seqs = request[1] if request else [self._get(request_id)]
-        return all(s.is_finished for s in seqs)
+        return all(s.is_finished for s in self.requests.sequences_of(request_id))
 
     def request_sequences(self, request_id: int) -> list[Sequence]:
         """The sequences of a request: one per sample."""
-        request = self._requests.get(request_id)
-        return list(request[1]) if request else [self._get(request_id)]
+        return self.requests.sequences_of(request_id)
 
     def forget(self, request_id: int) -> None:
         """Abort what is unfinished of a request and drop it, output and all (no-op if unknown)."""
-        if request_id not in self._requests:
-            return
-        self.abort(request_id)
-        for seq in self._requests.pop(request_id)[1]:
-            self.sequences.pop(seq.seq_id, None)
+        if request_id in self.requests:
+            self.abort(request_id)
+            self.requests.drop(request_id)
 
     # ---- observers -------------------------------------------------------------------------------
     def subscribe(self, callback: Observer) -> Callable[[], None]:
@@ -234,18 +212,6 @@ class LLMEngine:
                 warnings.warn(
                     f"step observer {callback!r} raised {e!r}", RuntimeWarning, stacklevel=2
                 )
-
-    def _stamp_times(self, record: StepRecord) -> None:
-        """Observer: a sequence's first-token and finish times (for ``RequestOutput.metrics``)."""
-        seqs = self.sequences
-        for seq_id, decode, token in zip(record.seq_ids, record.is_decode, record.tokens):
-            if token is not None and not decode:  # a prefill reached its end: maybe the first
-                seq = seqs.get(seq_id)
-                if seq is not None and seq.first_token_time is None:
-                    seq.first_token_time = record.time
-        for e in record.events:
-            if e.after is SequenceStatus.FINISHED and e.seq_id in seqs:
-                seqs[e.seq_id].finish_time = e.time
 
     # ---- stepping --------------------------------------------------------------------------------
     def step(self) -> StepRecord:

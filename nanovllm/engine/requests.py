@@ -15,8 +15,9 @@ import dataclasses
 from typing import Any
 
 from nanovllm.engine.core.detokenizer import final_text
-from nanovllm.engine.core.sequence import Sequence
-from nanovllm.errors import RequestError
+from nanovllm.engine.core.events import StepRecord
+from nanovllm.engine.core.sequence import Sequence, SequenceStatus
+from nanovllm.errors import RequestError, UnknownRequestError
 from nanovllm.outputs import CompletionOutput, Logprob, RequestMetrics, RequestOutput
 from nanovllm.sampling_params import SamplingParams
 
@@ -66,6 +67,70 @@ def new_sequences(
             seq.min_tokens_ban = tuple(dict.fromkeys(p.stop_token_ids + eos))
         seqs.append(seq)
     return seqs
+
+
+class RequestTable:
+    """Request id -> (prompt text, its sequences); the id is sample 0's sequence id. Shares the
+    engine's ``sequences`` dict (seq id -> Sequence, what the scheduler and the views know), and
+    drops a request's sequences from it when its output is collected."""
+
+    def __init__(self, sequences: dict[int, Sequence]):
+        self.sequences = sequences
+        self._requests: dict[int, tuple[str | None, list[Sequence]]] = {}
+
+    def add(self, prompt: str | None, seqs: list[Sequence]) -> int:
+        for seq in seqs:
+            self.sequences[seq.seq_id] = seq
+        self._requests[seqs[0].seq_id] = (prompt, seqs)
+        return seqs[0].seq_id
+
+    def sequences_of(self, request_id: int) -> list[Sequence]:
+        """A request's sequences (a sample's sequence id gives that one alone)."""
+        request = self._requests.get(request_id)
+        if request is not None:
+            return list(request[1])
+        if request_id in self.sequences:
+            return [self.sequences[request_id]]
+        raise UnknownRequestError(
+            f"no request with id {request_id!r} (finished ones are forgotten once their output "
+            "is collected)"
+        )
+
+    def collect(self, request_id: int, tokenizer, pop: bool = True) -> RequestOutput:
+        """The output of a finished request (by default forgetting it)."""
+        request = self._requests.get(request_id)
+        if request is None:
+            [seq] = self.sequences_of(request_id)  # unknown: raises
+            raise UnknownRequestError(
+                f"{request_id} is sample {seq.index} of request {seq.leader.seq_id}; "
+                f"get_output({seq.leader.seq_id}) returns all its samples"
+            )
+        prompt, seqs = request
+        if not all(s.is_finished for s in seqs):
+            status = [s.status.value for s in seqs]
+            raise RequestError(f"request {request_id} has not finished yet ({status})")
+        if pop:
+            self.drop(request_id)
+        return build_output(request_id, prompt, seqs, tokenizer)
+
+    def drop(self, request_id: int) -> None:
+        for seq in self._requests.pop(request_id, (None, []))[1]:
+            self.sequences.pop(seq.seq_id, None)
+
+    def __contains__(self, request_id: object) -> bool:
+        return request_id in self._requests
+
+
+def stamp_times(sequences: dict[int, Sequence], record: StepRecord) -> None:
+    """A step observer: each sequence's first-token and finish times (``RequestOutput.metrics``)."""
+    for seq_id, decode, token in zip(record.seq_ids, record.is_decode, record.tokens):
+        if token is not None and not decode:  # a prefill reached its end: maybe the first token
+            seq = sequences.get(seq_id)
+            if seq is not None and seq.first_token_time is None:
+                seq.first_token_time = record.time
+    for e in record.events:
+        if e.after is SequenceStatus.FINISHED and e.seq_id in sequences:
+            sequences[e.seq_id].finish_time = e.time
 
 
 def build_output(
