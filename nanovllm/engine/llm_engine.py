@@ -4,8 +4,8 @@
 
     step():  Scheduler.schedule()                -> ScheduledBatch          (core/)
              prepare_inputs()                    -> StepInputs, host arrays (runner/inputs.py)
-             executor.run()                      -> SamplerOutput           (an Executor: ModelRunner,
-                                                                             or the TP WorkerGroup)
+             executor.run()                      -> SamplerOutput           (an Executor:
+                                                                 ModelRunner, or the TP WorkerGroup)
              Scheduler.postprocess(batch, out)   tokens appended, every finish decided
              StepRecord (+ scheduler.take_events()) -> returned, and handed to every observer
 
@@ -236,8 +236,8 @@ class LLMEngine:
             self._finish_step(batch, None, StepTiming(schedule=t1 - t0), error=error)
             ids = [s.seq_id for s in batch.seqs]
             raise StepError(
-                f"step {batch.step} ({batch.phase.value}, requests {ids}) failed: {error}; the step "
-                "was abandoned (no request advanced; the next step computes the same tokens)",
+                f"step {batch.step} ({batch.phase.value}, requests {ids}) failed: {error}; the "
+                "step was abandoned (no request advanced; the next step computes the same tokens)",
                 step=batch.step,
                 request_ids=ids,
                 phase=batch.phase.value,
