@@ -29,6 +29,26 @@ Message = dict[str, Any]  # {"role": ..., "content": ...}
 
 
 class LLM(LLMEngine):
+    def __init__(self, model: str, **config: Any):
+        super().__init__(model, **config)
+        self._dropped_streams: list[int] = []  # requests of streams dropped unfinished
+
+    def _drop_streams(self) -> None:
+        """Abort and forget the requests of streams dropped unfinished (at a safe point: never
+        inside a step, where garbage collection may have noted them)."""
+        while self._dropped_streams:
+            self.forget(self._dropped_streams.pop())
+
+    def step(self) -> StepRecord:
+        self._drop_streams()
+        return super().step()
+
+    step.__doc__ = LLMEngine.step.__doc__
+
+    def has_unfinished(self) -> bool:
+        self._drop_streams()
+        return super().has_unfinished()
+
     def generate(
         self,
         prompts: Prompt | Seq[Prompt],

@@ -15,8 +15,12 @@ runs between steps.
 The deltas are slices of one growing text (``detokenizer.visible_text``): a UTF-8 character split
 over tokens, and text where a stop string may still begin, are held back until they are final;
 so the deltas joined equal the output's ``text``. ``stream.output`` is the ``RequestOutput`` once
-the stream is exhausted. Closing a stream early (``close()``, ``break`` then garbage collection,
-an exception in the loop) aborts its request.
+the stream is exhausted.
+
+Closing a stream early aborts its request: ``close()`` at once; a stream dropped unfinished
+(``break``, then garbage collection; an exception in the loop) is only noted, and ``LLM`` aborts it
+at its next ``step()`` or ``has_unfinished()``. Garbage collection can run in the middle of a step,
+where aborting would change the scheduler's queues under it.
 """
 
 from __future__ import annotations
@@ -54,14 +58,12 @@ class _StreamBase:
         _, self._failures = self.llm._step_or_fail(self._failures)
 
     def _cleanup(self) -> None:
-        if self.output is None and not self.llm.closed:
-            self.llm.forget(self.request_id)
+        """Note the request for ``LLM`` to abort at a safe point (this may run inside a step)."""
+        if self.output is None:
+            self.llm._dropped_streams.append(self.request_id)
 
     def __del__(self) -> None:  # a stream dropped unread (or half read) leaves nothing behind
-        try:
-            self._cleanup()
-        except Exception:
-            pass
+        self._cleanup()
 
 
 class TextStream(_StreamBase):
@@ -90,8 +92,10 @@ class TextStream(_StreamBase):
         return next(self._gen)
 
     def close(self) -> None:
-        """Stop streaming; an unfinished request is aborted and dropped."""
+        """Stop streaming; an unfinished request is aborted and dropped, now."""
         self._gen.close()
+        self._cleanup()
+        self.llm._drop_streams()
 
 
 class AsyncTextStream(_StreamBase):
@@ -121,5 +125,7 @@ class AsyncTextStream(_StreamBase):
         return await self._gen.__anext__()
 
     async def aclose(self) -> None:
-        """Stop streaming; an unfinished request is aborted and dropped."""
+        """Stop streaming; an unfinished request is aborted and dropped, now."""
         await self._gen.aclose()
+        self._cleanup()
+        self.llm._drop_streams()

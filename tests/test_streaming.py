@@ -176,3 +176,25 @@ def test_closing_a_stream_early_aborts_its_request(llm):
     assert not llm.has_unfinished() and llm.check_integrity() == []
     with pytest.raises(RequestError, match="n=2"):
         llm.stream(PROMPTS[0], SamplingParams(n=2))
+
+
+def test_a_stream_dropped_inside_a_step_is_aborted_at_the_next_safe_point(llm):
+    """Garbage collection may finalize a dropped stream in the middle of a step; its request is
+    only noted then, and aborted at the next step() or has_unfinished()."""
+    from nanovllm.engine.core.sequence import SequenceStatus
+
+    holder = {"stream": llm.stream(PROMPTS[0], SamplingParams(max_tokens=200, ignore_eos=True))}
+    next(holder["stream"])
+    rid = holder["stream"].request_id
+
+    def drop(record):  # an observer runs inside step(), as a garbage collection could
+        holder.pop("stream", None)
+        gc.collect()
+
+    unsubscribe = llm.subscribe(drop)
+    llm.step()
+    unsubscribe()
+    assert "stream" not in holder and rid in llm.requests  # noted, not aborted inside the step
+    assert llm.request_sequences(rid)[0].status is SequenceStatus.RUNNING
+    assert not llm.has_unfinished()  # the next safe point aborted and dropped it
+    assert rid not in llm.requests and llm.check_integrity() == []
