@@ -20,8 +20,8 @@ Contract:
   something the model did not see begin a line): counting from a number whose last digit is 7,
   the alphabet from HELD_OUT_LETTERS, the week from HELD_OUT_DAYS, the year from HELD_OUT_MONTHS,
   table n from HELD_OUT_TIMES[n], and the templated sentences about a number ending in 7 (no
-  sentence of the corpus names one). The steps inside them (46 -> 47 -> 48, "Tuesday Wednesday") do occur: a successor cannot be learned
-  otherwise.
+  sentence of the corpus names one). The steps inside them (46 -> 47 -> 48, "Tuesday Wednesday")
+  do occur: a successor cannot be learned otherwise.
 - `held_out_prompts(kind)` gives a dozen (prompt, continuation) pairs of each held-out kind; the
   continuation is what the corpus's own rules say comes next.
 
