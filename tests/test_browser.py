@@ -49,8 +49,11 @@ pytestmark = [
 
 CELLS = [
     # 1: the dashboard
+    # the random tiny model: it never stops at EOS, so 12 requests keep Run busy (the default
+    # teaching model answers the form's question in a dozen tokens and Run would go idle)
     "import time\nimport widgets\nfrom nanovllm import SamplingParams\n"
-    "wb = widgets.workbench()\n"
+    "from nanovllm.testing import tiny_model_path\n"
+    "wb = widgets.workbench(str(tiny_model_path()))\n"
     "wb.controls.max_tokens.value = 480\nwb.controls.copies.value = 12\nwb",
     # 2: a plain generate, slowed by an observer, so the views must update while the cell runs
     "slow = wb.llm.subscribe(lambda record: time.sleep(0.05))\n"
