@@ -131,7 +131,7 @@ def _add_logits_processing(sampling: SamplingBatch, row: int, seq: Sequence) -> 
     """Penalties get the row's token ids (host lists, copied: the sequence moves on); a
     sequence short of ``min_tokens`` gets its stop tokens and EOS banned."""
     p, num_prompt = seq.params, seq.num_prompt_tokens
-    if p.repetition_penalty != 1.0 or p.presence_penalty or p.frequency_penalty:
+    if p.has_penalties:
         prompt = seq.token_ids[:num_prompt] if p.repetition_penalty != 1.0 else []
         sampling.penalties.append(
             PenaltyRow(
