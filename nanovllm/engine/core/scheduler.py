@@ -252,13 +252,13 @@ class Scheduler:
         finished.append(seq.seq_id)
 
     def _leader_computing_prompt(self, leader: Sequence) -> bool:
-        """Whether ``leader`` runs and has not yet computed (so cached) the prompt's full blocks
-        that a sibling's ``match_prefix`` would look for. A waiting or finished leader is no
-        reason to wait (waiting for it could deadlock behind a preempted sibling)."""
+        """Whether ``leader`` runs and has not yet cached (computed, and committed in a
+        postprocess) the prompt's full blocks that a sibling's ``match_prefix`` would look for. A
+        waiting or finished leader is no reason to wait (waiting for it could deadlock behind a
+        preempted sibling)."""
         if leader.status is not SequenceStatus.RUNNING or not self.bm.enable_prefix_caching:
             return False
-        bs = self.bm.block_size
-        return leader.num_computed_tokens < (leader.num_prompt_tokens - 1) // bs * bs
+        return leader.num_hashed_blocks < (leader.num_prompt_tokens - 1) // self.bm.block_size
 
     def _finish_reason(self, seq: Sequence, token: int) -> FinishReason | None:
         params = seq.params

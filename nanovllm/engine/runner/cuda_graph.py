@@ -54,6 +54,7 @@ class DecodeGraphs:
         self.cu_seqlens_q = torch.arange(n + 1, dtype=torch.int32, device=dev)
         self.hidden = torch.zeros(n, hidden_size, dtype=kv_cache.dtype, device=dev)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.capture_times: dict[int, float] = {}  # bucket -> seconds (warm-up run + capture)
         t0 = time.perf_counter()
         self._capture_all()
         self.capture_seconds = time.perf_counter() - t0
@@ -80,12 +81,15 @@ class DecodeGraphs:
         self.slots.fill_(-1)  # capture-time runs must not write into the cache
         pool = None
         for bs in reversed(self.buckets):  # largest first: the pool fits every smaller graph
+            t0 = time.perf_counter()
             self._forward(bs)  # warm-up: compiles kernels outside the capture
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool):
                 self._forward(bs)
             pool = pool or graph.pool()
             self.graphs[bs] = graph
+            torch.cuda.synchronize()
+            self.capture_times[bs] = time.perf_counter() - t0
         torch.cuda.synchronize()
 
     def can_run(self, inputs: StepInputs) -> bool:

@@ -52,6 +52,8 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
         self.is_cuda = self.device.type == "cuda"
         if self.is_cuda:
             torch.cuda.set_device(self.device)
+        t0 = time.perf_counter()
+        self.startup: dict[str, float] = {}  # seconds of each part of the start (bench.py prints)
         self.backend_name = resolve_backend_name(config.attention_backend, config.device)
         backend = get_backend(self.backend_name)
         with torch.device(self.device):
@@ -66,6 +68,7 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
                 torch.set_default_dtype(default_dtype)
         load_model(self.model, config.model, config.load_format)
         self.model.eval()
+        self.startup["model_s"] = time.perf_counter() - t0
         self.sampler = Sampler(self.device, config.seed)
         self.last_tokens: torch.Tensor | None = None  # the last launched step's samples, on device
         self._pinned: torch.Tensor | None = None  # CUDA: [2 launches, 2, max_num_seqs] int64
@@ -73,8 +76,10 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
         self.graphs = None
         self.memory_report: dict | None = None
         self.kv_cache = None
+        t1 = time.perf_counter()
         self.num_kvcache_blocks = config.num_kvcache_blocks or self._auto_num_blocks()
         self.kv_cache = self.allocate_kv_cache(self.num_kvcache_blocks)
+        self.startup["kv_cache_s"] = time.perf_counter() - t1  # the memory probe, then the cache
         # torch_ref loops over host-side lengths, which a captured graph would freeze: eager only.
         if self.is_cuda and not config.enforce_eager and self.backend_name != "torch_ref":
             from nanovllm.engine.runner.cuda_graph import DecodeGraphs
@@ -87,6 +92,8 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
                 block_size=self.block_size,
                 hidden_size=config.spec.hidden_size,
             )
+            self.startup["graph_capture_s"] = self.graphs.capture_seconds
+        self.startup = {k: round(v, 2) for k, v in self.startup.items()}
 
     # ---- memory ----------------------------------------------------------------------------------
     def _kv_shape(self, num_blocks: int) -> tuple[int, ...]:
