@@ -71,7 +71,7 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
         self.startup["model_s"] = time.perf_counter() - t0
         self.sampler = Sampler(self.device, config.seed)
         self.last_tokens: torch.Tensor | None = None  # the last launched step's samples, on device
-        self._pinned: torch.Tensor | None = None  # CUDA: [2 launches, 2, max_num_seqs] int64
+        self._pinned: torch.Tensor | None = None  # CUDA: [2 launches, 2 * max_num_seqs] int64
         self._num_launches = 0
         self.graphs = None
         self.memory_report: dict | None = None
@@ -197,9 +197,9 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
         """Pinned host memory for one launch's tokens; two launches can be in flight at once."""
         if self._pinned is None:
             size = max(self.config.max_num_seqs, 1)
-            self._pinned = torch.empty((2, 2, size), dtype=torch.int64).pin_memory()
+            self._pinned = torch.empty((2, 2 * size), dtype=torch.int64).pin_memory()
         self._num_launches += 1
-        return self._pinned[self._num_launches % 2, :, :n]
+        return self._pinned[self._num_launches % 2, : 2 * n].view(2, n)  # contiguous
 
     def collect(self, launch: Launch) -> tuple[SamplerOutput, RunTiming]:
         """Wait for a launched step's tokens; its ``SamplerOutput`` and timing. Forward and sample
