@@ -43,9 +43,12 @@ class DecodeGraphs:
         self.width = max_blocks_per_seq
         dev = kv_cache.device
         n = self.max_bs
-        # host staging (pinned) and device buffers: ids | positions | slots | seq_lens, then tables
-        self.host = torch.zeros(4 * n, dtype=torch.int64).pin_memory()
-        self.host_tables = torch.zeros(n, self.width, dtype=torch.int32).pin_memory()
+        # host staging (pinned) and device buffers: ids | positions | slots | seq_lens, then tables.
+        # Two staging sets, used in turn: with overlap scheduling the next step is loaded while
+        # this one's copies may still wait in the stream (they are done once its tokens are).
+        self.host = torch.zeros(2, 4 * n, dtype=torch.int64).pin_memory()
+        self.host_tables = torch.zeros(2, n, self.width, dtype=torch.int32).pin_memory()
+        self._turn = 0
         self.dev = torch.zeros(4 * n, dtype=torch.int64, device=dev)
         self.input_ids, self.positions, self.slots, seq_lens64 = self.dev.view(4, n)
         self.seq_lens = torch.zeros(n, dtype=torch.int32, device=dev)
@@ -104,7 +107,9 @@ class DecodeGraphs:
         first ``num_seqs`` rows), where the runner may still write tokens on the device."""
         n = inputs.num_seqs
         bs = self.bucket(n)
-        host = self.host.numpy().reshape(4, self.max_bs)
+        self._turn ^= 1
+        staging, staging_tables = self.host[self._turn], self.host_tables[self._turn]
+        host = staging.numpy().reshape(4, self.max_bs)
         host[0, :n], host[1, :n], host[2, :n], host[3, :n] = (
             inputs.input_ids,
             inputs.positions,
@@ -112,13 +117,13 @@ class DecodeGraphs:
             inputs.seq_lens,
         )
         host[2, n:bs], host[3, n:bs] = -1, 0  # padding rows: store nothing, attend to nothing
-        tables = self.host_tables.numpy()
+        tables = staging_tables.numpy()
         w = inputs.block_tables.shape[1]
         tables[:n, :w] = inputs.block_tables
         # Whole contiguous buffers: one pinned, asynchronous copy each. Stale table columns past a
         # sequence's blocks are never read (the kernel stops at seq_len).
-        self.dev.copy_(self.host, non_blocking=True)
-        self.block_tables[:n].copy_(self.host_tables[:n], non_blocking=True)
+        self.dev.copy_(staging, non_blocking=True)
+        self.block_tables[:n].copy_(staging_tables[:n], non_blocking=True)
         self.seq_lens[:bs].copy_(self.seq_lens64[:bs])
         return self.input_ids[:n]
 
