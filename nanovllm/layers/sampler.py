@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from nanovllm.engine.core.batch import SamplerOutput
+from nanovllm.utils.transfer import to_device
 
 if TYPE_CHECKING:
     from nanovllm.engine.runner.inputs import PenaltyRow, SamplingBatch
@@ -103,7 +104,7 @@ class Sampler:
             logits = logits.float()
             tokens = logits.argmax(dim=-1)
             if not all(t == 0 for t in batch.temperatures):  # host check: no device sync
-                greedy = torch.tensor([t == 0 for t in batch.temperatures], device=logits.device)
+                greedy = _on([t == 0 for t in batch.temperatures], logits.device, torch.bool)
                 tokens = torch.where(greedy, tokens, self._sample(logits, batch))
             finite = torch.isfinite(logits).all(dim=-1)
         return Samples(tokens, finite, _logprobs(raw, tokens, batch.num_logprobs))
@@ -115,17 +116,13 @@ class Sampler:
             _mix(s, p) if s is not None else self.rng.getrandbits(62)
             for s, p in zip(batch.seeds, batch.positions)
         ]
-        temps = torch.tensor(batch.temperatures, dtype=torch.float32).to(
-            logits.device, non_blocking=True
-        )
-        seed_t = torch.tensor(seeds, dtype=torch.int64).to(logits.device, non_blocking=True)
+        temps = to_device(torch.tensor(batch.temperatures, dtype=torch.float32), logits.device)
+        seed_t = to_device(torch.tensor(seeds, dtype=torch.int64), logits.device)
         tokens, bad = gumbel_argmax(logits, temps, seed_t)
         return tokens, ~bad
 
     def _sample(self, logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
-        temps = torch.tensor(
-            [t if t > 0 else 1.0 for t in batch.temperatures], device=logits.device
-        )
+        temps = _on([t if t > 0 else 1.0 for t in batch.temperatures], logits.device, torch.float32)
         scaled = logits / temps[:, None]
         if any(k is not None for k in batch.top_ks) or any(p < 1.0 for p in batch.top_ps):
             scaled = _top_k_top_p(scaled, batch.top_ks, batch.top_ps)
@@ -144,7 +141,7 @@ def _logprobs(
     rows = [i for i, n in enumerate(num_logprobs) if n is not None]
     if not rows:
         return None
-    idx = torch.tensor(rows, device=logits.device)
+    idx = _on(rows, logits.device)
     lps = logits[idx].float().log_softmax(dim=-1)
     chosen = lps.gather(1, tokens[idx][:, None])
     ranks = (lps > chosen).sum(dim=-1) + 1  # 1 + tokens strictly more likely
@@ -196,7 +193,7 @@ def _apply_penalties(logits: torch.Tensor, pens: list[PenaltyRow]) -> None:
 
 
 def _on(values: list, device: torch.device, dtype: torch.dtype = torch.long) -> torch.Tensor:
-    return torch.tensor(values, dtype=dtype).to(device, non_blocking=True)
+    return to_device(torch.tensor(values, dtype=dtype), device)
 
 
 def _top_k_top_p(
@@ -205,10 +202,10 @@ def _top_k_top_p(
     vocab = logits.size(-1)
     sorted_logits, order = logits.sort(dim=-1, descending=True)
     ranks = torch.arange(vocab, device=logits.device)[None, :]
-    k = torch.tensor([min(x, vocab) if x else vocab for x in top_ks], device=logits.device)
+    k = _on([min(x, vocab) if x else vocab for x in top_ks], logits.device)
     drop = ranks >= k[:, None]
     probs = sorted_logits.masked_fill(drop, float("-inf")).softmax(dim=-1)
-    p = torch.tensor(top_ps, device=logits.device, dtype=probs.dtype)
+    p = _on(top_ps, logits.device, probs.dtype)
     # drop a token when the tokens ranked above it already hold probability mass >= p
     drop |= (probs.cumsum(dim=-1) - probs) >= p[:, None]
     sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))

@@ -28,6 +28,7 @@ from nanovllm.layers.parallel import SINGLE, TensorParallel
 from nanovllm.layers.sampler import Sampler, Samples
 from nanovllm.models import get_model_class
 from nanovllm.utils.loader import load_model
+from nanovllm.utils.transfer import to_device
 
 
 @dataclass
@@ -119,7 +120,7 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
     # ---- one step --------------------------------------------------------------------------------
     def to_device(self, inputs: StepInputs) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
         def t(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(a).to(self.device, non_blocking=True)
+            return to_device(a, self.device)
 
         query_lens = np.diff(inputs.cu_seqlens_q)
         meta = AttentionMetadata(
@@ -149,7 +150,7 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
         self._fill_pending(input_ids, inputs.input_ids)
         cache = self.kv_cache if kv_cache is None else kv_cache
         hidden = self.model(input_ids, positions, meta, cache)
-        idx = torch.from_numpy(inputs.logits_indices).to(self.device, non_blocking=True)
+        idx = to_device(inputs.logits_indices, self.device)
         return self.model.compute_logits(hidden[idx])
 
     def _fill_pending(self, ids: torch.Tensor, host_ids: np.ndarray) -> None:
@@ -165,7 +166,7 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
         if dst[-1] == n - 1 and src[-1] == n - 1 and (n == 1 or (np.diff(src) == 1).all()):
             ids[:n] = self.last_tokens[:n]  # the usual decode step: rows 0..n-1 in order
             return
-        index = torch.from_numpy(np.stack([dst, src])).to(self.device, non_blocking=True)
+        index = to_device(np.stack([dst, src]), self.device)
         ids[index[0]] = self.last_tokens[index[1]]
 
     def launch(self, inputs: StepInputs) -> Launch:
