@@ -339,7 +339,13 @@ def main() -> None:
     llm.close()
     peer = run_peer(path, prompts, params, args.peer) if args.peer else None
     if peer:
+        t = time.perf_counter()
         with LLM(path, max_model_len=4096) as llm2:  # a fresh engine: an empty prefix cache
+            runner2 = getattr(llm2.executor, "model", None) and llm2.executor
+            print(
+                f"second engine up in {time.perf_counter() - t:.1f} s (Triton and Inductor "
+                f"caches warm on this machine now; {getattr(runner2, 'startup', {})})"
+            )
             t_tokens, t_elapsed, _ = run_engine(
                 llm2, prompts[: args.peer], params[: args.peer], recorder=False
             )
