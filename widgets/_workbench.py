@@ -33,6 +33,7 @@ from nanovllm import LLM, SamplingParams
 from nanovllm.engine.core.events import StepRecord
 
 from ._backpressure import Backpressure
+from ._breakpoints import Breakpoint, Hit
 from ._dashboard import Dashboard
 from ._driver import Driver
 from ._frozen import FrozenFigure
@@ -265,6 +266,48 @@ class Workbench:
         """Stop after the current step."""
         self.driver.pause()
 
+    # ---- breakpoints (see _breakpoints.py) -----------------------------------------------------
+    @property
+    def breakpoint(self) -> Breakpoint | None:
+        """Run stops after the first step that hits it (the "until" controls show it)."""
+        return self.driver.breakpoint
+
+    @breakpoint.setter
+    def breakpoint(self, bp: Breakpoint | None) -> None:
+        self.driver.breakpoint = bp
+        c = self.controls
+        self.dashboard.set_value(c.until, None if bp is None else bp.event)
+        rid = "" if bp is None or bp.request_id is None else str(bp.request_id)
+        self.dashboard.set_value(c.until_request, rid)
+
+    def run_until(
+        self,
+        event: str,
+        request_id: int | None = None,
+        *,
+        max_steps: int = 10_000,
+        background: bool | None = None,
+    ) -> Hit | None:
+        """Run until the first step with ``event`` (one of ``_breakpoints.EVENTS``), and show it.
+
+        In the background (the default where an asyncio loop runs, as in a kernel) this sets
+        ``wb.breakpoint`` and starts Run, which stops there (returns None; ``wb.driver.hit`` tells
+        where). Otherwise (a script, or ``background=False``) it steps here, at most
+        ``max_steps`` steps, and returns the ``Hit`` (None: no such step before the requests ran
+        out or the steps did)."""
+        bp = Breakpoint(event, request_id)
+        if background is None:
+            background = _loop_running()
+        if background:
+            self.breakpoint = bp
+            self.run()
+            return None
+        self._check_open()
+        try:
+            return self.driver.step_until(bp, max_steps)
+        finally:
+            self.live()
+
     def reset(self, rebuild: bool = False) -> None:
         """Abort every request and clear the history; ``rebuild=True`` also builds a fresh engine
         (with an empty prefix cache)."""
@@ -346,6 +389,14 @@ class Workbench:
             f"Workbench({self.model!r}, {self.config}, {state}, "
             f"{len(self.history)} steps kept, showing step {self.shown_step})"
         )
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _average(old: float, new: float, weight: float = 0.2) -> float:
