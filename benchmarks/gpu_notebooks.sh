@@ -9,7 +9,7 @@
 # The call carries .whl (built here by benchmarks/gpu_wheels.sh: ipywidgets, plotly, anywidget,
 # nbval, ipykernel and what they need; the device image has none of them). One call may run at most
 # 10 minutes: every engine a notebook starts captures CUDA graphs, so split the notebooks over calls
-# if they do not fit (pytest prints each notebook's time).
+# if they do not fit (each notebook's time is printed).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -40,9 +40,13 @@ status=0
 if [ "$PART" = all ] || [ "$PART" = notebooks ]; then
   NOTEBOOKS=("$@"); [ ${#NOTEBOOKS[@]} -gt 0 ] || NOTEBOOKS=(notebooks/*.ipynb)
   # pyproject's addopts: --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
-  python3 -m pytest -q -p no:cacheprovider --durations=0 "${NOTEBOOKS[@]}" 2>&1 \
-    | tee "$OUT/notebooks.log" | grep -v '^\s*$' | tail -40
-  status=${PIPESTATUS[0]}
+  for nb in "${NOTEBOOKS[@]}"; do
+    start=$SECONDS
+    python3 -m pytest -q -p no:cacheprovider --durations=5 "$nb" > "$OUT/$(basename "$nb" .ipynb).log" 2>&1
+    rc=$?
+    [ "$rc" = 0 ] || { status=1; grep -v '^\s*$' "$OUT/$(basename "$nb" .ipynb).log" | tail -30; }
+    echo "notebook $nb: $([ "$rc" = 0 ] && echo passed || echo FAILED) in $((SECONDS - start)) s"
+  done
   echo "=== nbval exit code: $status"
 fi
 
