@@ -113,8 +113,9 @@ def test_run_pauses_at_the_breakpoint_and_run_again_goes_to_the_next_one(bench, 
 
     asyncio.run(scenario())
     assert bench.history.last_step == preempting[1] == bench.driver.hit.step
-    bench.controls.until.value = None
+    bench.controls.until.value = ""  # "until: -"
     assert bench.breakpoint is None
+    assert bench.controls.until.label == "until: -"  # a label shows (None would show nothing)
 
 
 def test_an_integrity_failure_stops_the_run_at_the_step_that_broke_the_cache(bench):

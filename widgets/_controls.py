@@ -41,8 +41,8 @@ class Controls:
         )
         # "run until" (see _breakpoints.py): Run stops after the first step with the event
         self.until = W.Dropdown(
-            options=[("until: -", None), *((f"until: {e}", e) for e in EVENTS)],
-            value=None,
+            options=[("until: -", ""), *((f"until: {e}", e) for e in EVENTS)],
+            value="",  # not None: a Dropdown shows None as an empty box
             layout=W.Layout(width="170px"),
             tooltip="Run stops after the first step with this event",
         )

@@ -70,7 +70,7 @@ class Wiring:
     def _breakpoint_from_form(self) -> None:
         c = self.bench.controls
         event, request_id = c.until.value, parse_request_id(c.until_request.value)
-        self.bench.breakpoint = None if event is None else Breakpoint(event, request_id)
+        self.bench.breakpoint = Breakpoint(event, request_id) if event else None
 
     def _on_toggle(self, change) -> None:
         self._by_user(self.bench.run if change["new"] else self.bench.pause)

@@ -284,7 +284,7 @@ class Workbench:
     def breakpoint(self, bp: Breakpoint | None) -> None:
         self.driver.breakpoint = bp
         c = self.controls
-        self.dashboard.set_value(c.until, None if bp is None else bp.event)
+        self.dashboard.set_value(c.until, "" if bp is None else bp.event)
         rid = "" if bp is None or bp.request_id is None else str(bp.request_id)
         self.dashboard.set_value(c.until_request, rid)
 
