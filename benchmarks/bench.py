@@ -11,13 +11,20 @@ weights on the GPU (``load_format="random"``). For MoE models the bench also rec
 routed to each expert per step (``RunTiming.expert_tokens``) and prints how many experts a
 decode step touched; floor.py says how the MoE floor is counted.
 
-Prints the figures and ends with one machine-readable ``bench:`` line.
+The headline is the median of three timed runs after a warm-up shaped like the workload (every
+prefill, mixed and decode shape compiled and allocated), each on an emptied prefix cache, with
+overlap scheduling as configured ("auto": on); then one run with overlap off on the same engine,
+one with a Recorder attached (the per-part step breakdown), batch-1 decode latency against its
+floor, and optionally the Hugging Face peer. Prints the figures and ends with one
+machine-readable ``bench:`` line.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -64,17 +71,61 @@ def run_engine(llm: LLM, prompts, params, recorder: bool):
 
 
 def host_overhead(rec: Recorder, batch: int = 256) -> dict:
+    """Medians over the decode steps at ``batch``: each part of a step in ms (schedule, prepare,
+    postprocess on the host; forward and sample device time), the step interval ("step": wall
+    time between step finishes), and the shares of the step outside the forward."""
     df = rec.steps
     df = df[(df.phase == "decode") & (df.num_seqs >= batch)]
     if df.empty:
         df = rec.steps[rec.steps.phase == "decode"]
     host = (df.t_schedule + df.t_prepare + df.t_postprocess) / df.t_total
+    parts = {
+        f"{k}_ms": 1e3 * df[f"t_{k}"].median()
+        for k in ("schedule", "prepare", "postprocess", "forward", "sample")
+    }
     return dict(
         steps=len(df),
         step_ms=1e3 * df.t_total.median(),
-        forward_ms=1e3 * df.t_forward.median(),
+        **parts,
         host_fraction=float(host.median()),
         non_forward_fraction=float(((df.t_total - df.t_forward) / df.t_total).median()),
+    )
+
+
+def timed_runs(llm: LLM, prompts, params, n: int = 3) -> list[tuple[int, float]]:
+    """``n`` timed runs, each on an emptied prefix cache: (tokens, seconds) each."""
+    runs = []
+    for _ in range(n):
+        llm.reset_prefix_cache()
+        tokens, elapsed, _ = run_engine(llm, prompts, params, recorder=False)
+        runs.append((tokens, elapsed))
+    return runs
+
+
+def batch1_latency(llm: LLM, spec, bw: float, prompt_len: int = 512, new: int = 256) -> None:
+    """Decode time per token of one request with a ``prompt_len``-token prompt (what a person at
+    the workbench feels), against its floor: the weights and its KV read once per token."""
+    seed(2)
+    prompt = [randint(0, 10000) for _ in range(prompt_len)]
+    sp = SamplingParams(temperature=0.6, ignore_eos=True, max_tokens=new)
+    per_token = {}
+    for overlap in (True, False):
+        llm.config = dataclasses.replace(llm.config, overlap_scheduling=overlap)
+        llm.reset_prefix_cache()
+        rec = Recorder().attach(llm)
+        llm.generate([prompt], sp, use_tqdm=False)
+        rec.detach()
+        df = rec.steps[rec.steps.phase == "decode"]
+        per_token[overlap] = (1e3 * df.t_total.median(), 1e3 * df.t_forward.median())
+    weights = count_params(spec) * 2  # bf16
+    kv = spec.kv_bytes_per_token(2, 1) * (prompt_len + new // 2)
+    floor_ms = 1e3 * (weights + kv) / bw
+    (on, fwd), (off, _) = per_token[True], per_token[False]
+    print(
+        f"batch 1 ({prompt_len}-token prompt): {on:.3f} ms per token with overlap "
+        f"({1e3 / on:,.0f} tok/s), {off:.3f} ms without; forward {fwd:.3f} ms; floor "
+        f"{floor_ms:.3f} ms (weights {weights / 1e9:.2f} GB + KV {kv / 1e6:.1f} MB over B); "
+        f"floor / measured {floor_ms / on:.2f}"
     )
 
 
@@ -136,14 +187,19 @@ class ExpertLoad:
     """Collects ``RunTiming.expert_tokens`` of every step (MoE, TP=1): [layers, experts] each."""
 
     def __init__(self, runner):
-        self.runner, self.steps = runner, []
-        self._run = runner.run
-        runner.run = self._wrapped
+        self.runner, self.steps, self._shapes = runner, [], []
+        self._launch, self._collect = runner.launch, runner.collect
+        runner.launch, runner.collect = self._launched, self._collected
 
-    def _wrapped(self, inputs):
-        out, timing = self._run(inputs)
+    def _launched(self, inputs):
+        self._shapes.append((inputs.num_tokens, inputs.is_decode_only))
+        return self._launch(inputs)
+
+    def _collected(self, launched):
+        out, timing = self._collect(launched)
+        shape = self._shapes.pop(0)
         if timing.expert_tokens is not None:
-            self.steps.append((inputs.num_tokens, inputs.is_decode_only, timing.expert_tokens))
+            self.steps.append((*shape, timing.expert_tokens))
         return out, timing
 
     def report(self, spec) -> None:
@@ -190,7 +246,8 @@ def main() -> None:
     ap.add_argument("--enforce-eager", action="store_true")
     ap.add_argument("--peer", type=int, default=0, help="run HF continuous batching on N requests")
     ap.add_argument("--num-seqs", type=int, default=256)
-    ap.add_argument("--no-recorder-run", action="store_true", help="skip the second timed run")
+    ap.add_argument("--no-recorder-run", action="store_true", help="skip the Recorder run")
+    ap.add_argument("--runs", type=int, default=3, help="timed runs; the median is the headline")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench.py measures a GPU; on CPU run benchmarks/cpu_bench.py")
@@ -216,25 +273,41 @@ def main() -> None:
     )
     runner = getattr(llm.executor, "model", None) and llm.executor
     print(
-        f"engine up in {time.perf_counter() - t:.1f} s; KV blocks {llm.config.num_kvcache_blocks}; "
-        f"memory {getattr(runner, 'memory_report', None)}; graph capture "
-        f"{getattr(getattr(runner, 'graphs', None), 'capture_seconds', float('nan')):.1f} s"
+        f"engine up in {time.perf_counter() - t:.1f} s "
+        f"({getattr(runner, 'startup', {})}); KV blocks {llm.config.num_kvcache_blocks}; "
+        f"memory {getattr(runner, 'memory_report', None)}; overlap scheduling "
+        f"{llm.config.overlap_scheduling}"
     )
-    # One warm-up generate: a few requests shaped like the workload, so every kernel variant
-    # (prefill, mixed prefill + decode, decode buckets) is compiled before timing.
-    # Its prompts share nothing with the workload, and the prefix cache is emptied before each
-    # timed run, so no run gets prefill for free.
-    warm, _ = workload(16, seed_=1)
-    llm.generate(
-        warm, [SamplingParams(temperature=0.6, ignore_eos=True, max_tokens=16)] * 16, use_tqdm=False
-    )
-    llm.reset_prefix_cache()
+    graphs = getattr(runner, "graphs", None)
+    if graphs is not None:
+        per = sorted(graphs.capture_times.items(), key=lambda kv: -kv[1])
+        print(
+            f"graph capture: {len(per)} buckets, slowest "
+            + ", ".join(f"{b}: {t:.2f} s" for b, t in per[:4])
+            + f"; median {statistics.median(t for _, t in per):.2f} s"
+        )
+    # Warm-up: the workload's shape (its prefill steps of up to max_num_batched_tokens tokens,
+    # mixed steps, decode at every batch size) with other prompts and 32 tokens each, so nothing
+    # is left to compile or allocate; the prefix cache is emptied before each timed run.
+    warm, _ = workload(args.num_seqs, seed_=1)
+    warm_params = SamplingParams(temperature=0.6, ignore_eos=True, max_tokens=32)
+    t = time.perf_counter()
+    llm.generate(warm, warm_params, use_tqdm=False)
+    print(f"warm-up {time.perf_counter() - t:.1f} s")
     spec = llm.config.spec
     load = ExpertLoad(runner) if spec.moe is not None and runner else None
-    tokens, elapsed, _ = run_engine(llm, prompts, params, recorder=False)
+    runs = timed_runs(llm, prompts, params, n=args.runs)
+    tokens = runs[0][0]
+    times = sorted(e for _, e in runs)
+    elapsed = statistics.median(times)
     tok_s = tokens / elapsed
     fl = floor_seconds(spec, count_params(spec), prompts, params, bw, flops, args.tp)
-    print(f"nanovllm: {tokens} tokens in {elapsed:.2f} s = {tok_s:,.0f} tok/s")
+    print(
+        f"nanovllm: {tokens} tokens; {len(runs)} runs "
+        + ", ".join(f"{e:.2f} s" for _, e in runs)
+        + f"; median {elapsed:.2f} s = {tok_s:,.0f} tok/s; spread (max - min) / median "
+        f"{(times[-1] - times[0]) / elapsed:.3f}"
+    )
     print(
         "floor: "
         + ", ".join(f"{k}={v:.2f}" for k, v in fl.items())
@@ -242,15 +315,26 @@ def main() -> None:
     )
     if load is not None:
         load.report(spec)
+    if llm.config.overlap_scheduling:  # the same engine, stepping one step at a time
+        llm.config = dataclasses.replace(llm.config, overlap_scheduling=False)
+        llm.reset_prefix_cache()
+        tokens_o, elapsed_o, _ = run_engine(llm, prompts, params, recorder=False)
+        llm.config = dataclasses.replace(llm.config, overlap_scheduling=True)
+        print(
+            f"overlap off: {tokens_o / elapsed_o:,.0f} tok/s, {elapsed_o:.2f} s "
+            f"(overlap on / off {elapsed_o / elapsed:.3f}x)"
+        )
     if not args.no_recorder_run:
-        # A second timed run with a Recorder attached: the step breakdown, and what observing costs.
+        # A timed run with a Recorder attached: the step breakdown, and what observing costs.
         llm.reset_prefix_cache()
         tokens_r, elapsed_r, rec = run_engine(llm, prompts, params, recorder=True)
         print(
             f"with a Recorder attached: {tokens_r / elapsed_r:,.0f} tok/s "
-            f"(ratio to bare {elapsed / elapsed_r:.3f})"
+            f"(ratio to the bare median {elapsed / elapsed_r:.3f})"
         )
         breakdown(rec, elapsed_r)
+    if args.tp == 1 and spec.moe is None:
+        batch1_latency(llm, spec, bw)
     backend = getattr(llm.executor, "backend_name", args.backend)
     llm.close()
     peer = run_peer(path, prompts, params, args.peer) if args.peer else None

@@ -20,7 +20,7 @@ from nanovllm.engine.observe.recorder import Recorder
 
 
 def scheduler_step_cost(num_seqs: int = 256, steps: int = 300, block_size: int = 256) -> float:
-    """Seconds of schedule() + postprocess() per decode step with ``num_seqs`` running."""
+    """Seconds of schedule() + advance() + postprocess() per decode step, ``num_seqs`` running."""
     rng = random.Random(0)
     bm = BlockManager(num_seqs * 8, block_size)
     sched = Scheduler(bm, max_num_seqs=num_seqs, max_num_batched_tokens=16384, max_model_len=4096)
@@ -29,12 +29,14 @@ def scheduler_step_cost(num_seqs: int = 256, steps: int = 300, block_size: int =
         sched.add(Sequence(i, prompt, SamplingParams(max_tokens=3000, ignore_eos=True)))
     while any(s.num_completion_tokens == 0 for s in sched.running) or sched.waiting:  # prefill
         batch = sched.schedule()
+        sched.advance(batch)
         sched.postprocess(batch, SamplerOutput.of_tokens([1] * len(batch.sample_rows)))
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
         batch = sched.schedule()
-        sched.postprocess(batch, [1] * len(batch))
+        sched.advance(batch)
+        sched.postprocess(batch, SamplerOutput.of_tokens([1] * len(batch.sample_rows)))
         times.append(time.perf_counter() - t0)
     assert len(batch) == num_seqs and all(batch.is_decode)
     return statistics.median(times)

@@ -54,6 +54,8 @@ class Config:
     attention_backend: str = "auto"
     seed: int = 0
     load_format: str = "safetensors"
+    # schedule step N+1 while step N runs (LLM.generate; "auto": on for CUDA with one rank)
+    overlap_scheduling: bool = False
 
     def __post_init__(self) -> None:
         self._check_positive("max_num_batched_tokens", "max_num_seqs", "max_model_len")
@@ -85,6 +87,15 @@ class Config:
             raise ConfigError(f"device={self.device!r} must be 'auto', 'cpu' or 'cuda[:N]'")
         if self.load_format not in LOAD_FORMATS:
             raise ConfigError(f"load_format={self.load_format!r} is not one of {LOAD_FORMATS}")
+        if not isinstance(self.overlap_scheduling, bool):
+            raise ConfigError(
+                f"overlap_scheduling={self.overlap_scheduling!r} must be True, False or 'auto'"
+            )
+        if self.overlap_scheduling and self.tensor_parallel_size > 1:
+            raise ConfigError(
+                "overlap_scheduling=True needs tensor_parallel_size=1 (the worker ranks would need "
+                "each step's tokens before the next is launched); pass overlap_scheduling=False"
+            )
         self._check_tensor_parallel()
         self._check_sliding_window()
         if self.num_kvcache_blocks is not None:
@@ -187,6 +198,11 @@ class Config:
         overrides = dict(overrides)
         overrides["device"] = resolve_device(overrides.get("device", "auto"))
         overrides["dtype"] = resolve_dtype(overrides.get("dtype", "auto"), overrides["device"])
+        if overrides.get("overlap_scheduling", "auto") == "auto":
+            overrides["overlap_scheduling"] = (
+                overrides["device"].startswith("cuda")
+                and overrides.get("tensor_parallel_size", 1) == 1
+            )
         if overrides.get("max_model_len") is None:
             overrides["max_model_len"] = min(4096, spec.max_position_embeddings)
         return cls(model=str(path), spec=spec, **overrides)

@@ -45,6 +45,12 @@ class LLM(LLMEngine):
 
     step.__doc__ = LLMEngine.step.__doc__
 
+    def step_overlapped(self) -> StepRecord | None:
+        self._drop_streams()
+        return super().step_overlapped()
+
+    step_overlapped.__doc__ = LLMEngine.step_overlapped.__doc__
+
     def has_unfinished(self) -> bool:
         self._drop_streams()
         return super().has_unfinished()
@@ -154,11 +160,12 @@ class LLM(LLMEngine):
 
     # ---- the step loop ---------------------------------------------------------------------------
     def _step_or_fail(self, failures: int) -> tuple[StepRecord | None, int]:
-        """One step, and the consecutive failures so far. A failed step is retried by the next
-        call; one that fails ``MAX_CONSECUTIVE_STEP_FAILURES`` times in a row fails its requests
-        (the others go on). A dead worker ends it all: no request can finish."""
+        """One step (overlapped with the next when ``config.overlap_scheduling``), and the
+        consecutive failures so far. A failed step is retried by the next call; one that fails
+        ``MAX_CONSECUTIVE_STEP_FAILURES`` times in a row fails its requests (the others go on). A
+        dead worker ends it all: no request can finish."""
         try:
-            return self.step(), 0
+            return self.step_overlapped(), 0
         except StepError as e:
             if isinstance(e.__cause__, WorkerError):
                 raise
@@ -186,6 +193,7 @@ class LLM(LLMEngine):
                             f"{kind} {record.num_tokens / record.timing.total:,.0f} tok/s",
                             refresh=False,
                         )
+            self.drain()  # leave no step in flight (requests added elsewhere may be in it)
         finally:
             if bar is not None:
                 bar.close()

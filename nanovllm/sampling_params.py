@@ -73,13 +73,17 @@ class SamplingParams:
         object.__setattr__(self, "stop_token_ids", stops)
         self._check_output_options()
         self._check_penalties()
-        processing = (
+        processing = self.has_penalties or self.min_tokens > 0
+        object.__setattr__(self, "has_logits_processing", processing)
+
+    @property
+    def has_penalties(self) -> bool:
+        """Repetition, presence or frequency penalties: they count the generated tokens."""
+        return (
             self.repetition_penalty != 1.0
             or self.presence_penalty != 0.0
             or self.frequency_penalty != 0.0
-            or self.min_tokens > 0
         )
-        object.__setattr__(self, "has_logits_processing", processing)
 
     def _check_top_k(self) -> None:
         k = self.top_k

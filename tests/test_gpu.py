@@ -115,3 +115,44 @@ def test_seeded_sampling_repeats_on_gpu(qwen3_06b):
     a, _ = generate(qwen3_06b, prompts, params, dtype="bfloat16")
     b, _ = generate(qwen3_06b, prompts[:1], params[:1], dtype="bfloat16")
     assert a[0]["token_ids"] == b[0]["token_ids"]
+
+
+def test_overlap_on_equals_off_with_triton_and_graphs(qwen3_06b):
+    """Overlap scheduling on the GPU (the runner fills the pending tokens on the device, inside
+    CUDA-graph steps too): the same greedy tokens and finishes as one step at a time, with stop
+    tokens, max_tokens, preemption (a 12-block cache) and prefix hits."""
+    prompts = mixed_prompts()
+    lengths = (1, 5, 24, 40, 17, 3, 30, 24, 24)
+    free = [SamplingParams(temperature=0, max_tokens=m, ignore_eos=True) for m in lengths]
+    ref, _ = generate(qwen3_06b, prompts, free, dtype="float32", overlap_scheduling=False)
+    stops = sorted({t for o in ref[2:5] for t in o["token_ids"][4:7]})
+    params = [
+        SamplingParams(temperature=0, max_tokens=m, ignore_eos=True, stop_token_ids=stops)
+        if i % 2
+        else sp
+        for i, (m, sp) in enumerate(zip(lengths, free))
+    ]
+    for config in (dict(), dict(num_kvcache_blocks=12, max_num_seqs=8)):
+        results = []
+        for overlap in (False, True):
+            with LLM(
+                qwen3_06b,
+                max_model_len=2048,
+                dtype="float32",
+                overlap_scheduling=overlap,
+                gpu_memory_utilization=0.5,
+                **config,
+            ) as llm:
+                records = []
+                llm.subscribe(records.append)
+                outs = llm.generate(prompts, params, use_tqdm=False)
+                assert llm.check_integrity() == [] and llm._in_flight is None
+                results.append(
+                    ([(o["token_ids"], o.outputs[0].finish_reason) for o in outs], records)
+                )
+        (off, _), (on, rec_on) = results
+        assert on == off
+        assert any(reason == "stop" for _, reason in on)
+        assert sum(r.prefix_hit_tokens for r in rec_on) > 0
+        if config:
+            assert any(r.preempted_ids for r in rec_on)

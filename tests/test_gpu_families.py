@@ -50,15 +50,20 @@ def generate(path, backend: str, eager: bool, **config):
 
 def _expert_load_sums(llm) -> list:
     """Per step: (tokens in the step, tokens counted over every expert of each sparse layer)."""
-    seen, run = [], llm.executor.run
+    seen, launch, collect, sizes = [], llm.executor.launch, llm.executor.collect, []
 
-    def wrapped(inputs):
-        out, timing = run(inputs)
+    def launched(inputs):
+        sizes.append(inputs.num_tokens)
+        return launch(inputs)
+
+    def collected(handle):
+        out, timing = collect(handle)
+        num_tokens = sizes.pop(0)
         if timing.expert_tokens is not None:
-            seen.append((inputs.num_tokens, timing.expert_tokens.sum(axis=1).tolist()))
+            seen.append((num_tokens, timing.expert_tokens.sum(axis=1).tolist()))
         return out, timing
 
-    llm.executor.run = wrapped
+    llm.executor.launch, llm.executor.collect = launched, collected
     return seen
 
 

@@ -95,14 +95,14 @@ def test_two_ranks_generate_what_one_does(name):
 
 
 def _record_expert_tokens(llm) -> list:
-    """Wraps the executor's ``run`` (one process or the worker group) to keep each step's
+    """Wraps the executor's ``collect`` (one process or the worker group) to keep each step's
     ``RunTiming.expert_tokens``."""
-    seen, run = [], llm.executor.run
+    seen, collect = [], llm.executor.collect
 
-    def wrapped(inputs):
-        out, timing = run(inputs)
+    def wrapped(launched):
+        out, timing = collect(launched)
         seen.append(timing.expert_tokens)
         return out, timing
 
-    llm.executor.run = wrapped
+    llm.executor.collect = wrapped
     return seen

@@ -123,14 +123,14 @@ PROMPTS = [[5, 6, 7, 8] * 5, [9, 10, 11], list(range(20, 60))]
 
 def inject(llm, fail_when):
     """Make the executor raise whenever ``fail_when(step_inputs)`` is true."""
-    real_run = llm.executor.run
+    real_launch = llm.executor.launch
 
-    def run(inputs):
+    def launch(inputs):
         if fail_when(inputs):
             raise RuntimeError("injected kernel failure")
-        return real_run(inputs)
+        return real_launch(inputs)
 
-    llm.executor.run = run
+    llm.executor.launch = launch
 
 
 def test_failed_step_rolls_back_and_the_requests_finish_unchanged(tiny_model):

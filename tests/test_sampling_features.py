@@ -161,6 +161,7 @@ def test_penalties_match_transformers(tiny_model, hf, backend):
     ]
     changed = 0
     config = dict(kvcache_block_size=16, attention_backend=backend, dtype="float32")
+    config.update(max_model_len=512, num_kvcache_blocks=64)  # no memory probe (see below)
     with LLM(tiny_model, enforce_eager=True, **config) as llm:
         for case in cases:
             for prompt in prompts(3, seed=2):
@@ -189,12 +190,20 @@ def test_penalties_match_transformers(tiny_model, hf, backend):
 
 # ---- n samples -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("chunk", [None, 16])
-def test_n_samples_compute_the_prompt_once(tiny_model, chunk):
+@pytest.mark.parametrize("overlap", [False, True])
+def test_n_samples_compute_the_prompt_once(tiny_model, chunk, overlap):
     """n=4 samples of a 40-token prompt (blocks of 16): sample 0 computes all 40 tokens, the
     others find the two full blocks in the prefix cache and compute the last 8."""
     prompt = prompts(6, seed=3)[3][:30] + list(range(100, 110))
     assert len(prompt) == 40
-    config = dict(kvcache_block_size=16, dtype="float32")
+    # a fixed cache: the GPU's memory probe would see what other tests' engines still hold
+    config = dict(
+        kvcache_block_size=16,
+        dtype="float32",
+        max_model_len=512,
+        num_kvcache_blocks=64,
+        overlap_scheduling=overlap,
+    )
     if chunk:
         config["max_num_batched_tokens"] = chunk  # the leader's prefill takes 3 steps
     with LLM(tiny_model, **config) as llm:

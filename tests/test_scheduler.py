@@ -34,6 +34,7 @@ def add(s: Scheduler, i: int, n: int, max_tokens: int = 8, first_token: int = 1)
 
 def step(s: Scheduler, token: int = 5):
     batch = s.schedule()
+    s.advance(batch)
     finished = s.postprocess(batch, SamplerOutput.of_tokens([token] * len(batch.sample_rows)))
     assert s.check_integrity() == []
     return batch, finished

@@ -6,8 +6,27 @@
              prepare_inputs()                    -> StepInputs, host arrays (runner/inputs.py)
              executor.run()                      -> SamplerOutput           (an Executor:
                                                                  ModelRunner, or the TP WorkerGroup)
-             Scheduler.postprocess(batch, out)   tokens appended, every finish decided
+             Scheduler.advance(batch)            its tokens computed, placeholders for the samples
+             Scheduler.postprocess(batch, out)   tokens written, blocks cached, every finish decided
              StepRecord (+ scheduler.take_events()) -> returned, and handed to every observer
+
+Overlap scheduling (``step_overlapped``, what ``LLM.generate`` uses when
+``config.overlap_scheduling``) runs the same calls pipelined, so the host's work hides behind the
+device's::
+
+    call N+1:  schedule + prepare step N+1      (step N still running on the device; its sampled
+               launch N+1                        tokens are placeholders on the host, and the
+                                                 runner copies them into N+1's inputs on device)
+               collect + postprocess step N     -> StepRecord of step N, to the observers
+               advance step N+1                  -> N+1 is the step in flight
+
+``_in_flight`` is the one place that holds the step launched and not yet finished. Every call of
+``step()`` or ``step_overlapped()`` finishes exactly one step (``step_overlapped``'s first call
+only launches), and every StepRecord carries its own step's tokens. ``step()`` never leaves a step
+in flight: the workbench's Step and Run buttons use it, so what they show is the step just run.
+A step is not overlapped with the next when collecting it would have to wait for the next (it
+reads log-probabilities or expert counts back; the next step needs its tokens on the host for
+penalties), or when no running sequence would still be scheduled.
 
 The engine owns no decision of its own: the scheduler decides admissions, preemptions and finishes;
 observers (metrics, the recorder, the workbench) only read StepRecords. All state lives on the
@@ -22,6 +41,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +49,13 @@ from nanovllm.config import Config
 from nanovllm.engine.core.batch import SamplerOutput, ScheduledBatch
 from nanovllm.engine.core.block_manager import BlockManager
 from nanovllm.engine.core.detokenizer import StopChecker
-from nanovllm.engine.core.events import StepRecord, StepTiming
+from nanovllm.engine.core.events import SequenceEvent, StepRecord, StepTiming
 from nanovllm.engine.core.scheduler import Scheduler
 from nanovllm.engine.core.sequence import FinishReason, Sequence, SequenceStatus
 from nanovllm.engine.observe.metrics import MetricsCollector
 from nanovllm.engine.observe.snapshot import EngineSnapshot, take_snapshot
 from nanovllm.engine.requests import RequestTable, new_sequences, parse_prompt, stamp_times
-from nanovllm.engine.runner.executor import Executor, make_executor
+from nanovllm.engine.runner.executor import Executor, Launched, make_executor
 from nanovllm.engine.runner.inputs import prepare_inputs
 from nanovllm.errors import (
     EngineClosedError,
@@ -52,6 +72,21 @@ Prompt = (
     str | list[int] | dict[str, Any]
 )  # text, token ids, {"prompt": ...} / {"prompt_token_ids": ...}
 Observer = Callable[[StepRecord], None]
+
+
+@dataclass
+class InFlightStep:
+    """A step launched and not yet finished, with what its StepRecord will carry from its launch:
+    the events and added requests since the step before, and its host times so far."""
+
+    batch: ScheduledBatch
+    launched: Launched | None  # None: nothing was scheduled
+    events: tuple[SequenceEvent, ...]
+    added: list[int]
+    schedule: float
+    prepare: float
+    started: float  # time.perf_counter() when its call began
+    error: Exception | None = None  # preparing or launching it raised
 
 
 class LLMEngine:
@@ -82,6 +117,8 @@ class LLMEngine:
         self.requests = RequestTable(self.sequences)  # request id -> its samples' sequences
         self._next_id = 0
         self._added: list[int] = []
+        self._in_flight: InFlightStep | None = None  # overlap scheduling's step on its way
+        self._last_finish = 0.0  # time.perf_counter() when the last step finished
         self._observers: list[Observer] = []
         self.metrics = MetricsCollector()
         self.subscribe(self.metrics.on_step)
@@ -215,45 +252,117 @@ class LLMEngine:
 
     # ---- stepping --------------------------------------------------------------------------------
     def step(self) -> StepRecord:
-        """Schedule and run one step.
+        """Schedule and run one step, and return its record; nothing is left in flight (a step
+        still in flight from ``step_overlapped`` is finished instead, and its record returned).
 
         If the forward raises, the step is abandoned: no sequence advances (the same tokens are
         computed again next step), and the scheduler's decisions stand (admissions, preemptions,
         the blocks it allocated), so the cache stays consistent. ``StepError`` is raised with the
         step's context, after the failed step's record reached the observers."""
         self._check_open()
+        if self._in_flight is not None:
+            return self.drain()
+        step = self._launch()
+        if step.error is not None:
+            raise self._abandon(step) from step.error
+        self.scheduler.advance(step.batch)
+        return self._finish(step)
+
+    def step_overlapped(self) -> StepRecord | None:
+        """Launch the next step, then finish the step in flight (see the module docstring) and
+        return its record; None when the call finished nothing (the first one launches only).
+        With ``config.overlap_scheduling`` off this is ``step()``. ``drain()`` (or ``step()``)
+        finishes the last step in flight."""
+        self._check_open()
+        if not self.config.overlap_scheduling:
+            return self.step()
+        prev, self._in_flight = self._in_flight, None
+        record = None
+        if prev is not None and not self._can_overlap(prev):
+            record, prev = self._finish(prev), None  # the next step has to wait for this one
+            if not self.scheduler.has_unfinished():
+                return record
+        step = self._launch()
+        if prev is not None:
+            record = self._finish(prev)
+        if step.error is not None:
+            raise self._abandon(step) from step.error
+        self.scheduler.advance(step.batch)
+        if prev is None and record is None and not step.batch.seqs:
+            return self._finish(step)  # nothing to run: an idle step, as step() records it
+        self._in_flight = step
+        return record
+
+    def drain(self) -> StepRecord | None:
+        """Finish the step in flight, if any, and return its record."""
+        self._check_open()
+        prev, self._in_flight = self._in_flight, None
+        return None if prev is None else self._finish(prev)
+
+    def _can_overlap(self, step: InFlightStep) -> bool:
+        """Whether the next step may be launched before ``step`` is finished: collecting ``step``
+        will not wait for the next one, a running sequence still needs a token after its pending
+        one, and no sampling row has penalties (the next step counts its tokens on the host)."""
+        return (
+            (step.launched is None or step.launched.overlappable)
+            and self.scheduler.can_schedule_ahead()
+            and not any(step.batch.seqs[i].params.has_penalties for i in step.batch.sample_rows)
+        )
+
+    def _launch(self) -> InFlightStep:
+        """Schedule the next step and hand it to the executor, without waiting for its tokens.
+        An exception from preparing or launching is kept in the step's ``error``."""
         t0 = time.perf_counter()
         batch = self.scheduler.schedule()
         t1 = time.perf_counter()
-        if not batch.seqs:
-            return self._finish_step(batch, None, StepTiming(schedule=t1 - t0, total=t1 - t0))
-        try:
-            inputs = prepare_inputs(batch, self.config.kvcache_block_size)
-            t2 = time.perf_counter()
-            out, run_timing = self.executor.run(inputs)
-        except Exception as e:
-            error = f"{type(e).__name__}: {e}"
-            self._finish_step(batch, None, StepTiming(schedule=t1 - t0), error=error)
-            ids = [s.seq_id for s in batch.seqs]
-            raise StepError(
-                f"step {batch.step} ({batch.phase.value}, requests {ids}) failed: {error}; the "
-                "step was abandoned (no request advanced; the next step computes the same tokens)",
-                step=batch.step,
-                request_ids=ids,
-                phase=batch.phase.value,
-            ) from e
-        t3 = time.perf_counter()
-        finished = self.scheduler.postprocess(batch, out)
-        t4 = time.perf_counter()
+        events, added, self._added = self.scheduler.take_events(), self._added, []
+        step = InFlightStep(batch, None, events, added, t1 - t0, 0.0, t0)
+        if batch.seqs:
+            try:
+                inputs = prepare_inputs(batch, self.config.kvcache_block_size)
+                step.prepare = time.perf_counter() - t1
+                step.launched = self.executor.launch(inputs)
+            except Exception as e:
+                step.error = e
+        return step
+
+    def _finish(self, step: InFlightStep) -> StepRecord:
+        """Collect a launched (and advanced) step's tokens, postprocess it, and hand its record
+        to the observers."""
+        out, run = None, None
+        if step.launched is not None:
+            out, run = self.executor.collect(step.launched)
+        t1 = time.perf_counter()
+        finished = self.scheduler.postprocess(step.batch, out) if out is not None else []
+        t2 = time.perf_counter()
         timing = StepTiming(
-            schedule=t1 - t0,
-            prepare=(t2 - t1) + run_timing.prepare,
-            forward=run_timing.forward,
-            sample=run_timing.sample,
-            postprocess=t4 - t3,
-            total=t4 - t0,
+            schedule=step.schedule,
+            prepare=step.prepare + (run.prepare if run else 0.0),
+            forward=run.forward if run else 0.0,
+            sample=run.sample if run else 0.0,
+            postprocess=t2 - t1,
+            # an overlapped step: the time since the step before it finished
+            total=t2 - max(step.started, self._last_finish),
         )
-        return self._finish_step(batch, out, timing, finished, run_timing.expert_tokens)
+        return self._finish_step(
+            step.batch, out, timing, finished, run and run.expert_tokens, step=step
+        )
+
+    def _abandon(self, step: InFlightStep) -> StepError:
+        """Record a step whose preparation or launch raised (no sequence advanced); returns the
+        StepError to raise."""
+        error = f"{type(step.error).__name__}: {step.error}"
+        self._finish_step(
+            step.batch, None, StepTiming(schedule=step.schedule), error=error, step=step
+        )
+        batch, ids = step.batch, [s.seq_id for s in step.batch.seqs]
+        return StepError(
+            f"step {batch.step} ({batch.phase.value}, requests {ids}) failed: {error}; the "
+            "step was abandoned (no request advanced; the next step computes the same tokens)",
+            step=batch.step,
+            request_ids=ids,
+            phase=batch.phase.value,
+        )
 
     def flush_events(self) -> StepRecord | None:
         """Hand the events since the last step (requests added or aborted) to the observers now,
@@ -271,11 +380,17 @@ class LLMEngine:
         finished: list[int] = (),
         expert_tokens=None,
         error: str | None = None,
+        step: InFlightStep | None = None,
     ) -> StepRecord:
+        """The step's record, handed to every observer. Its events and added requests: those
+        ``step`` took at its launch, then those since (up to its finish)."""
         tokens: list[int | None] = [None] * len(batch.seqs)
         if out is not None:
+            done = SequenceStatus.FINISHED
             for k, i in enumerate(batch.sample_rows):
-                tokens[i] = out.token_ids[k]
+                seq = batch.seqs[i]  # (a row of a sequence that finished before: no token)
+                if seq.status is not done or seq.seq_id in finished:
+                    tokens[i] = out.token_ids[k]
         bm = self.block_manager
         decode_tokens = batch.num_decode_tokens
         record = StepRecord(
@@ -290,7 +405,7 @@ class LLMEngine:
             admitted_ids=tuple(batch.admitted_ids),
             preempted_ids=tuple(batch.preempted_ids),
             finished_ids=tuple(finished),
-            added_ids=tuple(self._added),
+            added_ids=tuple((step.added if step else []) + self._added),
             finished_outputs=tuple((i, self.sequences[i].completion_token_ids) for i in finished),
             tokens=tuple(tokens),
             kv_blocks_used=bm.num_blocks - bm.num_free_blocks,
@@ -301,12 +416,13 @@ class LLMEngine:
             num_running=len(self.scheduler.running),
             num_waiting=len(self.scheduler.waiting),
             timing=timing,
-            events=self.scheduler.take_events(),
+            events=(step.events if step else ()) + self.scheduler.take_events(),
             error=error,
             time=time.perf_counter(),
             expert_tokens=expert_tokens,
         )
         self._added = []
+        self._last_finish = record.time
         self._notify(record)
         return record
 

@@ -10,11 +10,16 @@ raw model's (before penalties and temperature), as vLLM reports them.
 Sampling uses the exponential-race form of the Gumbel trick: ``argmax(probs / E)`` with
 ``E ~ Exp(1)`` draws from ``probs``. A seeded request draws its ``E`` from a generator seeded by
 ``(seed, number of tokens it has generated)``, so its samples do not depend on its batch-mates.
+
+``Sampler.sample`` leaves everything on the device (``Samples``: no synchronization, so the next
+step can be launched behind it); ``Samples.to_output`` brings it to the host as a ``SamplerOutput``.
+``Sampler(...)(logits, batch)`` does both.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -23,6 +28,50 @@ from nanovllm.engine.core.batch import SamplerOutput
 
 if TYPE_CHECKING:
     from nanovllm.engine.runner.inputs import PenaltyRow, SamplingBatch
+
+
+@dataclass
+class Samples:
+    """What the sampler drew, still on the device: one entry per sample row."""
+
+    tokens: torch.Tensor  # int64 [S]
+    finite: torch.Tensor  # bool [S]: False when the row's logits held NaN/inf
+    logprobs: LogprobTensors | None = None  # for the rows that asked for log-probabilities
+
+    def host_tensor(self) -> torch.Tensor:
+        """tokens and finite as one int64 [2, S] tensor: one copy brings both to the host."""
+        return torch.stack([self.tokens, self.finite.long()])
+
+    def to_output(self, host: torch.Tensor | None = None) -> SamplerOutput:
+        """The host-side ``SamplerOutput`` (``host``: ``host_tensor()`` already on the host)."""
+        token_list, finite = (self.host_tensor() if host is None else host).tolist()
+        n = len(token_list)
+        logprobs, top, ranks = [None] * n, [None] * n, [None] * n
+        if self.logprobs is not None:
+            self.logprobs.fill(logprobs, top, ranks)
+        return SamplerOutput(token_list, logprobs, top, [bool(f) for f in finite], ranks)
+
+
+@dataclass
+class LogprobTensors:
+    """Raw-model log-probabilities of the sampled token, its rank (1 = most likely) and the top k,
+    for batch rows ``rows``."""
+
+    rows: list[int]
+    num_logprobs: list[int]  # per row in ``rows``
+    chosen: torch.Tensor  # float32 [R]
+    ranks: torch.Tensor  # int64 [R]
+    top_values: torch.Tensor | None  # float32 [R, k]
+    top_ids: torch.Tensor | None  # int64 [R, k]
+
+    def fill(self, logprobs: list, top: list, ranks: list) -> None:
+        chosen, rank_list = self.chosen.tolist(), self.ranks.tolist()
+        top_v = self.top_values.tolist() if self.top_values is not None else None
+        top_i = self.top_ids.tolist() if self.top_ids is not None else None
+        for j, (i, n) in enumerate(zip(self.rows, self.num_logprobs)):
+            logprobs[i], ranks[i] = chosen[j], rank_list[j]
+            if n:
+                top[i] = dict(zip(top_i[j][:n], top_v[j][:n]))
 
 
 class Sampler:
@@ -36,8 +85,11 @@ class Sampler:
         self.rng = random.Random(seed)
         self.fused = device.type == "cuda" if fused is None else fused
 
-    @torch.inference_mode()
     def __call__(self, logits: torch.Tensor, batch: SamplingBatch) -> SamplerOutput:
+        return self.sample(logits, batch).to_output()
+
+    @torch.inference_mode()
+    def sample(self, logits: torch.Tensor, batch: SamplingBatch) -> Samples:
         raw = logits
         if batch.penalties or batch.bans:
             logits = logits_processing(logits, batch)
@@ -46,19 +98,17 @@ class Sampler:
             and all(k is None for k in batch.top_ks)
             and all(p >= 1.0 for p in batch.top_ps)
         ):
-            return self._fused(logits, raw, batch)
-        logits = logits.float()
-        tokens = logits.argmax(dim=-1)
-        if not all(t == 0 for t in batch.temperatures):  # host check: no device sync
-            greedy = torch.tensor([t == 0 for t in batch.temperatures], device=logits.device)
-            tokens = torch.where(greedy, tokens, self._sample(logits, batch))
-        token_list, finite = torch.stack([tokens, torch.isfinite(logits).all(dim=-1)]).tolist()
-        logprobs, top, ranks = self._logprobs(raw, token_list, batch.num_logprobs)
-        return SamplerOutput(token_list, logprobs, top, [bool(f) for f in finite], ranks)
+            tokens, finite = self._fused(logits, batch)
+        else:
+            logits = logits.float()
+            tokens = logits.argmax(dim=-1)
+            if not all(t == 0 for t in batch.temperatures):  # host check: no device sync
+                greedy = torch.tensor([t == 0 for t in batch.temperatures], device=logits.device)
+                tokens = torch.where(greedy, tokens, self._sample(logits, batch))
+            finite = torch.isfinite(logits).all(dim=-1)
+        return Samples(tokens, finite, _logprobs(raw, tokens, batch.num_logprobs))
 
-    def _fused(
-        self, logits: torch.Tensor, raw: torch.Tensor, batch: SamplingBatch
-    ) -> SamplerOutput:
+    def _fused(self, logits: torch.Tensor, batch: SamplingBatch) -> tuple[torch.Tensor, ...]:
         from nanovllm.layers.sampling_kernels import gumbel_argmax
 
         seeds = [
@@ -70,9 +120,7 @@ class Sampler:
         )
         seed_t = torch.tensor(seeds, dtype=torch.int64).to(logits.device, non_blocking=True)
         tokens, bad = gumbel_argmax(logits, temps, seed_t)
-        token_list, bad_list = torch.stack([tokens, bad.long()]).tolist()
-        logprobs, top, ranks = self._logprobs(raw, token_list, batch.num_logprobs)
-        return SamplerOutput(token_list, logprobs, top, [not b for b in bad_list], ranks)
+        return tokens, ~bad
 
     def _sample(self, logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
         temps = torch.tensor(
@@ -89,27 +137,20 @@ class Sampler:
                 noise[row].exponential_(1.0, generator=gen)
         return (probs / noise).argmax(dim=-1)
 
-    @staticmethod
-    def _logprobs(logits, tokens: list[int], num_logprobs: list[int | None]):
-        rows = [i for i, n in enumerate(num_logprobs) if n is not None]
-        lp_out: list[float | None] = [None] * len(tokens)
-        top_out: list[dict[int, float] | None] = [None] * len(tokens)
-        rank_out: list[int | None] = [None] * len(tokens)
-        if not rows:
-            return lp_out, top_out, rank_out
-        idx = torch.tensor(rows, device=logits.device)
-        lps = logits[idx].float().log_softmax(dim=-1)
-        chosen = lps.gather(1, torch.tensor([[tokens[i]] for i in rows], device=logits.device))
-        ranks = ((lps > chosen).sum(dim=-1) + 1).tolist()  # 1 + tokens strictly more likely
-        k = max(num_logprobs[i] for i in rows)
-        top_v, top_i = lps.topk(k, dim=-1) if k > 0 else (None, None)
-        for j, i in enumerate(rows):
-            lp_out[i] = chosen[j, 0].item()
-            rank_out[i] = ranks[j]
-            n = num_logprobs[i]
-            if n:
-                top_out[i] = dict(zip(top_i[j, :n].tolist(), top_v[j, :n].tolist()))
-        return lp_out, top_out, rank_out
+
+def _logprobs(
+    logits: torch.Tensor, tokens: torch.Tensor, num_logprobs: list[int | None]
+) -> LogprobTensors | None:
+    rows = [i for i, n in enumerate(num_logprobs) if n is not None]
+    if not rows:
+        return None
+    idx = torch.tensor(rows, device=logits.device)
+    lps = logits[idx].float().log_softmax(dim=-1)
+    chosen = lps.gather(1, tokens[idx][:, None])
+    ranks = (lps > chosen).sum(dim=-1) + 1  # 1 + tokens strictly more likely
+    k = max(num_logprobs[i] for i in rows)
+    top_v, top_i = lps.topk(k, dim=-1) if k > 0 else (None, None)
+    return LogprobTensors(rows, [num_logprobs[i] for i in rows], chosen[:, 0], ranks, top_v, top_i)
 
 
 BANNED = torch.finfo(torch.float32).min  # finite: the NaN/inf check must not flag a banned row

@@ -9,10 +9,18 @@ So prefill chunks and decodes share one batch. When a running sequence needs a b
 free, the most recently admitted unscheduled sequence is preempted: its blocks are freed and it goes
 back to the front of the waiting queue, to be recomputed later (its cached prefix may survive).
 
-``schedule()`` returns a ``ScheduledBatch``: plain data that the model runner, the observers and the
-tests all read. ``postprocess(batch, sampler_output)`` ends the step: it advances every scheduled
-sequence, appends the sampled tokens and logprobs, and decides every finish (stop token, length,
-non-finite logits). Aborts and failures between steps go through ``abort()``; so every finish,
+A step passes through three calls, always in this order::
+
+    schedule()                 -> ScheduledBatch: plain data the runner, observers and tests read
+    advance(batch)             the batch is launched: its sequences count its tokens as computed,
+                               and each sample row's token is a placeholder (sequence.py)
+    postprocess(batch, out)    the sampled tokens replace the placeholders, blocks filled by the
+                               step enter the prefix cache, and every finish is decided
+
+Between ``advance`` and ``postprocess`` the next step may already be scheduled (overlap
+scheduling): a sequence whose placeholder is its ``max_num_tokens``-th token is certain to finish,
+so it is not scheduled again; one that stops on a token costs one wasted row in the next step, which
+``postprocess`` ignores. Aborts and failures between steps go through ``abort()``. So every finish,
 and every state change, is decided here and recorded as a ``SequenceEvent`` that the engine takes
 with ``take_events()``.
 """
@@ -26,7 +34,13 @@ from collections.abc import Callable
 from nanovllm.engine.core.batch import SamplerOutput, ScheduledBatch
 from nanovllm.engine.core.block_manager import BlockManager
 from nanovllm.engine.core.events import SequenceEvent
-from nanovllm.engine.core.sequence import FinishReason, Sequence, SequenceStatus
+from nanovllm.engine.core.sequence import (
+    FinishReason,
+    Sequence,
+    SequenceStatus,
+    is_pending,
+    pending_token,
+)
 
 
 class Scheduler:
@@ -54,6 +68,7 @@ class Scheduler:
     # ---- requests --------------------------------------------------------------------------------
     def add(self, seq: Sequence) -> None:
         assert seq.status is SequenceStatus.WAITING
+        seq.max_num_tokens = min(seq.max_num_tokens, self.max_model_len)
         self.waiting.append(seq)
         self._event(seq, None, SequenceStatus.WAITING, "added", self.num_steps, seq.num_tokens)
 
@@ -67,6 +82,11 @@ class Scheduler:
 
     def has_unfinished(self) -> bool:
         return bool(self.waiting or self.running)
+
+    def can_schedule_ahead(self) -> bool:
+        """Whether a step scheduled now, before the step in flight has finished, has a running
+        sequence to compute: one that will still need a token after its pending one."""
+        return any(len(s.token_ids) < s.max_num_tokens for s in self.running)
 
     def has_pending_events(self) -> bool:
         return bool(self._events)
@@ -88,7 +108,12 @@ class Scheduler:
         batch = ScheduledBatch(step=self.num_steps)
         budget = self.max_num_batched_tokens
         # Running sequences: decodes first, then unfinished prefills; each keeps admission order.
-        order = [s for s in self.running if len(s.token_ids) - s.num_computed_tokens == 1]
+        # One whose pending token is its last (max_num_tokens) is done: it is not scheduled.
+        order = [
+            s
+            for s in self.running
+            if len(s.token_ids) - s.num_computed_tokens == 1 and len(s.token_ids) < s.max_num_tokens
+        ]
         if len(order) < len(self.running):
             order += [s for s in self.running if len(s.token_ids) - s.num_computed_tokens > 1]
         running, grow = SequenceStatus.RUNNING, self.bm.grow
@@ -162,36 +187,50 @@ class Scheduler:
             batch.prefix_hit_tokens += num_cached
             budget -= n
 
-    # ---- after the forward -----------------------------------------------------------------------
+    # ---- after the launch, after the forward --------------------------------------------------
+    def advance(self, batch: ScheduledBatch) -> None:
+        """The batch is launched: each scheduled, still running sequence counts its new tokens as
+        computed, and sample row k appends ``pending_token(k)`` in place of the token it draws."""
+        running = SequenceStatus.RUNNING
+        k = 0
+        for seq, n, end in zip(batch.seqs, batch.num_new_tokens, batch.reaches_end):
+            if seq.status is running:  # (not one that finished while the step before ran)
+                seq.num_computed_tokens += n
+                if end:
+                    seq.token_ids.append(pending_token(k))
+            k += end
+
     def postprocess(self, batch: ScheduledBatch, out: SamplerOutput | None) -> list[int]:
-        """End the step: every scheduled sequence advances by its computed tokens; sample row k
-        (batch row ``batch.sample_rows[k]``) appends ``out.token_ids[k]`` and its logprobs; then
-        each finish is decided. A row whose logits were not finite fails (reason "error") before
-        its new blocks can enter the prefix cache. Returns the ids of the sequences that finished.
-        """
+        """End the step: sample row k (batch row ``batch.sample_rows[k]``) writes
+        ``out.token_ids[k]`` and its logprobs where ``advance`` left its placeholder; the blocks the
+        step filled enter the prefix cache; then each finish is decided. A row whose logits were not
+        finite fails (reason "error") before its blocks can enter the prefix cache. Rows of
+        sequences that finished meanwhile (aborted, or stopped in the step before: a wasted row)
+        are skipped. Returns the ids of the sequences that finished."""
         finished: list[int] = []
-        running, commit = SequenceStatus.RUNNING, self.bm.commit
+        running, done = SequenceStatus.RUNNING, SequenceStatus.FINISHED
         rows = batch.sample_rows
         broken = (
             set()
             if out is None or all(out.finite)
             else {rows[k] for k, ok in enumerate(out.finite) if not ok}
         )
-        for i, (seq, n) in enumerate(zip(batch.seqs, batch.num_new_tokens)):
-            if seq.status is not running:
-                continue  # aborted while the step ran
-            if i in broken:
+        for i in broken:
+            seq = batch.seqs[i]
+            if seq.status is not done:
                 seq.error = "the model produced non-finite logits (NaN/inf)"
-                self._finish_running(seq, FinishReason.ERROR, batch.step, finished)
-                continue
-            seq.num_computed_tokens += n
-            commit(seq)
+                self._finish_now(seq, FinishReason.ERROR, batch.step, finished)
+        commit = self.bm.commit
+        for seq in batch.seqs:
+            if seq.status is running:  # (a sequence preempted meanwhile holds no blocks)
+                commit(seq)
         for k, i in enumerate(rows):
             seq = batch.seqs[i]
-            if seq.status is not running:
-                continue  # aborted, or failed just above
+            if seq.status is done:
+                continue
+            # running, or preempted while the step ran (when the next one was scheduled)
             token = out.token_ids[k]
-            seq.token_ids.append(token)
+            seq.token_ids[batch.starts[i] + batch.num_new_tokens[i]] = token
             if seq.params.logprobs is not None:
                 seq.logprobs.append(out.logprobs[k])
                 seq.logprob_ranks.append(out.ranks[k] if out.ranks else None)
@@ -199,24 +238,27 @@ class Scheduler:
                     seq.top_logprobs.append(out.top_logprobs[k])
             reason = self._finish_reason(seq, token)
             if reason is not None:
-                self._finish_running(seq, reason, batch.step, finished)
+                self._finish_now(seq, reason, batch.step, finished)
         return finished
 
-    def _finish_running(
+    def _finish_now(
         self, seq: Sequence, reason: FinishReason, step: int, finished: list[int]
     ) -> None:
-        self.running.remove(seq)
+        if seq.status is SequenceStatus.RUNNING:
+            self.running.remove(seq)
+        else:  # preempted while its step was in flight
+            self.waiting.remove(seq)
         self._finish(seq, reason, step)
         finished.append(seq.seq_id)
 
     def _leader_computing_prompt(self, leader: Sequence) -> bool:
-        """Whether ``leader`` runs and has not yet computed (so cached) the prompt's full blocks
-        that a sibling's ``match_prefix`` would look for. A waiting or finished leader is no
-        reason to wait (waiting for it could deadlock behind a preempted sibling)."""
+        """Whether ``leader`` runs and has not yet cached (computed, and committed in a
+        postprocess) the prompt's full blocks that a sibling's ``match_prefix`` would look for. A
+        waiting or finished leader is no reason to wait (waiting for it could deadlock behind a
+        preempted sibling)."""
         if leader.status is not SequenceStatus.RUNNING or not self.bm.enable_prefix_caching:
             return False
-        bs = self.bm.block_size
-        return leader.num_computed_tokens < (leader.num_prompt_tokens - 1) // bs * bs
+        return leader.num_hashed_blocks < (leader.num_prompt_tokens - 1) // self.bm.block_size
 
     def _finish_reason(self, seq: Sequence, token: int) -> FinishReason | None:
         params = seq.params
@@ -228,15 +270,14 @@ class Scheduler:
             return FinishReason.STOP  # (before min_tokens the sampler cannot pick these)
         if params.stop and self.stop_checker is not None and self.stop_checker(seq):
             return FinishReason.STOP  # it follows the text from the start, checks from min_tokens
-        if (
-            num_tokens - seq.num_prompt_tokens >= params.max_tokens
-            or num_tokens >= self.max_model_len
-        ):
+        if num_tokens >= seq.max_num_tokens:  # max_tokens, or max_model_len
             return FinishReason.LENGTH
         return None
 
     def _finish(self, seq: Sequence, reason: FinishReason, step: int) -> None:
         before = seq.status
+        if is_pending(seq.token_ids[-1]):  # aborted while its step is in flight
+            seq.token_ids.pop()
         if seq.block_table:
             self.bm.free_seq(seq)
         seq.status, seq.finish_reason = SequenceStatus.FINISHED, reason

@@ -8,6 +8,12 @@
 
 A sequence needs ``num_tokens - num_computed_tokens`` more tokens computed before it can sample:
 more than one means a prefill (or a recompute after preemption), exactly one means a decode.
+
+A token still being sampled by a step in flight (``Scheduler.advance`` ran, ``postprocess`` not
+yet) holds a placeholder: ``pending_token(k) = -(k + 1)``, k being its row in that step's sampler
+output. So the next step can be scheduled before this one's tokens reach the host, and the runner
+fetches the real token on the device (overlap scheduling, engine/llm_engine.py). Only the last
+token of a sequence is ever pending, and no finished sequence holds one.
 """
 
 from __future__ import annotations
@@ -15,6 +21,15 @@ from __future__ import annotations
 from enum import Enum
 
 from nanovllm.sampling_params import SamplingParams
+
+
+def pending_token(row: int) -> int:
+    """The placeholder of the token that sample row ``row`` of the step in flight will draw."""
+    return -(row + 1)
+
+
+def is_pending(token: int) -> bool:
+    return token < 0
 
 
 class SequenceStatus(str, Enum):
@@ -40,6 +55,7 @@ class Sequence:
         "status",
         "finish_reason",
         "num_computed_tokens",
+        "max_num_tokens",
         "num_cached_tokens",
         "block_table",
         "block_hashes",
@@ -69,6 +85,8 @@ class Sequence:
         self.status = SequenceStatus.WAITING
         self.finish_reason: FinishReason | None = None
         self.num_computed_tokens = 0
+        # prompt + max_tokens (the scheduler caps it at max_model_len): reaching it ends the request
+        self.max_num_tokens = self.num_prompt_tokens + params.max_tokens
         self.num_cached_tokens = 0
         self.block_table: list[int] = []
         self.block_hashes: list[int] = []  # chained hash of each full block, filled lazily

@@ -129,6 +129,13 @@ class WorkerGroup:  # an Executor (runner/executor.py) over spawned ranks
         timing.prepare += max(0.0, wall - timing.prepare - timing.forward - timing.sample)
         return out, timing
 
+    def launch(self, inputs: StepInputs) -> _Ran:
+        """No overlap across processes (the ranks would need the pending tokens): runs now."""
+        return _Ran(self.run(inputs))
+
+    def collect(self, launched: _Ran):
+        return launched.result
+
     def close(self) -> None:
         """Stop the workers and free the shared memory. Safe to call more than once."""
         self._finalizer()
@@ -325,3 +332,11 @@ def _shutdown(procs: list, conns: list[Connection], channel: ShmWriter) -> None:
     for conn in conns:
         conn.close()
     channel.close()
+
+
+@dataclasses.dataclass
+class _Ran:
+    """A step ``launch`` already ran to the end."""
+
+    result: tuple
+    overlappable: bool = False

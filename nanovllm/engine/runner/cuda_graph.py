@@ -54,6 +54,7 @@ class DecodeGraphs:
         self.cu_seqlens_q = torch.arange(n + 1, dtype=torch.int32, device=dev)
         self.hidden = torch.zeros(n, hidden_size, dtype=kv_cache.dtype, device=dev)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.capture_times: dict[int, float] = {}  # bucket -> seconds (warm-up run + capture)
         t0 = time.perf_counter()
         self._capture_all()
         self.capture_seconds = time.perf_counter() - t0
@@ -80,12 +81,15 @@ class DecodeGraphs:
         self.slots.fill_(-1)  # capture-time runs must not write into the cache
         pool = None
         for bs in reversed(self.buckets):  # largest first: the pool fits every smaller graph
+            t0 = time.perf_counter()
             self._forward(bs)  # warm-up: compiles kernels outside the capture
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool):
                 self._forward(bs)
             pool = pool or graph.pool()
             self.graphs[bs] = graph
+            torch.cuda.synchronize()
+            self.capture_times[bs] = time.perf_counter() - t0
         torch.cuda.synchronize()
 
     def can_run(self, inputs: StepInputs) -> bool:
@@ -95,9 +99,11 @@ class DecodeGraphs:
             and inputs.block_tables.shape[1] <= self.width
         )
 
-    def run(self, inputs: StepInputs) -> torch.Tensor:
+    def load(self, inputs: StepInputs) -> torch.Tensor:
+        """Copy a decode step's inputs into the static buffers; returns the input-id buffer (its
+        first ``num_seqs`` rows), where the runner may still write tokens on the device."""
         n = inputs.num_seqs
-        bs = next(b for b in self.buckets if b >= n)
+        bs = self.bucket(n)
         host = self.host.numpy().reshape(4, self.max_bs)
         host[0, :n], host[1, :n], host[2, :n], host[3, :n] = (
             inputs.input_ids,
@@ -114,5 +120,16 @@ class DecodeGraphs:
         self.dev.copy_(self.host, non_blocking=True)
         self.block_tables[:n].copy_(self.host_tables[:n], non_blocking=True)
         self.seq_lens[:bs].copy_(self.seq_lens64[:bs])
-        self.graphs[bs].replay()
+        return self.input_ids[:n]
+
+    def bucket(self, n: int) -> int:
+        return next(b for b in self.buckets if b >= n)
+
+    def replay(self, n: int) -> torch.Tensor:
+        """Run the graph of ``n`` rows' bucket over what ``load`` put in place."""
+        self.graphs[self.bucket(n)].replay()
         return self.hidden[:n]
+
+    def run(self, inputs: StepInputs) -> torch.Tensor:
+        self.load(inputs)
+        return self.replay(inputs.num_seqs)

@@ -6,6 +6,8 @@ Built once per step on rank 0; tensor-parallel workers receive the same ``StepIn
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import attrgetter, itemgetter
 from typing import NamedTuple
 
 import numpy as np
@@ -77,28 +79,30 @@ def slot_mapping(
 
 
 def prepare_inputs(batch: ScheduledBatch, block_size: int) -> StepInputs:
+    """The step's flat arrays. Per-sequence work is left to C-level loops (``map``,
+    ``np.fromiter``) and numpy: this runs every step, for every running sequence."""
     starts = np.asarray(batch.starts, dtype=np.int64)
     counts = np.asarray(batch.num_new_tokens, dtype=np.int64)
-    cu = np.zeros(len(counts) + 1, dtype=np.int64)
+    num_seqs = len(counts)
+    cu = np.zeros(num_seqs + 1, dtype=np.int64)
     np.cumsum(counts, out=cu[1:])
     seq_lens = starts + counts
     # positions: start_b + 0..n_b-1 for each sequence b, without a Python loop per token
-    seq_of_token = np.repeat(np.arange(len(counts)), counts)
+    seq_of_token = np.repeat(np.arange(num_seqs), counts)
     positions = starts[seq_of_token] + (np.arange(cu[-1]) - cu[:-1][seq_of_token])
-    width = max(len(s.block_table) for s in batch.seqs)
-    tables = np.zeros((len(counts), width), dtype=np.int32)
-    for row, seq in enumerate(batch.seqs):
-        tables[row, : len(seq.block_table)] = seq.block_table
+    tables = _block_tables(list(map(attrgetter("block_table"), batch.seqs)))
     slots = slot_mapping(tables, seq_of_token, positions, block_size)
-    input_ids = np.fromiter(
-        (
-            t
-            for seq, s, n in zip(batch.seqs, batch.starts, batch.num_new_tokens)
-            for t in seq.token_ids[s : s + n]
-        ),
-        dtype=np.int64,
-        count=int(cu[-1]),
-    )
+    token_lists = map(attrgetter("token_ids"), batch.seqs)
+    if cu[-1] == num_seqs:  # decode only: each sequence's last token
+        input_ids = np.fromiter(map(itemgetter(-1), token_lists), np.int64, count=num_seqs)
+    else:
+        input_ids = np.fromiter(
+            chain.from_iterable(
+                t[s : s + n] for t, s, n in zip(token_lists, batch.starts, batch.num_new_tokens)
+            ),
+            dtype=np.int64,
+            count=int(cu[-1]),
+        )
     rows = batch.sample_rows
     return StepInputs(
         input_ids=input_ids,
@@ -112,17 +116,35 @@ def prepare_inputs(batch: ScheduledBatch, block_size: int) -> StepInputs:
     )
 
 
+def _block_tables(tables: list[list[int]]) -> np.ndarray:
+    """The block tables as one int32 array, zero-padded to the longest."""
+    lens = np.fromiter(map(len, tables), np.int64, count=len(tables))
+    flat = np.fromiter(chain.from_iterable(tables), np.int32, count=int(lens.sum()))
+    out = np.zeros((len(tables), int(lens.max())), dtype=np.int32)
+    row_starts = np.zeros(len(tables), dtype=np.int64)
+    np.cumsum(lens[:-1], out=row_starts[1:])
+    rows = np.repeat(np.arange(len(tables)), lens)
+    out[rows, np.arange(len(flat)) - row_starts[rows]] = flat
+    return out
+
+
+_SAMPLING = attrgetter("temperature", "top_k", "top_p", "seed", "logprobs")
+
+
 def _sampling_batch(batch: ScheduledBatch, rows: list[int]) -> SamplingBatch:
-    seqs = [batch.seqs[i] for i in rows]
+    seqs = [batch.seqs[i] for i in rows] if len(rows) < len(batch.seqs) else batch.seqs
+    params = list(map(attrgetter("params"), seqs))
+    columns = list(zip(*map(_SAMPLING, params))) if seqs else [()] * 5
+    num_prompt = map(attrgetter("num_prompt_tokens"), seqs)
     sampling = SamplingBatch(
-        temperatures=[s.params.temperature for s in seqs],
-        top_ks=[s.params.top_k for s in seqs],
-        top_ps=[s.params.top_p for s in seqs],
-        seeds=[s.params.seed for s in seqs],
-        positions=[s.num_completion_tokens for s in seqs],
-        num_logprobs=[s.params.logprobs for s in seqs],
+        temperatures=list(columns[0]),
+        top_ks=list(columns[1]),
+        top_ps=list(columns[2]),
+        seeds=list(columns[3]),
+        positions=[len(s.token_ids) - p for s, p in zip(seqs, num_prompt)],
+        num_logprobs=list(columns[4]),
     )
-    for row in [r for r, s in enumerate(seqs) if s.params.has_logits_processing]:
+    for row in [r for r, p in enumerate(params) if p.has_logits_processing]:
         _add_logits_processing(sampling, row, seqs[row])
     return sampling
 
@@ -131,7 +153,7 @@ def _add_logits_processing(sampling: SamplingBatch, row: int, seq: Sequence) -> 
     """Penalties get the row's token ids (host lists, copied: the sequence moves on); a
     sequence short of ``min_tokens`` gets its stop tokens and EOS banned."""
     p, num_prompt = seq.params, seq.num_prompt_tokens
-    if p.repetition_penalty != 1.0 or p.presence_penalty or p.frequency_penalty:
+    if p.has_penalties:
         prompt = seq.token_ids[:num_prompt] if p.repetition_penalty != 1.0 else []
         sampling.penalties.append(
             PenaltyRow(

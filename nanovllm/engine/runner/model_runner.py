@@ -3,11 +3,18 @@
 One runner per tensor-parallel rank. It owns the model, the KV cache (one tensor
 ``[2, layers, blocks, block_size, kv_heads, head_dim]``; each attention layer reads its slice by
 ``layer_id``), the sampler and, on CUDA, the decode CUDA graphs.
+
+``run(inputs)`` is ``collect(launch(inputs))``. ``launch`` queues the forward and the sampler on
+the device and returns at once (on CUDA); ``collect`` waits for that step's tokens. Between the two
+the engine may launch the next step (overlap scheduling): an input token written as a placeholder
+``-(k + 1)`` (core/sequence.py) is the last launched step's sample row k, and is copied into the
+input ids on the device, so the host never waits for it.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,9 +25,22 @@ from nanovllm.engine.core.batch import SamplerOutput
 from nanovllm.engine.runner.executor import RunTiming
 from nanovllm.engine.runner.inputs import StepInputs
 from nanovllm.layers.parallel import SINGLE, TensorParallel
-from nanovllm.layers.sampler import Sampler
+from nanovllm.layers.sampler import Sampler, Samples
 from nanovllm.models import get_model_class
 from nanovllm.utils.loader import load_model
+
+
+@dataclass
+class Launch:
+    """A launched step: its samples on the device, and how to know they have arrived."""
+
+    samples: Samples
+    host: (
+        torch.Tensor
+    )  # int64 [2, S] tokens and finite flags: pinned, filled asynchronously on CUDA
+    timing: RunTiming  # host times on CPU; filled from the events on CUDA
+    events: tuple[torch.cuda.Event, ...] = ()  # CUDA: start, logits done, samples copied
+    overlappable: bool = True  # collect() never waits for a step launched after this one
 
 
 class ModelRunner:  # an Executor (runner/executor.py) for one rank
@@ -32,6 +52,8 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
         self.is_cuda = self.device.type == "cuda"
         if self.is_cuda:
             torch.cuda.set_device(self.device)
+        t0 = time.perf_counter()
+        self.startup: dict[str, float] = {}  # seconds of each part of the start (bench.py prints)
         self.backend_name = resolve_backend_name(config.attention_backend, config.device)
         backend = get_backend(self.backend_name)
         with torch.device(self.device):
@@ -46,12 +68,18 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
                 torch.set_default_dtype(default_dtype)
         load_model(self.model, config.model, config.load_format)
         self.model.eval()
+        self.startup["model_s"] = time.perf_counter() - t0
         self.sampler = Sampler(self.device, config.seed)
+        self.last_tokens: torch.Tensor | None = None  # the last launched step's samples, on device
+        self._pinned: torch.Tensor | None = None  # CUDA: [2 launches, 2 * max_num_seqs] int64
+        self._num_launches = 0
         self.graphs = None
         self.memory_report: dict | None = None
         self.kv_cache = None
+        t1 = time.perf_counter()
         self.num_kvcache_blocks = config.num_kvcache_blocks or self._auto_num_blocks()
         self.kv_cache = self.allocate_kv_cache(self.num_kvcache_blocks)
+        self.startup["kv_cache_s"] = time.perf_counter() - t1  # the memory probe, then the cache
         # torch_ref loops over host-side lengths, which a captured graph would freeze: eager only.
         if self.is_cuda and not config.enforce_eager and self.backend_name != "torch_ref":
             from nanovllm.engine.runner.cuda_graph import DecodeGraphs
@@ -64,6 +92,8 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
                 block_size=self.block_size,
                 hidden_size=config.spec.hidden_size,
             )
+            self.startup["graph_capture_s"] = self.graphs.capture_seconds
+        self.startup = {k: round(v, 2) for k, v in self.startup.items()}
 
     # ---- memory ----------------------------------------------------------------------------------
     def _kv_shape(self, num_blocks: int) -> tuple[int, ...]:
@@ -111,36 +141,83 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
         """The model's logits at ``inputs.logits_indices`` (None on ranks other than 0), over
         ``kv_cache`` (default: the runner's own; the memory probe passes a small one)."""
         if kv_cache is None and self.graphs is not None and self.graphs.can_run(inputs):
-            hidden = self.graphs.run(inputs)
-        else:
-            input_ids, positions, meta = self.to_device(inputs)
-            cache = self.kv_cache if kv_cache is None else kv_cache
-            hidden = self.model(input_ids, positions, meta, cache)
+            self._fill_pending(self.graphs.load(inputs), inputs.input_ids)
+            hidden = self.graphs.replay(inputs.num_seqs)
+            # a decode-only step samples every row: no gather needed
+            return self.model.compute_logits(hidden)
+        input_ids, positions, meta = self.to_device(inputs)
+        self._fill_pending(input_ids, inputs.input_ids)
+        cache = self.kv_cache if kv_cache is None else kv_cache
+        hidden = self.model(input_ids, positions, meta, cache)
         idx = torch.from_numpy(inputs.logits_indices).to(self.device, non_blocking=True)
         return self.model.compute_logits(hidden[idx])
 
-    def run(self, inputs: StepInputs) -> tuple[SamplerOutput, RunTiming]:
-        """Forward and sample (rank 0). Forward time is device time from CUDA events on GPU."""
+    def _fill_pending(self, ids: torch.Tensor, host_ids: np.ndarray) -> None:
+        """Write each placeholder ``-(k + 1)`` of ``host_ids`` as the last launched step's sample
+        row k, into ``ids`` (the same tokens, on the device), without a round trip to the host."""
+        dst = np.flatnonzero(host_ids < 0)
+        if not len(dst):
+            return
+        if self.last_tokens is None:
+            raise RuntimeError("the inputs hold pending tokens, but no step was launched before")
+        src = -host_ids[dst] - 1
+        n = len(dst)
+        if dst[-1] == n - 1 and src[-1] == n - 1 and (n == 1 or (np.diff(src) == 1).all()):
+            ids[:n] = self.last_tokens[:n]  # the usual decode step: rows 0..n-1 in order
+            return
+        index = torch.from_numpy(np.stack([dst, src])).to(self.device, non_blocking=True)
+        ids[index[0]] = self.last_tokens[index[1]]
+
+    def launch(self, inputs: StepInputs) -> Launch:
+        """Queue the forward and the sampler (rank 0), and the copy of the tokens to the host."""
         timing = RunTiming()
+        events = ()
         t0 = time.perf_counter()
         if self.is_cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
+            events = tuple(torch.cuda.Event(enable_timing=True) for _ in range(3))
+            events[0].record()
         logits = self.forward_logits(inputs)
         t1 = time.perf_counter()
         if self.is_cuda:
-            end.record()
-        out = self.sampler(logits, inputs.sampling)  # .tolist() inside synchronizes
-        t2 = time.perf_counter()
+            events[1].record()
+        samples = self.sampler.sample(logits, inputs.sampling)
+        self.last_tokens = samples.tokens
+        host = samples.host_tensor()
         if self.is_cuda:
-            end.synchronize()  # usually done (.tolist() synced), but not when nothing sampled
-            timing.forward = start.elapsed_time(end) / 1e3
-            timing.sample = max(0.0, (t2 - t0) - timing.forward)
+            host = self._pinned_buffer(host.shape[1]).copy_(host, non_blocking=True)
+            events[2].record()
         else:
-            timing.forward, timing.sample = t1 - t0, t2 - t1
-        if hasattr(self.model, "expert_tokens"):  # after sampling synced: a small copy, no stall
+            timing.forward, timing.sample = t1 - t0, time.perf_counter() - t1
+        # Log-probabilities and MoE expert counts are read with blocking copies in collect(),
+        # which would wait for any step launched after this one.
+        overlappable = samples.logprobs is None and not hasattr(self.model, "expert_tokens")
+        return Launch(samples, host, timing, events, overlappable)
+
+    def _pinned_buffer(self, n: int) -> torch.Tensor:
+        """Pinned host memory for one launch's tokens; two launches can be in flight at once."""
+        if self._pinned is None:
+            size = max(self.config.max_num_seqs, 1)
+            self._pinned = torch.empty((2, 2 * size), dtype=torch.int64).pin_memory()
+        self._num_launches += 1
+        return self._pinned[self._num_launches % 2, : 2 * n].view(2, n)  # contiguous
+
+    def collect(self, launch: Launch) -> tuple[SamplerOutput, RunTiming]:
+        """Wait for a launched step's tokens; its ``SamplerOutput`` and timing. Forward and sample
+        times are device times from CUDA events on GPU."""
+        timing = launch.timing
+        if launch.events:
+            start, logits_done, copied = launch.events
+            copied.synchronize()
+            timing.forward = start.elapsed_time(logits_done) / 1e3
+            timing.sample = logits_done.elapsed_time(copied) / 1e3
+        out = launch.samples.to_output(launch.host)
+        if hasattr(self.model, "expert_tokens"):
             timing.expert_tokens = self.model.expert_tokens().cpu().numpy()
         return out, timing
+
+    def run(self, inputs: StepInputs) -> tuple[SamplerOutput, RunTiming]:
+        """Forward and sample one step, and wait for its tokens."""
+        return self.collect(self.launch(inputs))
 
     def close(self) -> None:
         self.graphs = None

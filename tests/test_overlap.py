@@ -1,0 +1,226 @@
+"""Overlap scheduling (engine/llm_engine.py ``step_overlapped``): the same tokens as stepping one
+step at a time, one StepRecord per step with that step's tokens, and nothing left in flight.
+
+On CPU the torch reference backend runs each launch to the end, but the data flow is the GPU's:
+the next step is scheduled and launched before the step in flight is postprocessed, its sampled
+tokens reach the next step's inputs as placeholders filled by the runner, and finishes are decided
+one call later.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from nanovllm import LLM, SamplingParams
+from nanovllm.engine.core.sequence import is_pending
+from nanovllm.errors import ConfigError
+
+GREEDY = dict(temperature=0.0)
+
+
+def engine(model: str, overlap: bool, **config) -> LLM:
+    config.setdefault("kvcache_block_size", 16)
+    return LLM(model, overlap_scheduling=overlap, attention_backend="torch_ref", **config)
+
+
+def prompts(vocab: int, n: int = 6, shared: int = 0, seed: int = 0) -> list[list[int]]:
+    rng = random.Random(seed)
+    head = [rng.randrange(3, vocab) for _ in range(shared)]
+    return [head + [rng.randrange(3, vocab) for _ in range(rng.randint(3, 40))] for _ in range(n)]
+
+
+def generate_both(model: str, batch, params, **config):
+    """Token ids per request and the StepRecords, overlap off then on."""
+    results = []
+    for overlap in (False, True):
+        with engine(model, overlap, **config) as llm:
+            records = []
+            llm.subscribe(records.append)
+            outs = llm.generate(batch, params, use_tqdm=False)
+            assert llm._in_flight is None
+            results.append(([o.outputs[0].token_ids for o in outs], records, outs))
+    return results
+
+
+def vocab_of(model: str) -> int:
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(model) / "config.json").read_text())["vocab_size"]
+
+
+def test_greedy_tokens_equal_with_overlap_on_and_off(tiny_model):
+    batch = prompts(vocab_of(tiny_model), n=8)
+    params = [SamplingParams(max_tokens=m, ignore_eos=True, **GREEDY) for m in (1, 2, 5, 9) * 2]
+    (off, rec_off, _), (on, rec_on, _) = generate_both(tiny_model, batch, params)
+    assert on == off
+    assert [len(t) for t in on] == [p.max_tokens for p in params]
+    # a length finish is known when the step is scheduled: the overlapped run wastes no step
+    assert len(rec_on) == len(rec_off)
+
+
+def test_stop_tokens_finish_the_same_and_cost_at_most_one_wasted_row(tiny_model):
+    batch = prompts(vocab_of(tiny_model), n=6, seed=1)
+    free = SamplingParams(max_tokens=24, ignore_eos=True, **GREEDY)
+    (base, _, _), _ = generate_both(tiny_model, batch, free)
+    stops = sorted({t for toks in base for t in toks[3:8]})[:4]  # tokens that stop some requests
+    params = SamplingParams(max_tokens=24, stop_token_ids=stops, ignore_eos=True, **GREEDY)
+    (off, rec_off, outs_off), (on, rec_on, outs_on) = generate_both(tiny_model, batch, params)
+    assert on == off
+    assert [o.outputs[0].finish_reason for o in outs_on] == [
+        o.outputs[0].finish_reason for o in outs_off
+    ]
+    assert any(o.outputs[0].finish_reason == "stop" for o in outs_on)
+    # every stop can cost one row in the step after it, never more: count rows without a token
+    wasted = sum(
+        1 for r in rec_on for i, end in enumerate(r.reaches_end) if end and r.tokens[i] is None
+    )
+    stopped = sum(o.outputs[0].finish_reason == "stop" for o in outs_on)
+    assert wasted <= stopped
+    assert sum(len(r.seq_ids) for r in rec_on) - wasted == sum(len(r.seq_ids) for r in rec_off)
+
+
+def test_eos_and_stop_strings_and_n_samples_match(teaching_model):
+    questions = ["what is two plus three ?", "what is seven times six ?", "name a red fruit ."]
+    params = [
+        SamplingParams(max_tokens=30, **GREEDY),
+        SamplingParams(max_tokens=30, stop=["."], **GREEDY),
+        SamplingParams(max_tokens=12, n=2, temperature=0.8, seed=7),
+    ]
+    (off, _, outs_off), (on, _, outs_on) = generate_both(
+        teaching_model, questions, params, kvcache_block_size=16
+    )
+    assert [[c.token_ids for c in o.outputs] for o in outs_on] == [
+        [c.token_ids for c in o.outputs] for o in outs_off
+    ]
+    assert [[c.text for c in o.outputs] for o in outs_on] == [
+        [c.text for c in o.outputs] for o in outs_off
+    ]
+    assert any(o.outputs[0].finish_reason == "stop" for o in outs_on)
+
+
+def test_preemption_and_prefix_hits_keep_the_tokens(tiny_model):
+    batch = prompts(vocab_of(tiny_model), n=10, shared=40, seed=2)
+    params = SamplingParams(max_tokens=20, ignore_eos=True, **GREEDY)
+    config = dict(num_kvcache_blocks=24, max_model_len=128)
+    (off, rec_off, _), (on, rec_on, _) = generate_both(tiny_model, batch, params, **config)
+    assert on == off
+    assert any(r.preempted_ids for r in rec_on), "the small cache must preempt"
+    assert sum(r.prefix_hit_tokens for r in rec_on) > 0, "the shared head must hit the cache"
+
+
+def test_penalties_and_logprobs_take_the_drained_path_with_the_same_results(tiny_model):
+    batch = prompts(vocab_of(tiny_model), n=4, seed=3)
+    params = [
+        SamplingParams(max_tokens=8, repetition_penalty=1.3, **GREEDY),
+        SamplingParams(max_tokens=8, frequency_penalty=0.5, ignore_eos=True, **GREEDY),
+        SamplingParams(max_tokens=8, logprobs=2, ignore_eos=True, **GREEDY),
+        SamplingParams(max_tokens=8, min_tokens=4, ignore_eos=True, **GREEDY),
+    ]
+    (off, _, outs_off), (on, _, outs_on) = generate_both(tiny_model, batch, params)
+    assert on == off
+    assert outs_on[2].outputs[0].logprobs is not None
+    lp = [c.outputs[0].cumulative_logprob for c in (outs_off[2], outs_on[2])]
+    assert lp[0] == pytest.approx(lp[1])
+
+
+def test_each_record_carries_its_own_steps_tokens(tiny_model):
+    batch = prompts(vocab_of(tiny_model), n=5, seed=4)
+    params = SamplingParams(max_tokens=7, ignore_eos=True, **GREEDY)
+    with engine(tiny_model, True) as llm:
+        records = []
+        llm.subscribe(records.append)
+        ids = [llm.add_request(p, params) for p in batch]
+        while llm.has_unfinished():
+            llm.step_overlapped()
+            for seq in llm.scheduler.running:
+                assert sum(map(is_pending, seq.token_ids)) <= 1  # at most one, the last
+        llm.drain()
+        outs = {i: llm.get_output(i).outputs[0].token_ids for i in ids}
+    assert [r.step for r in records] == list(range(len(records)))
+    rebuilt = {i: [] for i in ids}
+    for r in records:
+        for sid, tok in zip(r.seq_ids, r.tokens):
+            if tok is not None:
+                rebuilt[sid].append(tok)
+    assert rebuilt == outs
+
+
+def test_abort_while_a_step_is_in_flight(tiny_model):
+    """Aborting after record k keeps exactly the tokens of steps 0..k, as without overlap."""
+    batch = prompts(vocab_of(tiny_model), n=3, seed=5)
+    params = SamplingParams(max_tokens=12, ignore_eos=True, **GREEDY)
+    kept = []
+    for overlap in (False, True):
+        with engine(tiny_model, overlap) as llm:
+            ids = [llm.add_request(p, params) for p in batch]
+            steps = 0
+            while steps < 4:
+                record = llm.step_overlapped()
+                steps += record is not None
+            llm.abort(ids[1])
+            assert not any(map(is_pending, llm.request_sequences(ids[1])[0].token_ids))
+            while llm.has_unfinished():
+                llm.step_overlapped()
+            llm.drain()
+            out = llm.get_output(ids[1]).outputs[0]
+            assert out.finish_reason == "abort"
+            kept.append(out.token_ids)
+            assert llm.check_integrity() == []
+    assert kept[0] == kept[1] and len(kept[0]) == 4
+
+
+def test_step_drains_and_shows_exactly_one_step(tiny_model):
+    params = SamplingParams(max_tokens=6, ignore_eos=True, **GREEDY)
+    with engine(tiny_model, True) as llm:
+        llm.add_request([5, 6, 7, 8], params)
+        assert llm.step_overlapped() is None  # launched step 0, finished nothing
+        assert llm._in_flight is not None
+        record = llm.step()  # finishes the step in flight, launches nothing
+        assert record.step == 0 and llm._in_flight is None
+        record = llm.step()
+        assert record.step == 1 and llm._in_flight is None
+
+
+def test_config_switch(tiny_model):
+    with LLM(tiny_model, kvcache_block_size=16) as llm:
+        assert llm.config.overlap_scheduling is False  # "auto": on for CUDA only
+        llm.add_request([5, 6, 7], SamplingParams(max_tokens=2))
+        assert llm.step_overlapped() is not None  # off: the same as step()
+    with pytest.raises(ConfigError, match="tensor_parallel_size=1"):
+        LLM(tiny_model, overlap_scheduling=True, tensor_parallel_size=2)
+    with pytest.raises(ConfigError, match="overlap_scheduling"):
+        LLM(tiny_model, overlap_scheduling="yes")
+
+
+def test_the_next_step_is_launched_before_the_last_is_postprocessed(tiny_model):
+    params = SamplingParams(max_tokens=5, ignore_eos=True, **GREEDY)
+    with engine(tiny_model, True) as llm:
+        order = []
+        launch, post = llm.executor.launch, llm.scheduler.postprocess
+
+        def launched(inputs):
+            order.append(("launch", int((inputs.input_ids < 0).sum())))
+            return launch(inputs)
+
+        def postprocessed(batch, out):
+            order.append(("post", batch.step))
+            return post(batch, out)
+
+        llm.executor.launch, llm.scheduler.postprocess = launched, postprocessed
+        llm.generate([[5, 6, 7], [8, 9, 10, 11]], params, use_tqdm=False)
+    # prefill, then 4 decode steps whose inputs are the placeholders of the step before
+    assert order == [
+        ("launch", 0),
+        ("launch", 2),
+        ("post", 0),
+        ("launch", 2),
+        ("post", 1),
+        ("launch", 2),
+        ("post", 2),
+        ("launch", 2),
+        ("post", 3),
+        ("post", 4),
+    ]
