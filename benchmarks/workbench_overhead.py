@@ -2,10 +2,17 @@
 
     python benchmarks/workbench_overhead.py                      # 64 requests x 64 tokens, 10 reps
     python benchmarks/workbench_overhead.py --blocks 512 --reps 5
+    python benchmarks/workbench_overhead.py --workload bench --engine-defaults --reps 3 \
+        --config kvcache_block_size=256 --config num_kvcache_blocks=1536   # BENCH.md's, on a GPU
 
 Both engines use the same config (the workbench's teaching defaults unless overridden) and run the
 same fixed workload through ``llm.generate``; repetitions alternate which one goes first, and each
-repetition uses fresh prompts (no prefix-cache hits carried over). The attached engine has every
+repetition uses fresh prompts (no prefix-cache hits carried over). ``--workload bench`` is
+BENCH.md's (256 requests, prompts of 100..1024 random ids, 100..1024 output tokens, temperature
+0.6); its prompts repeat, so each run starts on an emptied prefix cache. ``--engine-defaults``
+starts from the engine's own config instead of the workbench's teaching cache; ``--config k=v``
+sets any engine field (two engines share the device: on a GPU give both a fixed
+``num_kvcache_blocks``). The attached engine has every
 view subscribed and throttled exactly as in a notebook (metrics every step, a snapshot every step
 while it costs under 1% of one, redraws at most ~10/s and ~2% of the time). Without a kernel,
 widget messages are serialized but not sent.
@@ -28,8 +35,35 @@ def prompts(rep: int, n: int) -> list[str]:
     ]
 
 
-def timed_generate(llm: LLM, batch: list[str], params: SamplingParams) -> tuple[float, float]:
-    """(tok/s by wall time, tok/s by this process's CPU time)."""
+def bench_workload():
+    """BENCH.md's workload, from benchmarks/bench.py (prompts, per-request SamplingParams)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).with_name("bench.py")
+    module_spec = importlib.util.spec_from_file_location("bench", path)
+    bench = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(bench)
+    return bench.workload()
+
+
+def parse_config(items: list[str]) -> dict:
+    """``["k=v", ...]`` -> {k: v}, values read as Python literals where they are one."""
+    import ast
+
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+def timed_generate(llm: LLM, batch: list, params) -> tuple[float, float]:
+    """(tok/s by wall time, tok/s by this process's CPU time), on an emptied prefix cache."""
+    llm.reset_prefix_cache()
     t0, c0 = time.perf_counter(), time.process_time()
     outs = llm.generate(batch, params, use_tqdm=False)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -47,6 +81,9 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--blocks", type=int, default=TEACHING_DEFAULTS["num_kvcache_blocks"])
     ap.add_argument("--model", default=None, help="default: $NANOVLLM_MODEL or the tiny model")
+    ap.add_argument("--workload", choices=("small", "bench"), default="small")
+    ap.add_argument("--engine-defaults", action="store_true", help="not the teaching cache")
+    ap.add_argument("--config", action="append", default=[], help="engine field k=v (repeat)")
     ap.add_argument(
         "--threads",
         type=int,
@@ -60,8 +97,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     model = args.model or default_model()
-    config = dict(TEACHING_DEFAULTS, num_kvcache_blocks=args.blocks)
-    params = SamplingParams(temperature=0, max_tokens=args.tokens, ignore_eos=True)
+    config = {} if args.engine_defaults else dict(TEACHING_DEFAULTS, num_kvcache_blocks=args.blocks)
+    config.update(parse_config(args.config))
+    if args.workload == "bench":
+        fixed, params = bench_workload()
+        args.requests, total = len(fixed), sum(p.max_tokens for p in params)
+    else:
+        params = SamplingParams(temperature=0, max_tokens=args.tokens, ignore_eos=True)
+        total = args.requests * args.tokens
     bare = LLM(model, **config)
     wb = Workbench(model, config)
     for llm in (bare, wb.llm):  # warm up both (first-call allocations, kernel selection)
@@ -69,7 +112,7 @@ def main() -> None:
 
     print(
         f"model={model}\nconfig={config}\n"
-        f"workload: {args.requests} requests x {args.tokens} tokens, "
+        f"workload: {args.workload}, {args.requests} requests, {total} output tokens, "
         f"{args.reps} alternating repetitions"
     )
     results: dict[str, list[tuple[float, float]]] = {"bare": [], "workbench": []}
@@ -78,9 +121,10 @@ def main() -> None:
     for rep in range(args.reps):
         order = [("bare", bare), ("workbench", wb.llm)]
         for name, llm in order if rep % 2 == 0 else order[::-1]:
-            results[name].append(timed_generate(llm, prompts(rep, args.requests), params))
+            batch = fixed if args.workload == "bench" else prompts(rep, args.requests)
+            results[name].append(timed_generate(llm, batch, params))
             wall, per_cpu = results[name][-1]
-            cpu[name] += args.requests * args.tokens / per_cpu
+            cpu[name] += total / per_cpu
             print(f"  rep {rep} {name:9s} {wall:8.1f} tok/s wall   {per_cpu:8.1f} tok/s CPU")
     med = {
         name: [statistics.median(r[k] for r in runs) for k in (0, 1)]

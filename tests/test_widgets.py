@@ -265,7 +265,9 @@ def test_costly_snapshots_are_kept_only_at_redraws(tiny_model):
         bench.step(5)  # the throttle allows only the first redraw and the one step() ends with
         kept = [f.step for f in bench.history.frames if f.snapshot is not None]
         assert kept == [0, 4]
-        assert bench.block_view.figure.data[0].hovertext is None  # no per-block text at this size
+        # no per-block text at this size: a hover line per cell of 8 blocks (see _cells.py)
+        hover = np.asarray(bench.block_view.figure.data[0].hovertext, dtype=object).ravel()
+        assert bench.block_view.per_cell == 8 and sum(bool(h) for h in hover) == 625
         bench.show_step(2)
         assert "nearest snapshot: after step 0" in bench.block_view.figure.layout.title.text
         assert "totals as of step 0" in bench.metrics_panel.html

@@ -11,7 +11,9 @@
 
 One ``go.FigureWidget``: trace 0 is the grid (a Heatmap with a discrete colour scale), trace 1 the
 integrity overlay (red open squares on the blocks a violation names). ``draw(snapshot)`` mutates
-both inside one ``batch_update()``; it reads only the ``EngineSnapshot``.
+both inside one ``batch_update()``; it reads only the ``EngineSnapshot``. Above ``MAX_CELLS``
+blocks a cell stands for ``per_cell`` consecutive blocks (see _cells.py): coloured by the state
+most of them are in, its hover counts them; block ids above become cell ids.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import plotly.graph_objects as go
 
 from nanovllm.engine.observe.snapshot import BLOCK_STATE_COLORS, BLOCK_STATE_NAMES, EngineSnapshot
 
+from ._cells import MAX_CELLS, blocks_per_cell, cell_counts, cell_hover, dominant
 from ._json import grid
 from ._layout import FIGURE_WIDTH
 
@@ -62,8 +65,11 @@ class BlockView:
 
     def __init__(self, num_blocks: int, block_size: int, height: int | None = None):
         self.num_blocks, self.block_size = num_blocks, block_size
-        self.ncols = grid_columns(num_blocks)
-        self.nrows = math.ceil(num_blocks / self.ncols)
+        self.per_cell = blocks_per_cell(num_blocks, MAX_CELLS)  # blocks per cell: 1 when small
+        self.num_cells = math.ceil(num_blocks / self.per_cell)
+        self.ncols = grid_columns(self.num_cells)
+        self.nrows = math.ceil(self.num_cells / self.ncols)
+        per = "" if self.per_cell == 1 else f" x {self.per_cell} (a cell: {self.per_cell} blocks)"
         # block -> the block before it in the last sequence seen holding it (None: it was a first
         # block). Cached-free blocks keep their entry. Knowledge of the cache, not of a step: it
         # outlives reset() (the cache does) and is forgotten when the engine is rebuilt.
@@ -80,7 +86,7 @@ class BlockView:
                     showgrid=False,
                     zeroline=False,
                     range=[-0.5, self.ncols - 0.5],
-                    title=dict(text="block id = row label + column", font=dict(size=11)),
+                    title=dict(text=f"block id = row label + column{per}", font=dict(size=11)),
                 ),
                 yaxis=dict(
                     showgrid=False,
@@ -88,7 +94,7 @@ class BlockView:
                     autorange="reversed",
                     title=None,
                     tickvals=(rows := list(range(0, self.nrows, max(1, self.nrows // 16)))),
-                    ticktext=[str(r * self.ncols) for r in rows],
+                    ticktext=[str(r * self.ncols * self.per_cell) for r in rows],
                 ),  # a row's first block id
                 plot_bgcolor="white",
                 showlegend=False,
@@ -98,7 +104,7 @@ class BlockView:
     def _grid_trace(self) -> go.Heatmap:
         n = len(BLOCK_STATE_COLORS)
         return go.Heatmap(
-            z=grid(self._pad(np.zeros(self.num_blocks))),
+            z=grid(self._pad(np.zeros(self.num_cells))),
             zmin=-0.5,
             zmax=n - 0.5,
             colorscale=discrete_colorscale(BLOCK_STATE_COLORS),
@@ -127,16 +133,16 @@ class BlockView:
         )
 
     def _pad(self, values, fill=np.nan, dtype=float) -> np.ndarray:
-        """Flat per-block values -> an [nrows, ncols] array (cells past the last block get
-        ``fill``).
+        """Flat per-cell values -> an [nrows, ncols] array (cells past the last one get ``fill``).
         Arrays, not nested lists: plotly validates and sends them without a per-cell pass."""
         cells = np.full(self.nrows * self.ncols, fill, dtype=dtype)
-        cells[: self.num_blocks] = values
+        cells[: self.num_cells] = values
         return cells.reshape(self.nrows, self.ncols)
 
     def position(self, block_id: int) -> tuple[int, int]:
         """(x, y) = (column, row) of a block's cell."""
-        return block_id % self.ncols, block_id // self.ncols
+        cell = block_id // self.per_cell
+        return cell % self.ncols, cell // self.ncols
 
     # ---- drawing --------------------------------------------------------------------------------
     def draw(self, snap: EngineSnapshot, title: str | None = None) -> None:
@@ -145,7 +151,13 @@ class BlockView:
         )
         self.learn(snap)
         self.problems = tuple(snap.problems)
-        hover = self._hover(snap) if self.num_blocks <= MAX_HOVER_BLOCKS else None
+        if self.per_cell > 1:
+            counts = cell_counts(snap.block_state, self.per_cell, len(BLOCK_STATE_NAMES))
+            z = dominant(counts)
+            hover = cell_hover(counts, self.per_cell, self.num_blocks, BLOCK_STATE_NAMES)
+        else:
+            z = snap.block_state
+            hover = self._hover(snap) if self.num_blocks <= MAX_HOVER_BLOCKS else None
         labels = self._labels(snap) if self.num_blocks <= MAX_LABEL_BLOCKS else None
         bad = sorted(
             {b for p in snap.problems for b in blocks_named(p) if 0 <= b < self.num_blocks}
@@ -153,7 +165,7 @@ class BlockView:
         why = ["<br>".join(p for p in snap.problems if b in blocks_named(p)) for b in bad]
         with self.figure.batch_update():
             cells, overlay = self.figure.data
-            cells.z = grid(self._pad(snap.block_state))
+            cells.z = grid(self._pad(z))
             cells.hovertext = self._pad(hover, "", object) if hover is not None else None
             cells.text = self._pad(labels, "", object) if labels is not None else None
             overlay.x = [self.position(b)[0] for b in bad]

@@ -5,7 +5,7 @@ the way a browser does: ``step_button.click()``, ``run_toggle.value = True``, ``
 
 ::
 
-    [Step] [x 1] [Run/Pause] delay [0.0] [Reset] [x] integrity check        status text
+    [Step] [x 1] [Run/Pause] [until: event v] [request] delay [0.0] [Reset] [x] integrity  status
     prompt [..................] max tokens [32] temperature [0.0] copies [1] [Add request]
     step [=========o-----] [Live]
 """
@@ -13,6 +13,8 @@ the way a browser does: ``step_button.click()``, ``run_toggle.value = True``, ``
 from __future__ import annotations
 
 import ipywidgets as W
+
+from ._breakpoints import EVENTS
 
 
 class Controls:
@@ -36,6 +38,19 @@ class Controls:
             icon="play",
             layout=small,
             tooltip="step continuously until paused or idle",
+        )
+        # "run until" (see _breakpoints.py): Run stops after the first step with the event
+        self.until = W.Dropdown(
+            options=[("until: -", ""), *((f"until: {e}", e) for e in EVENTS)],
+            value="",  # not None: a Dropdown shows None as an empty box
+            layout=W.Layout(width="170px"),
+            tooltip="Run stops after the first step with this event",
+        )
+        self.until_request = W.Text(
+            value="",
+            placeholder="any request",
+            layout=W.Layout(width="100px"),
+            tooltip="request id for the event (blank: any request)",
         )
         self.delay = W.BoundedFloatText(
             value=0.0,
@@ -110,6 +125,8 @@ class Controls:
                         self.step_button,
                         self.steps,
                         self.run_toggle,
+                        self.until,
+                        self.until_request,
                         self.delay,
                         self.reset_button,
                         self.integrity,

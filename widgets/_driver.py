@@ -7,6 +7,9 @@
                   while running: engine.step(); await the page's echo (Backpressure.answered);
                                  one turn of the loop; the Delay
     pause()   the task stops after its current step
+    breakpoint   set: the task also stops after the first step that hits it (see _breakpoints.py),
+                 and the status line says which event at which step; ``step_until`` does the
+                 same synchronously (scripts, or a cell that blocks), at most ``max_steps`` steps
     clear_requests()   abort every unfinished request, hand the abort events to the observers
                        (``flush_events()``: no step is scheduled), collect every output
 
@@ -26,6 +29,7 @@ from nanovllm.engine.core.events import StepRecord
 from nanovllm.errors import EngineClosedError, NanoVLLMError, UnknownRequestError
 
 from ._backpressure import Backpressure
+from ._breakpoints import Breakpoint, Hit
 from ._dashboard import Dashboard
 
 
@@ -41,6 +45,8 @@ class Driver:
         self.dashboard, self.backpressure, self._redraw = dashboard, backpressure, redraw
         self._running = False
         self._task: asyncio.Task | None = None
+        self.breakpoint: Breakpoint | None = None
+        self.hit: Hit | None = None  # where the last run stopped at the breakpoint
 
     @property
     def running(self) -> bool:
@@ -64,6 +70,27 @@ class Driver:
         if not records:
             self.dashboard.set_status("idle: no unfinished requests; add one first")
         return records
+
+    def step_until(self, breakpoint: Breakpoint, max_steps: int) -> Hit | None:
+        """Step until a step hits ``breakpoint``; None when the requests ran out or ``max_steps``
+        steps passed first. The caller redraws."""
+        self.check_open()
+        for _ in range(max_steps):
+            if not self.llm.has_unfinished():
+                self.dashboard.set_status(f"idle: all requests finished before a {breakpoint}")
+                return None
+            hit = self._stopped(self.llm.step(), breakpoint)
+            if hit is not None:
+                return hit
+        self.dashboard.set_status(f"no {breakpoint} in {max_steps} steps")
+        return None
+
+    def _stopped(self, record: StepRecord, breakpoint: Breakpoint | None) -> Hit | None:
+        hit = breakpoint.check(record, self.llm) if breakpoint is not None else None
+        if hit is not None:
+            self.hit = hit
+            self.dashboard.set_status(str(hit))
+        return hit
 
     def run(self) -> bool:
         """Step continuously in an asyncio task on the running loop until paused; False when it
@@ -100,9 +127,11 @@ class Driver:
                     self.dashboard.set_status("idle: all requests finished")
                     break
                 try:
-                    self.llm.step()
+                    record = self.llm.step()
                 except NanoVLLMError as e:
                     self.dashboard.set_status(f"stopped: {e}", error=True)
+                    break
+                if self._stopped(record, self.breakpoint) is not None:
                     break
                 # clicks first: the page answers after sending any click, so a Pause is handled
                 # before the next step (see _backpressure.py); without a page, one turn of the loop

@@ -6,6 +6,7 @@
     Add    -> wb.add_request x copies   Reset     -> wb.reset() (wb.rebuild() when closed)
     slider -> wb.show_step(k)           Live      -> wb.live()
     integrity -> wb.integrity_overlay = on
+    until / request id -> wb.breakpoint = Breakpoint(event, request id) (None: "until: -")
 
 A control changed by code (``Dashboard.by_code()``) acts on nothing. ``guard`` runs an action and
 shows a failure in the status line, where it stays until an action succeeds (failing actions only
@@ -18,6 +19,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from nanovllm.errors import NanoVLLMError
+
+from ._breakpoints import Breakpoint, parse_request_id
 
 if TYPE_CHECKING:
     from ._workbench import Workbench
@@ -33,6 +36,8 @@ class Wiring:
         c.live_button.on_click(lambda _: self.guard(b.live))
         c.run_toggle.observe(self._on_toggle, "value")
         c.slider.observe(lambda ch: self._by_user(lambda: b.show_step(ch["new"])), "value")
+        for w in (c.until, c.until_request):
+            w.observe(lambda _: self._by_user(self._breakpoint_from_form), "value")
         c.integrity.observe(
             lambda ch: self._by_user(lambda: setattr(b, "integrity_overlay", ch["new"])), "value"
         )
@@ -61,6 +66,11 @@ class Wiring:
         self.dashboard.set_status(
             f"added request{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}"
         )
+
+    def _breakpoint_from_form(self) -> None:
+        c = self.bench.controls
+        event, request_id = c.until.value, parse_request_id(c.until_request.value)
+        self.bench.breakpoint = Breakpoint(event, request_id) if event else None
 
     def _on_toggle(self, change) -> None:
         self._by_user(self.bench.run if change["new"] else self.bench.pause)

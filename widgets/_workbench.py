@@ -16,6 +16,9 @@
 
 ``wb.recorder`` is a read-only view of the History's records (``steps``, ``events``, ...);
 ``reset()`` aborts every request and clears the History, which empties everything the views draw.
+``wb.workload`` writes each request down as it arrives; ``wb.replay(**changes)`` runs it again on a
+second engine with other settings (``_replay.py``); ``wb.run_until(event)`` stops at a
+breakpoint (``_breakpoints.py``).
 The views observe only: ``StepRecord``s, ``EngineSnapshot``s and ``get_metrics()``. The engine is
 driven through its public API. Run/Pause is the Driver's asyncio task on the kernel's loop: one
 step per iteration, then it waits for the page's echo (``Backpressure.answered``), so a Pause click
@@ -31,12 +34,15 @@ from typing import Any
 
 from nanovllm import LLM, SamplingParams
 from nanovllm.engine.core.events import StepRecord
+from nanovllm.engine.observe.replay import WorkloadRecorder
 
 from ._backpressure import Backpressure
+from ._breakpoints import Breakpoint, Hit
 from ._dashboard import Dashboard
 from ._driver import Driver
 from ._frozen import FrozenFigure
 from ._history import Frame, History, RecordedSteps, Throttle
+from ._replay import Comparison, ReplayPanel, compare
 from ._wiring import Wiring
 
 # Snapshots cost O(blocks + sequences). By default a snapshot and the metrics are kept for every
@@ -71,6 +77,7 @@ class Workbench:
         self._check = False
         self._timer: asyncio.TimerHandle | None = None
         self._unsubscribe = None
+        self._replay_panel: ReplayPanel | None = None
         self.frozen: list[FrozenFigure] = []  # every figure freeze() made, in order
         self.redraws = 0  # how many times the views were redrawn (the throttle's effect)
         self.observer_time = 0.0  # seconds spent in the step observer, redraws included
@@ -114,7 +121,9 @@ class Workbench:
     # ---- engine ---------------------------------------------------------------------------------
     def _attach(self, llm: LLM) -> None:
         self.llm = self.driver.llm = llm
-        self._unsubscribe = llm.subscribe(self._on_step)
+        self.workload = WorkloadRecorder(llm)  # the requests as they arrive, for replay()
+        off = [llm.subscribe(self._on_step), llm.subscribe(self.workload)]
+        self._unsubscribe = lambda: [f() for f in off]
 
     def _detach(self) -> None:
         if self._unsubscribe is not None:
@@ -265,6 +274,48 @@ class Workbench:
         """Stop after the current step."""
         self.driver.pause()
 
+    # ---- breakpoints (see _breakpoints.py) -----------------------------------------------------
+    @property
+    def breakpoint(self) -> Breakpoint | None:
+        """Run stops after the first step that hits it (the "until" controls show it)."""
+        return self.driver.breakpoint
+
+    @breakpoint.setter
+    def breakpoint(self, bp: Breakpoint | None) -> None:
+        self.driver.breakpoint = bp
+        c = self.controls
+        self.dashboard.set_value(c.until, "" if bp is None else bp.event)
+        rid = "" if bp is None or bp.request_id is None else str(bp.request_id)
+        self.dashboard.set_value(c.until_request, rid)
+
+    def run_until(
+        self,
+        event: str,
+        request_id: int | None = None,
+        *,
+        max_steps: int = 10_000,
+        background: bool | None = None,
+    ) -> Hit | None:
+        """Run until the first step with ``event`` (one of ``_breakpoints.EVENTS``), and show it.
+
+        In the background (the default where an asyncio loop runs, as in a kernel) this sets
+        ``wb.breakpoint`` and starts Run, which stops there (returns None; ``wb.driver.hit`` tells
+        where). Otherwise (a script, or ``background=False``) it steps here, at most
+        ``max_steps`` steps, and returns the ``Hit`` (None: no such step before the requests ran
+        out or the steps did)."""
+        bp = Breakpoint(event, request_id)
+        if background is None:
+            background = _loop_running()
+        if background:
+            self.breakpoint = bp
+            self.run()
+            return None
+        self._check_open()
+        try:
+            return self.driver.step_until(bp, max_steps)
+        finally:
+            self.live()
+
     def reset(self, rebuild: bool = False) -> None:
         """Abort every request and clear the history; ``rebuild=True`` also builds a fresh engine
         (with an empty prefix cache)."""
@@ -278,9 +329,25 @@ class Workbench:
         else:
             self.driver.clear_requests()
         self.history.clear()  # the one store: every view now draws nothing
+        self.workload.clear()
         self.llm.reset_metrics()
         self.live()
         self.dashboard.set_status("reset" + (" (new engine)" if rebuild else ""))
+
+    # ---- what-if replay (see _replay.py) ------------------------------------------------------
+    def replay(self, **changes: Any) -> Comparison:
+        """Replay the recorded workload (same requests, same arrival steps) on a second engine with
+        ``changes`` to this one's config (e.g. ``num_kvcache_blocks=16``), closed when done; the
+        ``Comparison`` shows both runs (``.table()``, ``.figure()``, or display it)."""
+        self._check_open()
+        return compare(self, **changes)
+
+    @property
+    def replay_panel(self) -> ReplayPanel:
+        """The replay form with its table and figure (display it in a cell)."""
+        if self._replay_panel is None:
+            self._replay_panel = ReplayPanel(self)
+        return self._replay_panel
 
     # ---- frozen copies ---------------------------------------------------------------------------
     def freeze(self, view: str = "blocks") -> FrozenFigure:
@@ -346,6 +413,14 @@ class Workbench:
             f"Workbench({self.model!r}, {self.config}, {state}, "
             f"{len(self.history)} steps kept, showing step {self.shown_step})"
         )
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _average(old: float, new: float, weight: float = 0.2) -> float:
