@@ -92,10 +92,8 @@ def take_snapshot(engine, check: bool = False) -> EngineSnapshot:
     bm, sched = engine.block_manager, engine.scheduler
     n = bm.num_blocks
     ref = np.fromiter((b.ref_count for b in bm.blocks), dtype=np.int32, count=n)
-    hashes = np.fromiter((b.hash or 0 for b in bm.blocks), dtype=np.uint64, count=n)
-    parents = np.fromiter((b.parent_hash or 0 for b in bm.blocks), dtype=np.uint64, count=n)
     hashed = np.fromiter((b.hash is not None for b in bm.blocks), dtype=bool, count=n)
-    has_parent = np.fromiter((b.parent_hash is not None for b in bm.blocks), dtype=bool, count=n)
+    hashes, parents, has_parent = _chain_arrays(bm, hashed)
     state = np.where(
         ref > 1,
         BLOCK_SHARED,
@@ -129,6 +127,24 @@ def take_snapshot(engine, check: bool = False) -> EngineSnapshot:
         free_order=np.fromiter(bm.free, dtype=np.int32, count=len(bm.free)),
         time=time.perf_counter(),
     )
+
+
+def _chain_arrays(bm, hashed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hash, parent hash, has parent) per block. The findable hashes come from the cache's
+    index in one C-level pass; only the hashed blocks are visited, for their parents."""
+    n = len(hashed)
+    hashes, parents, has_parent = np.zeros(n, np.uint64), np.zeros(n, np.uint64), np.zeros(n, bool)
+    index = bm.hash_to_block
+    found = np.fromiter(index.values(), dtype=np.int64, count=len(index))
+    hashes[found] = np.fromiter(index.keys(), dtype=np.uint64, count=len(index))
+    ids = np.flatnonzero(hashed)
+    if len(found) != len(ids):  # duplicates computed in the same step: in use, not findable
+        extra = np.setdiff1d(ids, found)
+        hashes[extra] = np.fromiter((bm.blocks[b].hash for b in extra.tolist()), np.uint64)
+    held = [bm.blocks[b].parent_hash for b in ids.tolist()]
+    has_parent[ids] = np.fromiter((p is not None for p in held), dtype=bool, count=len(ids))
+    parents[ids] = np.fromiter((p or 0 for p in held), dtype=np.uint64, count=len(ids))
+    return hashes, parents, has_parent
 
 
 def _seq_snapshot(seq) -> SequenceSnapshot:
