@@ -43,6 +43,8 @@ MAX_ROWS = 24  # logical blocks drawn: the first and the last MAX_ROWS // 2 of a
 MAX_OPTIONS = 200  # requests offered in the dropdown (the newest), plus the picked one
 PHYSICAL_X = 1.7  # where the physical blocks' column stands (the bars span 0..1)
 TEXT_CHARS = 120  # a block's text in its hover, at most
+BAR_NAMES = ("capacity", "tokens", "computed")
+BAR_COLORS = (("#f3f4f6", "#9ca3af"), ("#bfdbfe", "#bfdbfe"), ("#2563eb", "#2563eb"))
 
 
 class BlockTableView:
@@ -60,9 +62,7 @@ class BlockTableView:
         self.summary = W.HTML(value="", layout=W.Layout(margin="0 0 0 8px"))
         self.figure = go.FigureWidget(
             data=[
-                _bar("capacity", "#f3f4f6", "#9ca3af"),
-                _bar("tokens", "#bfdbfe", "#bfdbfe"),
-                _bar("computed", "#2563eb", "#2563eb"),
+                *(_bar(name, *colors) for name, colors in zip(BAR_NAMES, BAR_COLORS)),
                 go.Scatter(
                     x=[],
                     y=[],
@@ -182,15 +182,18 @@ class BlockTableView:
             for trace in (cap, used, done):
                 trace.hovertext = hover
             arrows.x, arrows.y = lines_x, lines_y
+            self.figure.layout.yaxis.tickvals = rows
+            self.figure.layout.yaxis.ticktext = labels
+            self.figure.layout.height = max(220, 90 + 20 * len(shown))
+            self.figure.layout.title.text = title
+        # a second update: in the browser, a property an update sets on some traces is reset on
+        # the others (it would take the bars' colours), so the squares' colours go alone
+        with self.figure.batch_update():
             phys.x = [PHYSICAL_X] * len(physical)
             phys.y = [py[j] for j in physical]
             phys.text = [str(j) for j in physical]
             phys.marker.color = [BLOCK_STATE_COLORS[first[j].state] for j in physical]
             phys.hovertext = [_physical_hover(first[j]) for j in physical]
-            self.figure.layout.yaxis.tickvals = rows
-            self.figure.layout.yaxis.ticktext = labels
-            self.figure.layout.height = max(220, 90 + 20 * len(shown))
-            self.figure.layout.title.text = title
 
     def _logical_hover(self, e: BlockTableEntry) -> str:
         text = self.texts.text(self.picked, e.first_token, e.first_token + e.fill)

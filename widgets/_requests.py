@@ -8,10 +8,11 @@
     seq 10  FINISHED (length) ...                                                        [Abort]
 
 Rows come from the snapshot (``request_rows.py``); the texts from ``SequenceText`` (the prompt's
-first and the completion's last ``TEXT_TOKENS`` tokens, so a redraw decodes little). The panel
-is a fixed pool of row widgets: a redraw sets only the rows whose HTML changed, so a widget
-message goes out per changed row, never per request. Each row's Abort button is wired (in
-_wiring.py) to ``Workbench.abort`` of the row's request; it is disabled once the request has
+first and the completion's last ``TEXT_TOKENS`` tokens, so a redraw decodes little). The shown
+rows are one HTML table (one message per redraw, none when nothing changed), beside a fixed pool
+of ``MAX_ROWS`` Abort buttons of the same row height: whatever the number of requests, a redraw
+costs at most one message plus the buttons whose state changed. Each button is wired (in
+_wiring.py) to ``Workbench.abort`` of its row's request; it is disabled once that request has
 finished.
 """
 
@@ -36,35 +37,31 @@ STATUS_COLORS = {
     "FINISHED": "#047857",
 }
 _LINE = "white-space:nowrap;overflow:hidden;text-overflow:ellipsis"
+ROW_HEIGHT = "38px"  # a row of the table and the Abort button beside it
 
 
 class RequestSlot:
-    """One row of the pool: its HTML and its Abort button, showing request ``seq_id``."""
+    """One row's Abort button, acting on request ``seq_id`` (the row drawn beside it)."""
 
     def __init__(self):
         self.seq_id: int | None = None
-        self.html = W.HTML(value="", layout=W.Layout(flex="1 1 auto", min_width="0"))
         self.abort_button = W.Button(
             description="Abort",
             icon="stop",
             tooltip="abort this request",
-            layout=W.Layout(width="auto", flex="0 0 auto"),
+            layout=W.Layout(width="auto"),
         )
-        self.widget = W.HBox(
-            [self.html, self.abort_button],
-            layout=W.Layout(display="none", align_items="center", border_bottom="1px solid #eee"),
+        self.widget = W.Box(
+            [self.abort_button],
+            layout=W.Layout(display="none", height=ROW_HEIGHT, align_items="center"),
         )
 
-    def show(self, row: RequestRow | None, html: str = "") -> None:
+    def show(self, row: RequestRow | None) -> None:
         self.seq_id = None if row is None else row.seq_id
         display = "none" if row is None else "flex"
         if self.widget.layout.display != display:
             self.widget.layout.display = display
-        if row is None:
-            return
-        if self.html.value != html:
-            self.html.value = html
-        if self.abort_button.disabled != row.finished:
+        if row is not None and self.abort_button.disabled != row.finished:
             self.abort_button.disabled = row.finished
 
 
@@ -72,11 +69,22 @@ class RequestsPanel:
     def __init__(self, texts: SequenceText, max_rows: int = MAX_ROWS):
         self.texts = texts
         self.rows: list[RequestRow] = []  # every request of the last snapshot drawn, newest first
-        self.header = W.HTML(value="<b>Requests</b>: none yet")
+        self.header = W.HTML(value="<b>0 requests</b>")
+        self.table = W.HTML(value="", layout=W.Layout(flex="1 1 auto", min_width="0"))
         self.slots = [RequestSlot() for _ in range(max_rows)]
         self.widget = W.VBox(
-            [self.header, *(s.widget for s in self.slots)], layout=W.Layout(width="100%")
+            [
+                self.header,
+                W.HBox(
+                    [
+                        self.table,
+                        W.VBox([s.widget for s in self.slots], layout=W.Layout(flex="0 0 auto")),
+                    ]
+                ),
+            ],
+            layout=W.Layout(width="100%"),
         )
+        self.widget.add_class("nanovllm-requests")  # for the browser test to find it
 
     @property
     def shown(self) -> list[RequestRow]:
@@ -90,14 +98,15 @@ class RequestsPanel:
         counts = Counter(r.status for r in self.rows)
         parts = ", ".join(f"{counts[s]} {s.lower()}" for s in STATUS_COLORS if counts[s])
         more = f" (newest {len(self.slots)} shown)" if len(self.rows) > len(self.slots) else ""
-        header = (
-            f"<b>Requests</b>: {len(self.rows)}" + (f": {parts}" if parts else "") + escape(more)
-        )
+        header = f"<b>{len(self.rows)} requests</b>" + (f": {parts}" if parts else "") + more
         if self.header.value != header:
             self.header.value = header
+        shown = self.rows[: len(self.slots)]
+        table = "".join(self._html(r) for r in shown)
+        if self.table.value != table:
+            self.table.value = table  # one message for every row that changed
         for k, slot in enumerate(self.slots):
-            row = self.rows[k] if k < len(self.rows) else None
-            slot.show(row, self._html(row) if row is not None else "")
+            slot.show(shown[k] if k < len(shown) else None)
 
     def _html(self, r: RequestRow) -> str:
         color = STATUS_COLORS.get(r.status, "#111")
@@ -113,7 +122,8 @@ class RequestsPanel:
         if r.num_preemptions:
             figures.append(f"preempted {r.num_preemptions}x")
         return (
-            f"<div style='font-family:monospace;font-size:12px'>"
+            f"<div style='font-family:monospace;font-size:12px;height:{ROW_HEIGHT};"
+            "overflow:hidden;border-bottom:1px solid #eee;box-sizing:border-box'>"
             f"<div style='{_LINE}'><b>seq {r.seq_id}</b> "
             f"<span style='color:{color}'>{escape(state)}</span> · {' · '.join(figures)}</div>"
             f"<div style='{_LINE};color:#374151'>{escape(self._text(r))}</div></div>"
