@@ -331,8 +331,9 @@ def pick_a_request_and_click_a_block(page, tmp_path: Path) -> None:
     """Pick the newest request in the dropdown: its block table is drawn (bars and the physical
     blocks' squares); then click a block of the grid: the request picked is one of its owners."""
     picker = page.locator(".widget-dropdown select").first
-    label = picker.locator("option").nth(1).inner_text().strip()  # the newest request
-    picker.select_option(label=label)
+    option = picker.locator("option").nth(1).inner_text()  # the newest request
+    picker.select_option(label=option)
+    label = option.replace("\xa0", " ").strip()  # ipywidgets writes spaces as no-break spaces
     table = plot_titled(page, f"Block table of {label} (")
     wait_until(
         page,

@@ -108,6 +108,7 @@ class BlockTableView:
                 self.figure,
             ]
         )
+        self.widget.add_class("nanovllm-block-table")  # for the browser test to find it
 
     # ---- the dropdown ---------------------------------------------------------------------------
     def sync_options(self, snap: EngineSnapshot) -> None:

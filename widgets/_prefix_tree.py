@@ -126,11 +126,15 @@ class PrefixTreeView:
             marks.marker.color = [BLOCK_STATE_COLORS[_state(n)] for n in nodes]
             marks.text = [_label(n) if labels else "" for n in nodes]
             marks.hovertext = [self._hover(tree, n) for n in nodes]
+            self.figure.layout.xaxis.visible = bool(tree.nodes)  # no empty axis
             rows = 1 + max((y for _, y in pos.values()), default=0)
             self.figure.layout.height = max(240, min(640, 90 + 16 * rows))
             self.figure.layout.title.text = title or (
                 f"Prefix cache: {len(tree.nodes)} hashed blocks, {cached} cached-free, "
                 f"{len(tree.roots)} chains" + ("" if keep == set(tree.nodes) else " (skeleton)")
+                if tree.nodes
+                else f"Prefix cache: empty (a block is hashed once its {self.block_size} tokens "
+                "are computed)"
             )
 
     def _hover(self, tree: PrefixTree, n: TreeNode) -> str:

@@ -122,8 +122,9 @@ class RequestsPanel:
         if r.num_preemptions:
             figures.append(f"preempted {r.num_preemptions}x")
         return (
-            f"<div style='font-family:monospace;font-size:12px;height:{ROW_HEIGHT};"
-            "overflow:hidden;border-bottom:1px solid #eee;box-sizing:border-box'>"
+            "<div style='font-family:monospace;font-size:12px;line-height:17px;"
+            f"height:{ROW_HEIGHT};overflow:hidden;border-bottom:1px solid #eee;"
+            "box-sizing:border-box'>"
             f"<div style='{_LINE}'><b>seq {r.seq_id}</b> "
             f"<span style='color:{color}'>{escape(state)}</span> · {' · '.join(figures)}</div>"
             f"<div style='{_LINE};color:#374151'>{escape(self._text(r))}</div></div>"
