@@ -134,7 +134,7 @@ class BlockView:
             mode="markers",
             name="picked",
             hoverinfo="skip",
-            marker=dict(symbol="square-open", size=14, line=dict(width=2, color="#111827")),
+            marker=dict(symbol="square-open", size=14, color="#111827", line=dict(width=2)),
         )
 
     def highlight(self, block_ids: list[int], label: str = "") -> None:

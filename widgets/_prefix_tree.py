@@ -86,6 +86,7 @@ class PrefixTreeView:
                 showlegend=False,
                 xaxis=dict(
                     title=dict(text=f"block in the chain (tokens of {block_size})"),
+                    dtick=1,
                     showgrid=False,
                     zeroline=False,
                 ),
