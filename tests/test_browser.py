@@ -3,8 +3,10 @@
 What must hold: the dashboard renders (plotly's SVG for the block grid, timeline and timing; the
 block grid's heatmap image), the metrics panel follows a plain ``llm.generate`` while the cell is
 still running (widget messages leave the busy kernel), Step / Add request / Run / Pause work from
-clicks, and no widget fails to display. A screenshot is saved under the test's tmp_path and copied
-to /tmp/workbench_screenshot.png.
+clicks, a request picked in the dropdown gets its block table drawn, a click on a block of the
+grid picks one of that block's owners, and no widget fails to display. Screenshots are saved
+under the test's tmp_path and copied to /tmp/workbench_screenshot.png (the page) and
+/tmp/workbench_<view>.png (the block table, the requests panel, the prefix tree).
 
 Needs Debian's chromium (CI installs it); skipped, saying so, when /usr/bin/chromium is missing.
 """
@@ -66,7 +68,21 @@ CELLS = [
     "ends = [round(1e3 * (f.record.time + offset), 1) for f in wb.history.frames]\n"
     "print('ENDS=' + json.dumps(ends))\n"
     "print('LAST=' + str(wb.history.frames[-1].record.step))",
+    # 4: a block some request holds, in the snapshot shown (the grid click below targets it)
+    "owned = min(wb.dashboard.snapshot.owners)\n"
+    "print(f'OWNED={owned},{wb.block_view.position(owned)[0]},{wb.block_view.position(owned)[1]}')",
+    # 5: whom the click picked, and that block's owners
+    "print(f'PICKED={wb.block_table_view.picked}')\n"
+    "print('OWNERS=' + ','.join(map(str, wb.dashboard.snapshot.owners[owned])))",
 ]
+VIEW_SHOTS = ("block_table", "requests", "prefix_tree")
+# The page position of grid cell (column, row): plotly's axes map data to pixels.
+GRID_CELL = """([col, row]) => {
+  const plot = [...document.querySelectorAll('.js-plotly-plot')]
+    .find((p) => p.querySelector('.gtitle')?.textContent.startsWith('KV cache blocks'));
+  const fl = plot._fullLayout, box = plot.getBoundingClientRect();
+  return [box.left + fl.margin.l + fl.xaxis.l2p(col), box.top + fl.margin.t + fl.yaxis.l2p(row)];
+}"""
 # Figures whose drawing is wider than the box that shows it (a colorbar's labels get cut off).
 CLIPPED_FIGURES = """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap((plot) => {
   const svg = plot.querySelector('.main-svg'), box = plot.parentElement.getBoundingClientRect();
@@ -294,6 +310,66 @@ def button(page, label: str):
     return page.locator("button.jupyter-button", has_text=re.compile(rf"^\s*{label}\s*$")).first
 
 
+PLOT_TITLED = """(prefix) => [...document.querySelectorAll('.js-plotly-plot')]
+  .findIndex((p) => (p.querySelector('.gtitle')?.textContent ?? '').startsWith(prefix))"""
+
+
+def plot_titled(page, prefix: str, timeout: float = 20):
+    """The plotly figure whose title starts with ``prefix`` (SVG text: matched in JS), once
+    there."""
+    try:
+        i = wait_until(
+            page, lambda: (k := page.evaluate(PLOT_TITLED, prefix)) >= 0 and k + 1, timeout, prefix
+        )
+    except BaseException:
+        print("figure titles:", page.locator(".js-plotly-plot .gtitle").all_text_contents())
+        raise
+    return page.locator(".js-plotly-plot").nth(i - 1)
+
+
+def pick_a_request_and_click_a_block(page, tmp_path: Path) -> None:
+    """Pick the newest request in the dropdown: its block table is drawn (bars and the physical
+    blocks' squares); then click a block of the grid: the request picked is one of its owners."""
+    picker = page.locator(".widget-dropdown select").first
+    option = picker.locator("option").nth(1).inner_text()  # the newest request
+    picker.select_option(label=option)
+    label = option.replace("\xa0", " ").strip()  # ipywidgets writes spaces as no-break spaces
+    table = plot_titled(page, f"Block table of {label} (")
+    wait_until(
+        page,
+        lambda: (
+            table.locator(".barlayer .point").count() > 0
+            and table.locator(".scatterlayer .point").count() > 0
+        ),
+        20,
+        f"the block table of {label} to be drawn",
+    )
+    for view, locator in zip(
+        VIEW_SHOTS,
+        (
+            page.locator(".nanovllm-block-table"),
+            page.locator(".nanovllm-requests"),
+            plot_titled(page, "Prefix cache"),
+        ),
+    ):
+        locator.scroll_into_view_if_needed()
+        locator.screenshot(path=str(tmp_path / f"{view}.png"))
+        shutil.copyfile(tmp_path / f"{view}.png", f"/tmp/workbench_{view}.png")
+
+    run_cell(page, 3)  # cell 4: a block some request holds, and its cell
+    owned = wait_until(page, lambda: printed(page, "OWNED"), 30, "a held block")
+    block, col, row = map(int, owned.split(","))
+    plot_titled(page, "KV cache blocks").scroll_into_view_if_needed()
+    x, y = page.evaluate(GRID_CELL, [col, row])
+    page.mouse.click(x, y)
+    page.wait_for_timeout(500)  # the click's message goes out before cell 5's request
+    run_cell(page, 4)  # cell 5: whom the click picked
+    picked = wait_until(page, lambda: printed(page, "PICKED"), 30, "the picked request")
+    owners = wait_until(page, lambda: printed(page, "OWNERS"), 30, "the block's owners")
+    assert picked in owners.split(","), (block, picked, owners)
+    plot_titled(page, f"Block table of seq {picked} (")
+
+
 def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -411,6 +487,9 @@ def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
             shot = tmp_path / "workbench.png"
             page.screenshot(path=str(shot))
             shutil.copyfile(shot, SCREENSHOT_COPY)
+
+            pick_a_request_and_click_a_block(page, tmp_path)
+            assert page.get_by_text("Error displaying widget").count() == 0
         except BaseException:
             page.screenshot(path=str(tmp_path / "failed.png"))
             shutil.copyfile(tmp_path / "failed.png", FAILED_SCREENSHOT)

@@ -10,10 +10,11 @@
     | 4  | 5  | .. |    |
 
 One ``go.FigureWidget``: trace 0 is the grid (a Heatmap with a discrete colour scale), trace 1 the
-integrity overlay (red open squares on the blocks a violation names). ``draw(snapshot)`` mutates
-both inside one ``batch_update()``; it reads only the ``EngineSnapshot``. Above ``MAX_CELLS``
-blocks a cell stands for ``per_cell`` consecutive blocks (see _cells.py): coloured by the state
-most of them are in, its hover counts them; block ids above become cell ids.
+integrity overlay (red open squares on the blocks a violation names), trace 2 the picked request's
+blocks (``highlight``; see _block_table.py). ``draw(snapshot)`` mutates them inside one
+``batch_update()``; it reads only the ``EngineSnapshot``. Above ``MAX_CELLS`` blocks a cell
+stands for ``per_cell`` consecutive blocks (see _cells.py): coloured by the state most of them
+are in, its hover counts them; block ids above become cell ids.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class BlockView:
         self.prev_block: dict[int, int | None] = {}
         self.problems: tuple[str, ...] = ()
         self.figure = go.FigureWidget(
-            data=[self._grid_trace(), self._overlay_trace()],
+            data=[self._grid_trace(), self._overlay_trace(), self._highlight_trace()],
             layout=go.Layout(
                 title=dict(text="KV cache blocks", font=dict(size=13), x=0.01, xanchor="left"),
                 width=FIGURE_WIDTH,
@@ -132,6 +133,25 @@ class BlockView:
             ),
         )
 
+    def _highlight_trace(self) -> go.Scatter:
+        return go.Scatter(
+            x=[],
+            y=[],
+            mode="markers",
+            name="picked",
+            hoverinfo="skip",
+            marker=dict(symbol="square-open", size=14, color="#111827", line=dict(width=2)),
+        )
+
+    def highlight(self, block_ids: list[int], label: str = "") -> None:
+        """Outline these blocks (the picked request's block table); [] clears the outline."""
+        trace = self.figure.data[2]
+        xs = [self.position(b)[0] for b in block_ids]
+        ys = [self.position(b)[1] for b in block_ids]
+        if list(trace.x or ()) != xs or list(trace.y or ()) != ys or trace.name != label:
+            with self.figure.batch_update():
+                trace.x, trace.y, trace.name = xs, ys, label or "picked"
+
     def _pad(self, values, fill=np.nan, dtype=float) -> np.ndarray:
         """Flat per-cell values -> an [nrows, ncols] array (cells past the last one get ``fill``).
         Arrays, not nested lists: plotly validates and sends them without a per-cell pass."""
@@ -164,7 +184,7 @@ class BlockView:
         )
         why = ["<br>".join(p for p in snap.problems if b in blocks_named(p)) for b in bad]
         with self.figure.batch_update():
-            cells, overlay = self.figure.data
+            cells, overlay = self.figure.data[:2]
             cells.z = grid(self._pad(z))
             cells.hovertext = self._pad(hover, "", object) if hover is not None else None
             cells.text = self._pad(labels, "", object) if labels is not None else None

@@ -26,11 +26,15 @@ import ipywidgets as W
 
 from nanovllm.engine.observe.snapshot import EngineSnapshot
 
+from ._block_table import BlockTableView
 from ._blocks import BlockView
 from ._controls import Controls
 from ._history import Frame, History
 from ._layout import LEFT_COLUMN_WIDTH, PANEL_MIN_WIDTH
 from ._metrics import MetricsPanel
+from ._prefix_tree import PrefixTreeView
+from ._requests import RequestsPanel
+from ._texts import SequenceText
 from ._timeline import TimelineView
 from ._timing import TimingView
 
@@ -43,8 +47,14 @@ class Dashboard:
         block_size: int,
         window: int = 100,
         extra: list | None = None,
+        texts: SequenceText | None = None,
     ):
         self.block_view = BlockView(num_blocks, block_size)
+        texts = texts or SequenceText(lambda: None)
+        self.block_table_view = BlockTableView(block_size, texts)
+        self.requests_panel = RequestsPanel(texts)
+        self.prefix_tree_view = PrefixTreeView(block_size)
+        self.snapshot: EngineSnapshot | None = None  # the one shown (clicks on the grid read it)
         self.timeline_view = TimelineView(history, window=window)
         self.timing_view = TimingView(history, window=window)
         self.metrics_panel = MetricsPanel()
@@ -70,6 +80,21 @@ class Dashboard:
                     ]
                 ),
                 self.timing_view.figure,
+                W.HBox(
+                    [
+                        W.Box(
+                            [self.block_table_view.widget],
+                            layout=W.Layout(width=LEFT_COLUMN_WIDTH, flex="0 0 auto"),
+                        ),
+                        W.Box(
+                            [self.requests_panel.widget],
+                            layout=W.Layout(
+                                flex="1 1 auto", min_width=PANEL_MIN_WIDTH, padding="0 0 0 8px"
+                            ),
+                        ),
+                    ]
+                ),
+                self.prefix_tree_view.figure,
                 *(extra or []),  # invisible helpers (the redraw acknowledgement)
             ]
         )
@@ -101,6 +126,19 @@ class Dashboard:
         )
         self.timing_view.draw(step)
         self.metrics_panel.draw(frame, totals, live=live, last_step=last_step, integrity=integrity)
+        self.draw_cache_views(snap)
+
+    def draw_cache_views(self, snap: EngineSnapshot | None) -> None:
+        """The picked request's block table (outlined on the grid), the requests, the tree."""
+        self.snapshot = snap
+        if snap is not None:
+            with self.by_code():
+                self.block_table_view.sync_options(snap)
+        picked = self.block_table_view.picked
+        blocks = self.block_table_view.draw(snap)
+        self.block_view.highlight(blocks, "" if picked is None else f"seq {picked}")
+        self.requests_panel.draw(snap)
+        self.prefix_tree_view.draw(snap)
 
     # ---- controls, changed by code -------------------------------------------------------------
     @contextmanager

@@ -58,7 +58,12 @@ class Frame:
 
 
 def snapshot_bytes(snap: EngineSnapshot) -> int:
-    arrays = snap.block_state.nbytes + snap.ref_count.nbytes + snap.has_hash.nbytes
+    arrays = sum(
+        a.nbytes
+        for a in (snap.block_state, snap.ref_count, snap.has_hash, snap.block_hash,
+                  snap.parent_hash, snap.has_parent, snap.free_order)
+        if a is not None
+    )  # fmt: skip
     blocks_in_tables = sum(len(s.block_table) for s in snap.sequences)
     return (
         arrays

@@ -7,6 +7,8 @@
     slider -> wb.show_step(k)           Live      -> wb.live()
     integrity -> wb.integrity_overlay = on
     until / request id -> wb.breakpoint = Breakpoint(event, request id) (None: "until: -")
+    request dropdown -> wb.pick(seq)    a grid cell -> wb.pick_block(b)   a timeline row -> wb.pick
+    a request row's Abort -> wb.abort(seq)
 
 A control changed by code (``Dashboard.by_code()``) acts on nothing. ``guard`` runs an action and
 shows a failure in the status line, where it stays until an action succeeds (failing actions only
@@ -41,6 +43,33 @@ class Wiring:
         c.integrity.observe(
             lambda ch: self._by_user(lambda: setattr(b, "integrity_overlay", ch["new"])), "value"
         )
+        self._wire_cache_views()
+
+    def _wire_cache_views(self) -> None:
+        b = self.bench
+        b.block_table_view.picker.observe(
+            lambda ch: self._by_user(lambda: b.pick(ch["new"])), "value"
+        )
+        for slot in b.requests_panel.slots:
+            slot.abort_button.on_click(
+                lambda _, s=slot: self.guard(lambda: s.seq_id is not None and b.abort(s.seq_id))
+            )
+        ncols, per_cell = b.block_view.ncols, b.block_view.per_cell
+
+        def on_grid(trace, points, state) -> None:
+            if points.xs:
+                # a cell of a large cache stands for per_cell blocks: pick its first held one
+                first = (int(points.ys[0]) * ncols + int(points.xs[0])) * per_cell
+                owners = b.dashboard.snapshot.owners if b.dashboard.snapshot else {}
+                held = [k for k in range(first, first + per_cell) if k in owners]
+                self.guard(lambda: b.pick_block(held[0] if held else first))
+
+        def on_timeline(trace, points, state) -> None:
+            if points.ys:
+                self.guard(lambda: b.pick(int(str(points.ys[0]).split()[-1])))
+
+        b.block_view.figure.data[0].on_click(on_grid)
+        b.timeline_view.figure.data[0].on_click(on_timeline)
 
     def guard(self, action: Callable[[], object]) -> None:
         """Run a control's action; a failure is shown in the status line, not raised."""

@@ -37,12 +37,14 @@ from nanovllm.engine.core.events import StepRecord
 from nanovllm.engine.observe.replay import WorkloadRecorder
 
 from ._backpressure import Backpressure
+from ._block_table import owner_to_pick
 from ._breakpoints import Breakpoint, Hit
 from ._dashboard import Dashboard
 from ._driver import Driver
 from ._frozen import FrozenFigure
 from ._history import Frame, History, RecordedSteps, Throttle
 from ._replay import Comparison, ReplayPanel, compare
+from ._texts import SequenceText
 from ._wiring import Wiring
 
 # Snapshots cost O(blocks + sequences). By default a snapshot and the metrics are kept for every
@@ -83,12 +85,14 @@ class Workbench:
         self.observer_time = 0.0  # seconds spent in the step observer, redraws included
         llm = LLM(self.model, **self.config)
         cfg = llm.config
+        self.texts = SequenceText(lambda: self.llm)  # token text for the views' hovers and rows
         self.dashboard = Dashboard(
             self.history,
             cfg.num_kvcache_blocks,
             cfg.kvcache_block_size,
             window,
             extra=[self.backpressure.ack],
+            texts=self.texts,
         )
         self.controls = self.dashboard.controls
         self.driver = Driver(llm, self.dashboard, self.backpressure, self.redraw)
@@ -117,6 +121,18 @@ class Workbench:
     @property
     def metrics_panel(self):
         return self.dashboard.metrics_panel
+
+    @property
+    def block_table_view(self):
+        return self.dashboard.block_table_view
+
+    @property
+    def requests_panel(self):
+        return self.dashboard.requests_panel
+
+    @property
+    def prefix_tree_view(self):
+        return self.dashboard.prefix_tree_view
 
     # ---- engine ---------------------------------------------------------------------------------
     def _attach(self, llm: LLM) -> None:
@@ -261,6 +277,28 @@ class Workbench:
         self.dashboard.set_status(f"added request {request_id}")
         return request_id
 
+    def abort(self, request_id: int) -> None:
+        """Abort a request (the requests panel's Abort button); the views show it at once."""
+        self._check_open()
+        self.llm.abort(request_id)
+        self.llm.flush_events()  # the abort event reaches the History now, not at the next step
+        self.dashboard.set_status(f"aborted request {request_id}")
+        self.live()
+
+    def pick(self, seq_id: int | None) -> None:
+        """Show this request's block table (and outline its blocks on the grid); None: none."""
+        self.block_table_view.picked = seq_id
+        self.dashboard.draw_cache_views(self.dashboard.snapshot)
+
+    def pick_block(self, block_id: int) -> None:
+        """Pick a request holding ``block_id`` in the shown snapshot (a click on the grid; a
+        shared block: the next of its owners at each click)."""
+        seq_id = owner_to_pick(self.dashboard.snapshot, block_id, self.block_table_view.picked)
+        if seq_id is None:
+            self.dashboard.set_status(f"block {block_id} belongs to no request")
+        else:
+            self.pick(seq_id)
+
     @property
     def running(self) -> bool:
         return self.driver.running
@@ -325,6 +363,8 @@ class Workbench:
             self.llm.close()
             self._attach(LLM(self.model, **self.config))
             self.block_view.prev_block.clear()  # the old cache's hash chains
+            self.texts.clear()  # the new engine numbers its sequences from 0 again
+            self.block_table_view.picked = None
             self.dashboard.show_closed(False)
         else:
             self.driver.clear_requests()

@@ -25,12 +25,15 @@ from nanovllm.engine.core.sequence import Sequence
 
 
 class Block:
-    __slots__ = ("block_id", "ref_count", "hash", "token_ids")
+    __slots__ = ("block_id", "ref_count", "hash", "parent_hash", "token_ids")
 
     def __init__(self, block_id: int):
         self.block_id = block_id
         self.ref_count = 0
         self.hash: int | None = None
+        # the hash of the block before it in the chain (None: a first block), set with ``hash``:
+        # the prefix tree's edge, kept while the block is cached-free
+        self.parent_hash: int | None = None
         self.token_ids: tuple[int, ...] | None = None  # kept for hit verification
 
     def __repr__(self) -> str:
@@ -140,7 +143,7 @@ class BlockManager:
         block = self.blocks[block_id]
         if block.hash is not None:  # evict its cached contents
             del self.hash_to_block[block.hash]  # free hashed blocks are always the findable ones
-            block.hash = block.token_ids = None
+            block.hash = block.parent_hash = block.token_ids = None
             self._num_cached_free -= 1
         block.ref_count = 1
         return block_id
@@ -159,6 +162,7 @@ class BlockManager:
         for i in range(seq.num_hashed_blocks, num_full):
             block = self.blocks[seq.block_table[i]]
             block.hash = hashes[i]
+            block.parent_hash = hashes[i - 1] if i > 0 else None
             block.token_ids = tuple(seq.token_ids[i * bs : (i + 1) * bs])
             self.hash_to_block.setdefault(hashes[i], block.block_id)
         seq.num_hashed_blocks = num_full
@@ -174,7 +178,7 @@ class BlockManager:
                 if block.hash is not None and self.hash_to_block.get(block.hash) == block_id:
                     self._num_cached_free += 1
                 else:
-                    block.hash = block.token_ids = None  # not findable: plain free
+                    block.hash = block.parent_hash = block.token_ids = None  # not findable
                 self.free[block_id] = None
         seq.block_table = []
         seq.num_hashed_blocks = 0
@@ -187,7 +191,7 @@ class BlockManager:
             block = self.blocks[block_id]
             if block.hash is not None:
                 del self.hash_to_block[block.hash]
-                block.hash = block.token_ids = None
+                block.hash = block.parent_hash = block.token_ids = None
                 dropped += 1
         self._num_cached_free = 0
         return dropped
@@ -219,6 +223,13 @@ class BlockManager:
         for h, bid in self.hash_to_block.items():
             if self.blocks[bid].hash != h:
                 problems.append(f"hash table maps {h:#x} to block {bid}, whose hash differs")
+        for block in self.blocks:
+            if block.hash is not None and block.token_ids is not None:
+                if chain_hash(block.parent_hash, block.token_ids) != block.hash:
+                    problems.append(
+                        f"block {block.block_id}'s hash is not the chain hash of its parent "
+                        "hash and tokens"
+                    )
         if seqs:
             refs = [0] * len(self.blocks)
             for seq in seqs:

@@ -1,11 +1,20 @@
 """EngineSnapshot: the KV cache and the sequences at one instant, as numpy arrays.
 
-Cheap even with thousands of blocks: one pass over the blocks into flat arrays, no object per
-block. The workbench draws the block grid straight from these arrays.
+Cheap even with thousands of blocks: a few passes over the blocks into flat arrays, no object per
+block. The workbench draws the block grid straight from these arrays, and the block-table and
+prefix-tree views (``block_table.py``, ``prefix_tree.py``) read the hash chain from them::
+
+    block_hash[b], parent_hash[b]   the block's chain hash and its parent's (valid where has_hash /
+                                    has_parent); parent_hash is recorded when the block is
+                                    committed, so a cached-free block keeps its edge
+    free_order                      the free list, oldest first: the order blocks are evicted in
+
+Token ids are not copied (that would cost O(tokens) per step): the views read them on demand.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +46,14 @@ class SequenceSnapshot:
     num_preemptions: int
     block_table: tuple[int, ...]
     finish_reason: str | None
+    # time.perf_counter() clock (as StepRecord.time); None until it happened
+    arrival_time: float | None = None
+    first_token_time: float | None = None
+    finish_time: float | None = None
+
+    @property
+    def num_completion_tokens(self) -> int:
+        return self.num_tokens - self.num_prompt_tokens
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,11 @@ class EngineSnapshot:
     ]  # block id -> (first, last+1) token position, per owner 0
     sequences: tuple[SequenceSnapshot, ...]
     problems: tuple[str, ...] = field(default=())  # check_integrity() result, when asked for
+    block_hash: np.ndarray | None = None  # uint64 [num_blocks]; meaningful where has_hash
+    parent_hash: np.ndarray | None = None  # uint64 [num_blocks]; meaningful where has_parent
+    has_parent: np.ndarray | None = None  # bool [num_blocks]: hashed, and not a first block
+    free_order: np.ndarray | None = None  # int32 block ids of the free list, evicted first first
+    time: float | None = None  # time.perf_counter() when taken
 
     @property
     def num_blocks(self) -> int:
@@ -68,8 +90,10 @@ class EngineSnapshot:
 
 def take_snapshot(engine, check: bool = False) -> EngineSnapshot:
     bm, sched = engine.block_manager, engine.scheduler
-    ref = np.fromiter((b.ref_count for b in bm.blocks), dtype=np.int32, count=bm.num_blocks)
-    hashed = np.fromiter((b.hash is not None for b in bm.blocks), dtype=bool, count=bm.num_blocks)
+    n = bm.num_blocks
+    ref = np.fromiter((b.ref_count for b in bm.blocks), dtype=np.int32, count=n)
+    hashed = np.fromiter((b.hash is not None for b in bm.blocks), dtype=bool, count=n)
+    hashes, parents, has_parent = _chain_arrays(bm, hashed)
     state = np.where(
         ref > 1,
         BLOCK_SHARED,
@@ -97,7 +121,30 @@ def take_snapshot(engine, check: bool = False) -> EngineSnapshot:
         token_range=token_range,
         sequences=tuple(seqs),
         problems=tuple(engine.check_integrity()) if check else (),
+        block_hash=hashes,
+        parent_hash=parents,
+        has_parent=has_parent,
+        free_order=np.fromiter(bm.free, dtype=np.int32, count=len(bm.free)),
+        time=time.perf_counter(),
     )
+
+
+def _chain_arrays(bm, hashed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hash, parent hash, has parent) per block. The findable hashes come from the cache's
+    index in one C-level pass; only the hashed blocks are visited, for their parents."""
+    n = len(hashed)
+    hashes, parents, has_parent = np.zeros(n, np.uint64), np.zeros(n, np.uint64), np.zeros(n, bool)
+    index = bm.hash_to_block
+    found = np.fromiter(index.values(), dtype=np.int64, count=len(index))
+    hashes[found] = np.fromiter(index.keys(), dtype=np.uint64, count=len(index))
+    ids = np.flatnonzero(hashed)
+    if len(found) != len(ids):  # duplicates computed in the same step: in use, not findable
+        extra = np.setdiff1d(ids, found)
+        hashes[extra] = np.fromiter((bm.blocks[b].hash for b in extra.tolist()), np.uint64)
+    held = [bm.blocks[b].parent_hash for b in ids.tolist()]
+    has_parent[ids] = np.fromiter((p is not None for p in held), dtype=bool, count=len(ids))
+    parents[ids] = np.fromiter((p or 0 for p in held), dtype=np.uint64, count=len(ids))
+    return hashes, parents, has_parent
 
 
 def _seq_snapshot(seq) -> SequenceSnapshot:
@@ -111,4 +158,7 @@ def _seq_snapshot(seq) -> SequenceSnapshot:
         seq.num_preemptions,
         tuple(seq.block_table),
         seq.finish_reason.value if seq.finish_reason else None,
+        seq.arrival_time,
+        seq.first_token_time,
+        seq.finish_time,
     )
