@@ -71,6 +71,25 @@ def test_decodes_and_a_prefill_chunk_share_one_batch():
     assert ints(x.logits_indices) == [0, 1]  # the chunk does not reach its end
 
 
+def test_a_one_token_chunk_beside_decodes_reads_its_own_token():
+    """One token per row, but c's is a prompt chunk (a budget remainder of 1): its input is the
+    token at its position, not the sequence's last one."""
+    a = seq(0, [1, 2, 3, 4, 5, 6], blocks=[0, 4], computed=5)
+    c = seq(2, [20, 21, 22, 23, 24], blocks=[2, 3])
+    x = prepare_inputs(batch((a, 1, True), (c, 1, False)), BS)
+    assert ints(x.input_ids) == [6, 20]
+    assert ints(x.logits_indices) == [0]
+
+
+def test_pending_tokens_stay_placeholders_for_the_runner():
+    """With overlap scheduling a decode's input may be a placeholder -(k + 1) (sample row k of
+    the step in flight): prepare_inputs copies it as it is; the runner fills it on the device."""
+    a = seq(0, [1, 2, 3, -2], blocks=[0], computed=3)
+    b = seq(1, [7, 8, -1], blocks=[6], computed=2)
+    x = prepare_inputs(batch((a, 1, True), (b, 1, True)), BS)
+    assert ints(x.input_ids) == [-2, -1]
+
+
 def test_sampling_rows_follow_the_rows_that_reach_their_end():
     a = seq(0, [1, 2, 3], blocks=[0], computed=2, temperature=0.5, top_k=3, seed=7)
     b = seq(1, [4, 5, 6, 7, 8], blocks=[1, 2])  # chunk of 2: no sample

@@ -116,7 +116,9 @@ class DecodeGraphs:
             inputs.slot_mapping,
             inputs.seq_lens,
         )
-        host[2, n:bs], host[3, n:bs] = -1, 0  # padding rows: store nothing, attend to nothing
+        # padding rows: a valid token id (the staging set may hold an older step's placeholders),
+        # store nothing, attend to nothing
+        host[0, n:bs], host[2, n:bs], host[3, n:bs] = 0, -1, 0
         tables = staging_tables.numpy()
         w = inputs.block_tables.shape[1]
         tables[:n, :w] = inputs.block_tables

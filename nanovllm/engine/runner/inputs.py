@@ -93,7 +93,7 @@ def prepare_inputs(batch: ScheduledBatch, block_size: int) -> StepInputs:
     tables = _block_tables(list(map(attrgetter("block_table"), batch.seqs)))
     slots = slot_mapping(tables, seq_of_token, positions, block_size)
     token_lists = map(attrgetter("token_ids"), batch.seqs)
-    if cu[-1] == num_seqs:  # decode only: each sequence's last token
+    if cu[-1] == num_seqs and all(batch.reaches_end):  # one token each, the last: decodes
         input_ids = np.fromiter(map(itemgetter(-1), token_lists), np.int64, count=num_seqs)
     else:
         input_ids = np.fromiter(
