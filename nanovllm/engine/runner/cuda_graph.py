@@ -1,7 +1,7 @@
 """CUDA graphs for decode steps (GPU only).
 
 A decode step launches hundreds of small kernels; replaying a captured graph launches them all at
-once. One graph per batch-size bucket (1, 2, 4, 8, 16, 32, ... up to max_num_seqs), all sharing one
+once. One graph per batch-size bucket (2, 4, 8, 16, 32, ... up to max_num_seqs), all sharing one
 memory pool. Inputs are copied into static buffers first; a batch is padded up to its bucket with
 rows that store nothing (slot -1) and attend to nothing (seq_len 0). Block tables are padded to
 the fixed width ``max_blocks_per_seq``, so the attention kernel's launch shape never changes.
@@ -18,7 +18,10 @@ from nanovllm.engine.runner.inputs import StepInputs
 
 
 def bucket_sizes(max_num_seqs: int) -> list[int]:
-    sizes = [b for b in (1, 2, 4, 8) if b < max_num_seqs]
+    """Batch sizes with a graph. No graph of one row (unless max_num_seqs is 1): one decode runs
+    the graph of two, a padding row beside it. A graph of one would cost a recompile of every
+    compiled function (torch.compile specializes size 1), about 4.5 s of the engine's start."""
+    sizes = [b for b in (2, 4, 8) if b < max_num_seqs]
     sizes += list(range(16, max_num_seqs, 16))
     return sizes + [max_num_seqs]
 
