@@ -13,6 +13,7 @@ input ids on the device, so the host never waits for it.
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass
 
@@ -224,5 +225,9 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
         self.graphs = None
         self.kv_cache = None
         self.model = None
+        self.last_tokens = self._pinned = None
         if self.is_cuda:
+            # the cache and weights may still sit in reference cycles (compiled functions, the
+            # graphs' pool): collect them, so the next engine's memory probe finds the memory free
+            gc.collect()
             torch.cuda.empty_cache()
