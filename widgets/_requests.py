@@ -70,7 +70,10 @@ class RequestsPanel:
         self.texts = texts
         self.rows: list[RequestRow] = []  # every request of the last snapshot drawn, newest first
         self.header = W.HTML(value="<b>0 requests</b>")
-        self.table = W.HTML(value="", layout=W.Layout(flex="1 1 auto", min_width="0"))
+        # clipped at its box: a long line must not run under the Abort buttons beside it
+        self.table = W.HTML(
+            value="", layout=W.Layout(flex="1 1 auto", min_width="0", overflow="hidden")
+        )
         self.slots = [RequestSlot() for _ in range(max_rows)]
         self.widget = W.VBox(
             [
@@ -78,7 +81,10 @@ class RequestsPanel:
                 W.HBox(
                     [
                         self.table,
-                        W.VBox([s.widget for s in self.slots], layout=W.Layout(flex="0 0 auto")),
+                        W.VBox(
+                            [s.widget for s in self.slots],
+                            layout=W.Layout(flex="0 0 auto", margin="0 0 0 4px"),
+                        ),
                     ]
                 ),
             ],
