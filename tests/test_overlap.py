@@ -224,3 +224,49 @@ def test_the_next_step_is_launched_before_the_last_is_postprocessed(tiny_model):
         ("post", 3),
         ("post", 4),
     ]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_workloads_with_aborts_match(tiny_model, seed):
+    """Random prompts (some sharing a head), lengths, stop tokens, a small cache and a small
+    budget (chunks, preemptions, prefix hits), and aborts after given records: the same tokens and
+    finishes with overlap on and off, and a consistent cache after every call."""
+    rng = random.Random(seed)
+    vocab = vocab_of(tiny_model)
+    head = [rng.randrange(3, vocab) for _ in range(rng.choice((0, 16, 40)))]
+    batch = [
+        (head if rng.random() < 0.5 else []) + [rng.randrange(3, vocab) for _ in range(n)]
+        for n in (rng.randint(1, 60) for _ in range(rng.randint(4, 12)))
+    ]
+    stops = [rng.randrange(3, vocab) for _ in range(3)]
+    params = [
+        SamplingParams(
+            max_tokens=rng.randint(1, 30),
+            ignore_eos=True,
+            stop_token_ids=stops if rng.random() < 0.3 else (),
+            **GREEDY,
+        )
+        for _ in batch
+    ]
+    aborts = {rng.randrange(2, 20): rng.randrange(len(batch)) for _ in range(2)}  # record -> req
+    config = dict(
+        num_kvcache_blocks=rng.choice((12, 24, 64)),
+        max_num_batched_tokens=rng.choice((32, 64, 512)),
+        max_num_seqs=rng.choice((3, 8)),
+        max_model_len=128,
+    )
+    results = []
+    for overlap in (False, True):
+        with engine(tiny_model, overlap, **config) as llm:
+            ids = [llm.add_request(p, sp) for p, sp in zip(batch, params)]
+            done = 0
+            while llm.has_unfinished():
+                if llm.step_overlapped() is not None:
+                    done += 1
+                    if done in aborts:
+                        llm.abort(ids[aborts[done]])
+                assert llm.check_integrity() == []
+            llm.drain()
+            outs = [llm.get_output(i).outputs[0] for i in ids]
+            results.append([(o.token_ids, o.finish_reason) for o in outs])
+    assert results[0] == results[1]
