@@ -315,3 +315,22 @@ def test_rows_are_capped_and_an_unchanged_panel_sends_nothing(wb):
         w.observe(lambda ch: sent.append(ch), names=["value", "disabled"])
     wb.redraw()  # nothing changed: nothing is set again
     assert sent == []
+
+
+def test_texts_show_a_pending_token_as_an_ellipsis(tiny_model):
+    """Between two overlapped steps a sequence's last token is a placeholder: the views' text
+    shows it as "…", decodes the rest, and caches nothing for that span."""
+    from widgets._texts import SequenceText
+
+    config = dict(TEACHING_DEFAULTS, overlap_scheduling=True)
+    with LLM(tiny_model, **config) as engine:
+        rid = engine.add_request([5, 6, 7, 8], SamplingParams(max_tokens=4, ignore_eos=True))
+        engine.step_overlapped()  # launched (and advanced): its token is pending
+        seq = engine.request_sequences(rid)[0]
+        assert seq.token_ids[-1] < 0
+        texts = SequenceText(lambda: engine)
+        shown = texts.text(rid, 0, seq.num_tokens)
+        assert shown == engine.tokenizer.decode([5, 6, 7, 8]) + "…"
+        assert not texts._cache
+        engine.drain()
+        assert texts.text(rid, 0, seq.num_tokens) == engine.tokenizer.decode(seq.token_ids)

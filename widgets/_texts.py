@@ -5,7 +5,8 @@ for the few spans they show. The tokens come through the engine's public API
 (``llm.request_sequences(seq_id)``); a sequence only ever appends tokens, so the span
 ``[start, end)`` of a past snapshot is still the same text later. Once a finished request's output
 is collected its tokens are gone: ``text`` returns None. Decoded spans are cached (LRU), so a
-redraw decodes only what changed.
+redraw decodes only what changed. A token still being sampled by a step in flight (a placeholder,
+overlap scheduling) is shown as "…" and its span is not cached.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
+from nanovllm.engine.core.sequence import is_pending
 from nanovllm.errors import UnknownRequestError
 
 MAX_CACHED = 4096  # decoded spans kept
@@ -44,6 +46,8 @@ class SequenceText:
             self._cache.move_to_end(key)
             return self._cache[key]
         ids = self.tokens(seq_id, start, end)
+        if ids and is_pending(ids[-1]):  # only the last token can be pending
+            return self._engine().tokenizer.decode(ids[:-1]) + "…"
         text = None if ids is None else self._engine().tokenizer.decode(ids)
         if text is not None:  # an unknown sequence may not be unknown for long: ask again
             self._cache[key] = text
