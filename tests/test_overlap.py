@@ -270,3 +270,17 @@ def test_random_workloads_with_aborts_match(tiny_model, seed):
             outs = [llm.get_output(i).outputs[0] for i in ids]
             results.append([(o.token_ids, o.finish_reason) for o in outs])
     assert results[0] == results[1]
+
+
+def test_between_overlapped_steps_the_known_completion_leaves_the_pending_token_out(tiny_model):
+    params = SamplingParams(max_tokens=6, ignore_eos=True, **GREEDY)
+    with engine(tiny_model, True) as llm:
+        rid = llm.add_request([5, 6, 7, 8], params)
+        for _ in range(3):
+            llm.step_overlapped()
+        seq = llm.request_sequences(rid)[0]
+        assert is_pending(seq.token_ids[-1]) and seq.num_completion_tokens == 3
+        assert seq.completion_token_ids == seq.token_ids[4:-1]  # the two tokens known
+        assert not any(map(is_pending, seq.completion_token_ids))
+        llm.drain()
+        assert seq.completion_token_ids == seq.token_ids[4:] and len(seq.completion_token_ids) == 3

@@ -127,7 +127,10 @@ class Sequence:
 
     @property
     def completion_token_ids(self) -> list[int]:
-        return self.token_ids[self.num_prompt_tokens :]
+        """The generated tokens known on the host: a pending last token is left out (it counts in
+        ``num_completion_tokens``, which the scheduler and the sampler read)."""
+        end = len(self.token_ids) - is_pending(self.token_ids[-1])
+        return self.token_ids[self.num_prompt_tokens : end]
 
     @property
     def is_finished(self) -> bool:
