@@ -4,7 +4,7 @@
 
     step():  Scheduler.schedule()                -> ScheduledBatch          (core/)
              prepare_inputs()                    -> StepInputs, host arrays (runner/inputs.py)
-             executor.run()                      -> SamplerOutput           (an Executor:
+             executor.launch(), .collect()       -> SamplerOutput           (an Executor:
                                                                  ModelRunner, or the TP WorkerGroup)
              Scheduler.advance(batch)            its tokens computed, placeholders for the samples
              Scheduler.postprocess(batch, out)   tokens written, blocks cached, every finish decided

@@ -116,8 +116,8 @@ class Sampler:
             _mix(s, p) if s is not None else self.rng.getrandbits(62)
             for s, p in zip(batch.seeds, batch.positions)
         ]
-        temps = to_device(torch.tensor(batch.temperatures, dtype=torch.float32), logits.device)
-        seed_t = to_device(torch.tensor(seeds, dtype=torch.int64), logits.device)
+        temps = _on(batch.temperatures, logits.device, torch.float32)
+        seed_t = _on(seeds, logits.device)
         tokens, bad = gumbel_argmax(logits, temps, seed_t)
         return tokens, ~bad
 

@@ -6,9 +6,10 @@ runner. No torch, no numpy.
     Scheduler.schedule() -> ScheduledBatch        row i: seqs[i] computes num_new_tokens[i] tokens
                                                   from position starts[i]; reaches_end[i] when
                                                   that chunk ends at the sequence's last token
-    executor.run(inputs) -> SamplerOutput         one row per sample row: row k belongs to batch
+    Scheduler.advance(batch)                      the batch is launched: tokens count as computed
+    executor.collect(...) -> SamplerOutput        one row per sample row: row k belongs to batch
                                                   row sample_rows[k]
-    Scheduler.postprocess(batch, sampler_output)  advances, appends, finishes
+    Scheduler.postprocess(batch, sampler_output)  writes the tokens, finishes
 
 ``Phase`` names a step by what it computed, with one rule for every reader (metrics, the timing
 view, ``LLM``'s progress bar): a step with prefill tokens and decode tokens is MIXED; a step that

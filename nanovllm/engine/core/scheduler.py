@@ -74,10 +74,7 @@ class Scheduler:
 
     def abort(self, seq: Sequence, reason: FinishReason = FinishReason.ABORT) -> None:
         """Finish an unfinished ``seq`` now (aborted by the user, or failed); frees its blocks."""
-        if seq in self.running:
-            self.running.remove(seq)
-        elif seq in self.waiting:
-            self.waiting.remove(seq)
+        self._unqueue(seq)
         self._finish(seq, reason, self.num_steps)
 
     def has_unfinished(self) -> bool:
@@ -244,12 +241,16 @@ class Scheduler:
     def _finish_now(
         self, seq: Sequence, reason: FinishReason, step: int, finished: list[int]
     ) -> None:
-        if seq.status is SequenceStatus.RUNNING:
-            self.running.remove(seq)
-        else:  # preempted while its step was in flight
-            self.waiting.remove(seq)
+        self._unqueue(seq)  # (waiting: preempted while its step was in flight)
         self._finish(seq, reason, step)
         finished.append(seq.seq_id)
+
+    def _unqueue(self, seq: Sequence) -> None:
+        """Take an unfinished ``seq`` out of the running list or the waiting queue."""
+        if seq.status is SequenceStatus.RUNNING:
+            self.running.remove(seq)
+        else:
+            self.waiting.remove(seq)
 
     def _leader_computing_prompt(self, leader: Sequence) -> bool:
         """Whether ``leader`` runs and has not yet cached (computed, and committed in a

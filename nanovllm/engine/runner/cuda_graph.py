@@ -96,7 +96,6 @@ class DecodeGraphs:
             self.graphs[bs] = graph
             torch.cuda.synchronize()
             self.capture_times[bs] = time.perf_counter() - t0
-        torch.cuda.synchronize()
 
     def can_run(self, inputs: StepInputs) -> bool:
         return (
@@ -139,7 +138,3 @@ class DecodeGraphs:
         """Run the graph of ``n`` rows' bucket over what ``load`` put in place."""
         self.graphs[self.bucket(n)].replay()
         return self.hidden[:n]
-
-    def run(self, inputs: StepInputs) -> torch.Tensor:
-        self.load(inputs)
-        return self.replay(inputs.num_seqs)

@@ -37,9 +37,8 @@ class Launch:
     """A launched step: its samples on the device, and how to know they have arrived."""
 
     samples: Samples
-    host: (
-        torch.Tensor
-    )  # int64 [2, S] tokens and finite flags: pinned, filled asynchronously on CUDA
+    # int64 [2, S], the tokens and finite flags: pinned, filled asynchronously on CUDA
+    host: torch.Tensor
     timing: RunTiming  # host times on CPU; filled from the events on CUDA
     events: tuple[torch.cuda.Event, ...] = ()  # CUDA: start, logits done, samples copied
     overlappable: bool = True  # collect() never waits for a step launched after this one
