@@ -142,17 +142,18 @@ def _attend_key_range(
     return acc, m_i, l_i
 
 
-# Integer arguments that vary from step to step: without this Triton would compile a new variant
-# whenever one of them changes divisibility by 16 (a stall of a second in the middle of a run).
-@triton.jit(do_not_specialize=["stride_bt", "num_q_tiles"])
+# Integer arguments that vary from step to step or bucket to bucket: without this Triton would
+# compile a new variant whenever one of them changes value 1 or divisibility by 16 (a stall of a
+# second in the middle of a run, and one more compile per split count at graph capture).
+@triton.jit(do_not_specialize=["stride_bt", "num_q_tiles", "num_splits"])
 def _paged_attention_kernel(
     Q, K, V, Out, PartOut, PartLse, cu_seqlens_q, seq_lens, block_tables, qk_scale,
     stride_qt, stride_qh, stride_qd, stride_kb, stride_ks, stride_kh, stride_kd,
     stride_ot, stride_oh, stride_od, stride_bt, stride_ps, stride_pt, stride_ph, stride_ls,
-    stride_lt, num_q_tiles,
+    stride_lt, num_q_tiles, num_splits,
     GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_SIZE: tl.constexpr, HEAD_DIM: tl.constexpr,
-    HEAD_DIM_PAD: tl.constexpr, NUM_SPLITS: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    HEAD_DIM_PAD: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):  # fmt: skip
     seq, q_tile = tl.program_id(0) // num_q_tiles, tl.program_id(0) % num_q_tiles
     kv_head, split = tl.program_id(1), tl.program_id(2)
@@ -178,7 +179,7 @@ def _paged_attention_kernel(
     causal_hi = tl.where(row_ok, seq_len - q_len + tok, -1)
     tile_hi = tl.maximum(seq_len - q_len + tl.minimum(q0 + BLOCK_Q, q_len), 0)
     # This split's slice of the key range, a multiple of BLOCK_N long; it may well be empty.
-    per_split = tl.cdiv(tl.cdiv(tile_hi, NUM_SPLITS), BLOCK_N) * BLOCK_N
+    per_split = tl.cdiv(tl.cdiv(tile_hi, num_splits), BLOCK_N) * BLOCK_N
     key_lo = split * per_split
     key_hi = tl.minimum(key_lo + per_split, tile_hi)
     acc, m_i, l_i = _attend_key_range(
@@ -190,7 +191,7 @@ def _paged_attention_kernel(
     _store_tile(
         acc, m_i, l_i, Out, PartOut, PartLse, q_rows, head, split, row_ok, offs_d, d_mask,
         stride_ot, stride_oh, stride_od, stride_ps, stride_pt, stride_ph, stride_ls, stride_lt,
-        NUM_SPLITS,
+        num_splits,
     )  # fmt: skip
 
 
@@ -198,14 +199,14 @@ def _paged_attention_kernel(
 def _store_tile(
     acc, m_i, l_i, Out, PartOut, PartLse, q_rows, head, split, row_ok, offs_d, d_mask,
     stride_ot, stride_oh, stride_od, stride_ps, stride_pt, stride_ph, stride_ls, stride_lt,
-    NUM_SPLITS: tl.constexpr,
+    num_splits,
 ):  # fmt: skip
     """One split: the normalized tile is the answer. Several: an fp32 partial plus its lse
     (log2 domain), -inf for rows whose slice of keys was empty."""
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)
     o = acc / l_safe[:, None]
     o_mask = row_ok[:, None] & d_mask[None, :]
-    if NUM_SPLITS == 1:
+    if num_splits == 1:
         o_ptr = Out + q_rows[:, None] * stride_ot + head[:, None] * stride_oh
         tl.store(o_ptr + offs_d[None, :] * stride_od, o.to(Out.dtype.element_ty), mask=o_mask)
     else:
@@ -215,12 +216,11 @@ def _store_tile(
         tl.store(PartLse + split * stride_ls + q_rows * stride_lt + head, lse, mask=row_ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["num_seqs", "num_splits"])  # one variant for every bucket
 def _merge_splits_kernel(
     Out, PartOut, PartLse, cu_seqlens_q, num_seqs,
     stride_ot, stride_oh, stride_od, stride_ps, stride_pt, stride_ph, stride_ls, stride_lt,
-    NUM_SPLITS: tl.constexpr, SPLITS_PAD: tl.constexpr,
-    HEAD_DIM: tl.constexpr, HEAD_DIM_PAD: tl.constexpr,
+    num_splits, SPLITS_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, HEAD_DIM_PAD: tl.constexpr,
 ):  # fmt: skip
     """out = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M); empty splits have lse_s = -inf."""
     row, head = tl.program_id(0).to(tl.int64), tl.program_id(1)
@@ -229,10 +229,10 @@ def _merge_splits_kernel(
     splits = tl.arange(0, SPLITS_PAD)
     offs_d = tl.arange(0, HEAD_DIM_PAD)
     lse = tl.load(PartLse + splits * stride_ls + row * stride_lt + head,
-                  mask=splits < NUM_SPLITS, other=float("-inf"))  # fmt: skip
+                  mask=splits < num_splits, other=float("-inf"))  # fmt: skip
     m = tl.max(lse, 0)
     w = tl.math.exp2(lse - tl.where(m == float("-inf"), 0.0, m))
-    o_mask = (splits[:, None] < NUM_SPLITS) & (offs_d[None, :] < HEAD_DIM)
+    o_mask = (splits[:, None] < num_splits) & (offs_d[None, :] < HEAD_DIM)
     o = tl.load(PartOut + splits[:, None] * stride_ps + row * stride_pt + head * stride_ph
                 + offs_d[None, :], mask=o_mask, other=0.0)  # fmt: skip
     denom = tl.sum(w, 0)
@@ -349,20 +349,20 @@ def paged_attention(
     if num_splits > 1:  # fp32 scratch: normalized partial outputs and their log2-sum-exp
         part_out = q.new_empty((num_splits, n_tokens, num_heads, head_dim), dtype=torch.float32)
         part_lse = q.new_empty((num_splits, n_tokens, num_heads), dtype=torch.float32)
-    else:  # unused by the kernel (NUM_SPLITS == 1 writes `out` directly)
+    else:  # unused by the kernel (one split writes `out` directly)
         part_out = part_lse = q.new_empty((1, 1, 1, 1), dtype=torch.float32)
     part_strides = (*part_out.stride()[:3], *part_lse.stride()[:2])
     _paged_attention_kernel[(num_seqs * num_q_tiles, num_kv_heads, num_splits)](
         q, k_cache, v_cache, out, part_out, part_lse, cu_seqlens_q, seq_lens, block_tables,
         scale * math.log2(math.e), *q.stride(), *k_cache.stride(), *out.stride(),
-        block_tables.stride(0), *part_strides, num_q_tiles,
-        NUM_SPLITS=num_splits, DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        block_tables.stride(0), *part_strides, num_q_tiles, num_splits,
+        DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
         **cfg,
     )  # fmt: skip
     if num_splits > 1:
         _merge_splits_kernel[(n_tokens, num_heads)](
             out, part_out, part_lse, cu_seqlens_q, num_seqs, *out.stride(), *part_strides,
-            NUM_SPLITS=num_splits, SPLITS_PAD=triton.next_power_of_2(num_splits),
+            num_splits, SPLITS_PAD=max(_MAX_SPLITS, triton.next_power_of_2(num_splits)),
             HEAD_DIM=head_dim, HEAD_DIM_PAD=cfg["HEAD_DIM_PAD"],
         )  # fmt: skip
     return out
