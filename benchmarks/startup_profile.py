@@ -1,10 +1,11 @@
 """Where an engine's start goes: one ``LLM(...)`` as bench.py starts it, timed by a sampling
 profiler (a thread that reads the main thread's stack every few milliseconds), plus the time of
-every Triton compile. Meant for the GPU (on CPU it runs, to try it); prints two tables:
+every Triton compile. Meant for the GPU (on CPU it runs, to try it); prints three tables:
 
 * by our code: the deepest ``nanovllm`` frame of each sample (what of ours was running), and
-* by phase: samples whose stack holds a known expensive library call (Inductor compile, Triton
-  compile, cuBLAS / CUDA-graph capture, safetensors, tokenizer, imports).
+* by phase: samples whose stack holds a known expensive library call (imports, Dynamo trace,
+  Inductor compile, Triton compile, CUDA-graph capture, safetensors, tokenizer), and
+* imports, by the outermost module being imported and the frame of ours that imported it.
 
 Run it twice in two processes to see a cold start (empty Triton / Inductor caches) and a warm one:
 
@@ -20,7 +21,7 @@ import threading
 import time
 
 _PHASES = {  # a frame (file fragment, function) on the stack -> the phase it stands for
-    "import": [("<frozen importlib._bootstrap>", "_find_and_load")],
+    "import": [("<frozen importlib._bootstrap>", "")],
     "inductor compile": [
         ("torch/_inductor/", "compile_fx"),
         ("torch/_inductor/", "fx_codegen_and_compile"),
@@ -58,7 +59,10 @@ class StackSampler:
             stack = []
             while frame is not None:
                 code = frame.f_code
-                stack.append((code.co_filename, frame.f_lineno, code.co_name))
+                name = code.co_name
+                if name == "_find_and_load":  # an import: keep the module's name
+                    name = f"import {frame.f_locals.get('name')}"
+                stack.append((code.co_filename, frame.f_lineno, name))
                 frame = frame.f_back
             self.samples.append((now - last, stack[::-1]))  # outermost first
             last = now
@@ -86,6 +90,14 @@ def _ours(stack) -> str:
         return "(outside nanovllm)"
     f, ln, fn = mine[-1]
     return f"{f.split('/nanovllm/')[-1]}:{ln} {fn}"
+
+
+def _first_import(stack) -> str:
+    """The outermost module being imported, and the frame of ours that imported it."""
+    for i, (_, _, fn) in enumerate(stack):
+        if fn.startswith("import "):
+            return f"{fn[7:]}  (from {_ours(stack[:i])})"
+    return ""
 
 
 def _table(title: str, seconds: collections.Counter, top: int) -> None:
@@ -141,13 +153,16 @@ def main() -> None:
         up = time.perf_counter() - t
     print(f"imports and CUDA init {t_import:.1f} s; LLM(...) up in {up:.1f} s")
     print(f"startup parts: {getattr(llm.executor, 'startup', {})}")
-    phases, ours = collections.Counter(), collections.Counter()
+    phases, ours, imports = collections.Counter(), collections.Counter(), collections.Counter()
     for dt, stack in sampler.samples:
         phases[_phase(stack)] += dt
         ours[_ours(stack)] += dt
+        if module := _first_import(stack):
+            imports[module] += dt
     print(f"{len(sampler.samples)} samples, {sum(dt for dt, _ in sampler.samples):.1f} s")
     _table("by phase (seconds)", phases, args.top)
     _table("by our deepest frame (seconds)", ours, args.top)
+    _table("imports, by the outermost module (seconds)", imports, args.top)
     per = collections.defaultdict(list)
     for name, s in compiles:
         per[name].append(s)

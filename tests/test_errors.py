@@ -46,6 +46,15 @@ def test_directory_that_is_not_a_model(tmp_path):
     assert isinstance(info.value, OSError)
 
 
+def test_unloadable_tokenizer_is_a_model_load_error(tiny_model, tmp_path):
+    # the tokenizer loads on a thread beside the model: its error still reaches the caller, typed
+    path = tmp_path / "no-tokenizer"
+    shutil.copytree(tiny_model, path)
+    (path / "tokenizer.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="cannot load a tokenizer"):
+        LLM(str(path), kvcache_block_size=16, max_model_len=256)
+
+
 def test_vllm_spellings_of_top_k_off():
     assert SamplingParams(top_k=0).top_k is None
     assert SamplingParams(top_k=-1).top_k is None

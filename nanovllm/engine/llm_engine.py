@@ -41,6 +41,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,10 +94,15 @@ class LLMEngine:
     def __init__(self, model: str | Path, **config: Any):
         cfg = Config.from_model(model, **config)
         check_supported(cfg.spec.architecture)
-        self.tokenizer = _load_tokenizer(cfg.model)
-        self.executor: Executor = make_executor(cfg)
+        # The tokenizer loads on a thread while the executor builds the model: transformers'
+        # imports and the tokenizer's files are seconds of file-system work, which the weights'
+        # load and the kernels' compile leave time for.
+        with ThreadPoolExecutor(1, thread_name_prefix="nanovllm-tokenizer") as pool:
+            tokenizer = pool.submit(_load_tokenizer, cfg.model)
+            self.executor: Executor = make_executor(cfg)
         self._finalizer = weakref.finalize(self, self.executor.close)
         try:
+            self.tokenizer = tokenizer.result()
             cfg = cfg.with_num_blocks(self.executor.num_kvcache_blocks)
         except Exception:
             self._finalizer()
