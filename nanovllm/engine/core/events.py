@@ -42,7 +42,11 @@ class ScheduledEntry(NamedTuple):  # a NamedTuple: hundreds are built per step, 
 
 @dataclass(frozen=True)
 class StepTiming:
-    """Seconds spent in each part of a step. On GPU ``forward`` is device time from CUDA events."""
+    """Seconds spent in each part of a step. On GPU ``forward`` is device time from CUDA events.
+
+    One step at a time the parts add up to at most ``total``. With overlap scheduling a step's
+    schedule and prepare (and its forward, on the device) begin while the step before is still
+    running, and ``total`` is the time since that step finished: the parts may add up to more."""
 
     schedule: float = 0.0
     prepare: float = 0.0
