@@ -244,6 +244,7 @@ def main() -> None:
     ap.add_argument("--tp", type=int, default=1)
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--enforce-eager", action="store_true")
+    ap.add_argument("--elementwise", default="auto", help="triton | compile | torch (Config)")
     ap.add_argument("--peer", type=int, default=0, help="run HF continuous batching on N requests")
     ap.add_argument("--num-seqs", type=int, default=256)
     ap.add_argument("--no-recorder-run", action="store_true", help="skip the Recorder run")
@@ -269,6 +270,7 @@ def main() -> None:
         tensor_parallel_size=args.tp,
         attention_backend=args.backend,
         enforce_eager=args.enforce_eager,
+        elementwise=args.elementwise,
         load_format=load_format,
     )
     runner = getattr(llm.executor, "model", None) and llm.executor
@@ -276,7 +278,7 @@ def main() -> None:
         f"engine up in {time.perf_counter() - t:.1f} s "
         f"({getattr(runner, 'startup', {})}); KV blocks {llm.config.num_kvcache_blocks}; "
         f"memory {getattr(runner, 'memory_report', None)}; overlap scheduling "
-        f"{llm.config.overlap_scheduling}"
+        f"{llm.config.overlap_scheduling}; elementwise {llm.config.elementwise}"
     )
     graphs = getattr(runner, "graphs", None)
     if graphs is not None:

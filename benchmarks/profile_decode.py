@@ -7,9 +7,10 @@
    30 more with overlap scheduling (``step_overlapped()``: the step interval hides the host work).
 2. ``--steps`` decode steps run under torch.profiler (CUDA activity). Each kernel's device time
    per step, its share of the step's kernel time and its calls per step are printed, grouped by
-   kind: attention, KV store, GEMMs, fused elementwise (torch.compile's Triton kernels: norms,
-   rotary, SiLU), sampler, copies, other. For the kinds whose traffic is known from the shapes,
-   the table prints bytes moved per step and the achieved bandwidth (GEMMs also FLOP/s):
+   kind: attention, KV store, GEMMs, fused elementwise (norms, rotary, SiLU: our Triton kernels,
+   or torch.compile's with ``elementwise="compile"``), sampler, copies, other. For the kinds
+   whose traffic is known from the shapes, the table prints bytes moved per step and the
+   achieved bandwidth (GEMMs also FLOP/s):
      GEMMs:     the weights of every projection (28 layers x qkv, o, gate_up, down; the logits
                 projection once) + their activations in and out, 2 bytes each; 2 x M x params
                 FLOPs at M = batch rows;
@@ -38,7 +39,7 @@ KINDS = (  # first match wins
     ("KV store", r"store_kvcache"),
     ("GEMM", r"gemm|nvjet|xmma|cutlass|splitK|cublas"),
     ("sampler", r"gumbel|argmax|sampl"),
-    ("fused elementwise", r"^triton_"),
+    ("fused elementwise", r"^triton_|rms_norm|silu_and_mul|qk_norm_rope"),
     ("copies", r"Memcpy|Memset"),
 )
 

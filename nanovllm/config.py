@@ -30,6 +30,7 @@ DTYPES = (
     "bfloat16",
     "float16",
 )  # torch's own names: the runner takes getattr(torch, name)
+ELEMENTWISE = ("triton", "compile", "torch")  # how norms, rotary and SiLU-and-mul run
 LOAD_FORMATS = ("safetensors", "random")  # random: no weight files (benchmarks of huge shapes)
 CPU_KVCACHE_BYTES = 512 * 2**20  # default KV-cache budget on CPU, where there is no memory probe
 
@@ -56,6 +57,10 @@ class Config:
     load_format: str = "safetensors"
     # schedule step N+1 while step N runs (LLM.generate; "auto": on for CUDA with one rank)
     overlap_scheduling: bool = False
+    # norms, rotary, SiLU-and-mul: "triton" (layers/elementwise_kernels.py), "compile"
+    # (torch.compile fuses the torch code), "torch" (eager); "auto": triton on CUDA unless
+    # enforce_eager, else torch
+    elementwise: str = "torch"
 
     def __post_init__(self) -> None:
         self._check_positive("max_num_batched_tokens", "max_num_seqs", "max_model_len")
@@ -87,6 +92,15 @@ class Config:
             raise ConfigError(f"device={self.device!r} must be 'auto', 'cpu' or 'cuda[:N]'")
         if self.load_format not in LOAD_FORMATS:
             raise ConfigError(f"load_format={self.load_format!r} is not one of {LOAD_FORMATS}")
+        if self.elementwise not in ELEMENTWISE:
+            raise ConfigError(
+                f"elementwise={self.elementwise!r}; choose one of {ELEMENTWISE} or 'auto'"
+            )
+        if self.elementwise != "torch" and not self.device.startswith("cuda"):
+            raise ConfigError(
+                f"elementwise={self.elementwise!r} needs a CUDA device (device={self.device!r}); "
+                "pass elementwise='torch'"
+            )
         if not isinstance(self.overlap_scheduling, bool):
             raise ConfigError(
                 f"overlap_scheduling={self.overlap_scheduling!r} must be True, False or 'auto'"
@@ -202,6 +216,11 @@ class Config:
             overrides["overlap_scheduling"] = (
                 overrides["device"].startswith("cuda")
                 and overrides.get("tensor_parallel_size", 1) == 1
+            )
+        if overrides.get("elementwise", "auto") == "auto":
+            on_gpu = overrides["device"].startswith("cuda")
+            overrides["elementwise"] = (
+                "triton" if on_gpu and not overrides.get("enforce_eager") else "torch"
             )
         if overrides.get("max_model_len") is None:
             overrides["max_model_len"] = min(4096, spec.max_position_embeddings)

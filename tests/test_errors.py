@@ -87,11 +87,21 @@ def test_unknown_config_keyword(tiny_model):
         (dict(tensor_parallel_size=3), "does not divide"),
         (dict(dtype="int8"), "dtype"),
         (dict(gpu_memory_utilization=1.5), r"\(0, 1\]"),
+        (dict(elementwise="fused"), "choose one of"),
+        (dict(device="cpu", elementwise="triton"), "needs a CUDA device"),
     ],
 )
 def test_bad_config_values(tiny_model, bad, match):
     with pytest.raises(ConfigError, match=match):
         LLM(tiny_model, **bad)
+
+
+def test_elementwise_auto_is_torch_on_cpu(tiny_model):
+    from nanovllm.config import Config
+
+    assert Config.from_model(tiny_model, device="cpu").elementwise == "torch"
+    assert Config.from_model(tiny_model, device="cuda").elementwise == "triton"  # no GPU needed
+    assert Config.from_model(tiny_model, device="cuda", enforce_eager=True).elementwise == "torch"
 
 
 def test_kv_cache_too_small_for_one_sequence(tiny_model):

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nanovllm.layers.fusion import maybe_compile
+from nanovllm.layers.fusion import elementwise_op
 
 
 def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
@@ -15,9 +15,9 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
 class SiluAndMul(nn.Module):
     """``silu(gate) * up`` for a merged ``[gate | up]`` input."""
 
-    def __init__(self, compile: bool = False):
+    def __init__(self, elementwise: str = "torch"):
         super().__init__()
-        self._fn = maybe_compile(silu_and_mul, compile)
+        self._fn = elementwise_op(silu_and_mul, elementwise)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._fn(x)

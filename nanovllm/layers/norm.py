@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nanovllm.layers.fusion import maybe_compile
+from nanovllm.layers.fusion import elementwise_op
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -21,14 +21,14 @@ def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, 
 
 class RMSNorm(nn.Module):
     """With ``residual`` it fuses the residual add: returns ``(norm(x + residual), x + residual)``.
-    ``compile=True`` (CUDA) lets torch.compile fuse the half-dozen elementwise kernels into one."""
+    ``elementwise`` (layers/fusion.py): "triton" or "compile" run it as one kernel on CUDA."""
 
-    def __init__(self, hidden_size: int, eps: float = 1e-6, compile: bool = False):
+    def __init__(self, hidden_size: int, eps: float = 1e-6, elementwise: str = "torch"):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(hidden_size), requires_grad=False)
-        self._norm = maybe_compile(rms_norm, compile)
-        self._add_norm = maybe_compile(add_rms_norm, compile)
+        self._norm = elementwise_op(rms_norm, elementwise)
+        self._add_norm = elementwise_op(add_rms_norm, elementwise)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None):
         if residual is None:

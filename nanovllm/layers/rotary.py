@@ -11,7 +11,6 @@ import math
 import torch
 from torch import nn
 
-from nanovllm.layers.fusion import maybe_compile
 from nanovllm.model_spec import RopeScaling
 
 
@@ -45,12 +44,14 @@ def inv_frequencies(head_dim: int, base: float, scaling: RopeScaling | None = No
 
 
 class RotaryEmbedding(nn.Module):
+    """The cos / sin tables every layer's attention prologue reads, ``[max_position, head_dim / 2]``
+    in float32; ``forward`` applies them the eager way."""
+
     def __init__(
         self,
         head_dim: int,
         max_position: int,
         base: float,
-        compile: bool = False,
         scaling: RopeScaling | None = None,
     ):
         super().__init__()
@@ -58,7 +59,6 @@ class RotaryEmbedding(nn.Module):
         freqs = torch.arange(max_position, dtype=torch.float32)[:, None] * inv_freq[None, :]
         self.register_buffer("cos", freqs.cos(), persistent=False)  # [max_position, head_dim/2]
         self.register_buffer("sin", freqs.sin(), persistent=False)
-        self._fn = maybe_compile(apply_rotary, compile)
 
     def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor):
-        return self._fn(positions, q, k, self.cos, self.sin)
+        return apply_rotary(positions, q, k, self.cos, self.sin)

@@ -26,7 +26,7 @@ from nanovllm.config import ModelSpec
 from nanovllm.layers.activation import SiluAndMul
 from nanovllm.layers.attention import Attention
 from nanovllm.layers.embed_head import ParallelLMHead, VocabParallelEmbedding
-from nanovllm.layers.fusion import maybe_compile
+from nanovllm.layers.fusion import elementwise_op
 from nanovllm.layers.linear import MergedColumnParallelLinear, QKVParallelLinear, RowParallelLinear
 from nanovllm.layers.norm import RMSNorm, rms_norm
 from nanovllm.layers.parallel import TensorParallel
@@ -88,7 +88,7 @@ class DecoderAttention(nn.Module):
         backend: AttentionBackend,
         rotary: RotaryEmbedding,
         tp: TensorParallel,
-        compile: bool = False,
+        elementwise: str = "torch",
     ):
         super().__init__()
         d = spec.head_dim
@@ -103,8 +103,8 @@ class DecoderAttention(nn.Module):
         self.rotary = rotary  # one cos/sin table, shared by every layer
         self.attn = Attention(layer_id, self.num_heads, self.num_kv_heads, d, backend)
         self.head_dim, self.eps = d, spec.rms_norm_eps
-        # split qkv, per-head q/k RMSNorm, rotary: one compiled function, so one or two kernels
-        self._prologue = maybe_compile(qk_norm_rope, compile)
+        # split qkv, per-head q/k RMSNorm, rotary: one function, so one kernel on CUDA
+        self._prologue = elementwise_op(qk_norm_rope, elementwise)
 
     def forward(self, positions, hidden, meta: AttentionMetadata, kv_cache: torch.Tensor):
         q, k, v = self._prologue(
@@ -132,13 +132,13 @@ class DenseMLP(nn.Module):
         intermediate_size: int,
         bias: bool,
         tp: TensorParallel,
-        compile: bool = False,
+        elementwise: str = "torch",
     ):
         super().__init__()
         n = intermediate_size
         self.gate_up_proj = MergedColumnParallelLinear(hidden_size, [n, n], bias, tp)
         self.down_proj = RowParallelLinear(n, hidden_size, bias, tp)
-        self.act = SiluAndMul(compile)
+        self.act = SiluAndMul(elementwise)
 
     def forward(self, x, meta: AttentionMetadata | None = None):
         return self.down_proj(self.act(self.gate_up_proj(x)))
@@ -150,12 +150,12 @@ class DecoderLayer(nn.Module):
         spec: ModelSpec,
         attn: DecoderAttention,
         mlp: nn.Module,
-        compile: bool = False,
+        elementwise: str = "torch",
     ):
         super().__init__()
-        self.input_layernorm = RMSNorm(spec.hidden_size, spec.rms_norm_eps, compile)
+        self.input_layernorm = RMSNorm(spec.hidden_size, spec.rms_norm_eps, elementwise)
         self.self_attn = attn
-        self.post_attention_layernorm = RMSNorm(spec.hidden_size, spec.rms_norm_eps, compile)
+        self.post_attention_layernorm = RMSNorm(spec.hidden_size, spec.rms_norm_eps, elementwise)
         self.mlp = mlp
 
     def forward(self, positions, hidden, residual, meta, kv_cache):
@@ -182,35 +182,41 @@ class DecoderForCausalLM(nn.Module):
     }
 
     def __init__(
-        self, spec: ModelSpec, backend: AttentionBackend, tp: TensorParallel, compile: bool = False
+        self,
+        spec: ModelSpec,
+        backend: AttentionBackend,
+        tp: TensorParallel,
+        elementwise: str = "torch",
     ):
-        """``compile``: fuse the small elementwise ops with torch.compile (worth it on CUDA)."""
+        """``elementwise``: how the norms, rotary and SiLU-and-mul run (layers/fusion.py)."""
         super().__init__()
         self.spec, self.tp, self.backend = spec, tp, backend
         traits = self.traits.resolve(spec)
         self.rotary = RotaryEmbedding(
-            spec.head_dim, spec.max_position_embeddings, spec.rope_theta, compile, spec.rope_scaling
+            spec.head_dim, spec.max_position_embeddings, spec.rope_theta, spec.rope_scaling
         )
         self.model = nn.Module()
         self.model.embed_tokens = VocabParallelEmbedding(spec.vocab_size, spec.hidden_size, tp)
         self.model.layers = nn.ModuleList(
             DecoderLayer(
                 spec,
-                DecoderAttention(spec, traits, i, backend, self.rotary, tp, compile),
-                self.make_mlp(i, traits, compile),
-                compile,
+                DecoderAttention(spec, traits, i, backend, self.rotary, tp, elementwise),
+                self.make_mlp(i, traits, elementwise),
+                elementwise,
             )
             for i in range(spec.num_hidden_layers)
         )
-        self.model.norm = RMSNorm(spec.hidden_size, spec.rms_norm_eps, compile)
+        self.model.norm = RMSNorm(spec.hidden_size, spec.rms_norm_eps, elementwise)
         self.lm_head = ParallelLMHead(spec.vocab_size, spec.hidden_size, tp)
         if spec.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
 
-    def make_mlp(self, layer_id: int, traits: DecoderTraits, compile: bool) -> nn.Module:
+    def make_mlp(self, layer_id: int, traits: DecoderTraits, elementwise: str) -> nn.Module:
         """The MLP of layer ``layer_id``; a sparse (MoE) family overrides this."""
         spec = self.spec
-        return DenseMLP(spec.hidden_size, spec.intermediate_size, traits.mlp_bias, self.tp, compile)
+        return DenseMLP(
+            spec.hidden_size, spec.intermediate_size, traits.mlp_bias, self.tp, elementwise
+        )
 
     def forward(
         self,

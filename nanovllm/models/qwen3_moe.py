@@ -48,9 +48,9 @@ class SparseMoeBlock(nn.Module):
 class Qwen3MoeForCausalLM(DecoderForCausalLM):
     traits = DecoderTraits(qk_norm=True, mlp_bias=False)
 
-    def make_mlp(self, layer_id: int, traits: DecoderTraits, compile: bool) -> nn.Module:
+    def make_mlp(self, layer_id: int, traits: DecoderTraits, elementwise: str) -> nn.Module:
         if not self.spec.moe.is_sparse(layer_id):
-            return super().make_mlp(layer_id, traits, compile)
+            return super().make_mlp(layer_id, traits, elementwise)
         impl = "triton" if getattr(self.backend, "name", None) == "triton" else "torch"
         return SparseMoeBlock(self.spec, self.tp, impl)
 

@@ -61,9 +61,8 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
             default_dtype = torch.get_default_dtype()
             torch.set_default_dtype(self.dtype)
             try:
-                compile_ops = self.is_cuda and not config.enforce_eager
                 self.model = get_model_class(config.spec.architecture)(
-                    config.spec, backend, tp, compile_ops
+                    config.spec, backend, tp, config.elementwise
                 )
             finally:
                 torch.set_default_dtype(default_dtype)
