@@ -19,8 +19,9 @@ from nanovllm.engine.runner.inputs import StepInputs
 
 def bucket_sizes(max_num_seqs: int) -> list[int]:
     """Batch sizes with a graph. No graph of one row (unless max_num_seqs is 1): one decode runs
-    the graph of two, a padding row beside it. A graph of one would cost a recompile of every
-    compiled function (torch.compile specializes size 1), about 4.5 s of the engine's start."""
+    the graph of two, a padding row beside it. With ``elementwise="compile"`` a graph of one
+    would cost a recompile of every compiled function (torch.compile specializes size 1), about
+    4.5 s of the engine's start."""
     sizes = [b for b in (2, 4, 8) if b < max_num_seqs]
     sizes += list(range(16, max_num_seqs, 16))
     return sizes + [max_num_seqs]
