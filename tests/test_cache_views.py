@@ -93,6 +93,7 @@ def test_picked_request_is_drawn_and_outlined(wb):
     wb.step(3)
     view = wb.block_table_view
     assert [v for _, v in view.picker.options] == [None, b, a]  # newest first
+    assert view.picker.label == "(pick a request)"  # shown, not an empty box
     view.picker.value = b  # as the browser sets it
     seq = wb.llm.request_sequences(b)[0]
     assert [e.physical for e in view.entries] == seq.block_table

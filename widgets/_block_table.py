@@ -42,6 +42,7 @@ from ._texts import SequenceText
 MAX_ROWS = 24  # logical blocks drawn: the first and the last MAX_ROWS // 2 of a longer table
 MAX_OPTIONS = 200  # requests offered in the dropdown (the newest), plus the picked one
 PHYSICAL_X = 1.7  # where the physical blocks' column stands (the bars span 0..1)
+NO_PICK = "(pick a request)"
 TEXT_CHARS = 120  # a block's text in its hover, at most
 BAR_NAMES = ("capacity", "tokens", "computed")
 BAR_COLORS = (("#f3f4f6", "#9ca3af"), ("#bfdbfe", "#bfdbfe"), ("#2563eb", "#2563eb"))
@@ -53,9 +54,10 @@ class BlockTableView:
         self.picked: int | None = None  # the request shown (a sequence id)
         self.entries: list[BlockTableEntry] = []  # the picked request's table, as last drawn
         self._drawn: tuple | None = None  # what the figure shows now (skip equal redraws)
+        # index 0, not value None: a Dropdown whose value is None shows an empty box
         self.picker = W.Dropdown(
-            options=[("(pick a request)", None)],
-            value=None,
+            options=[(NO_PICK, None)],
+            index=0,
             description="request",
             layout=W.Layout(width="220px"),
         )
@@ -117,10 +119,13 @@ class BlockTableView:
         ids = sorted((s.seq_id for s in snap.sequences), reverse=True)[:MAX_OPTIONS]
         if self.picked is not None and self.picked not in ids:
             ids.append(self.picked)
-        options = [("(pick a request)", None), *((f"seq {i}", i) for i in ids)]
+        options = [(NO_PICK, None), *((f"seq {i}", i) for i in ids)]
         if list(self.picker.options) != options:
             self.picker.options = options
-        if self.picker.value != self.picked:
+        if self.picked is None:
+            if self.picker.index != 0:
+                self.picker.index = 0
+        elif self.picker.value != self.picked:
             self.picker.value = self.picked
 
     # ---- drawing --------------------------------------------------------------------------------
