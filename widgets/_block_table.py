@@ -146,7 +146,8 @@ class BlockTableView:
             title = f"Block table of seq {seq.seq_id} ({seq.status.lower()})"
             summary = (
                 f"{seq.num_tokens} tokens ({seq.num_computed_tokens} computed, "
-                f"{seq.num_cached_tokens} from the prefix cache) in {len(self.entries)} blocks"
+                f"{seq.num_cached_tokens} from the prefix cache) in {len(self.entries)} "
+                + ("block" if len(self.entries) == 1 else "blocks")
                 + (f"; finished: {seq.finish_reason}" if seq.finish_reason else "")
             )
         shown = _shown(self.entries)
