@@ -38,6 +38,7 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
     "--disable-quic",
 ]
+GENERATE_TOKENS = 150  # cell 2's generate: one step per token, 50 ms of sleep each
 SCREENSHOT_COPY = Path("/tmp/workbench_screenshot.png")
 FAILED_SCREENSHOT = Path("/tmp/workbench_failed.png")  # the page when an assertion failed
 
@@ -58,9 +59,11 @@ CELLS = [
     "wb = widgets.workbench(str(tiny_model_path()))\n"
     "wb.controls.max_tokens.value = 480\nwb.controls.copies.value = 12\nwb",
     # 2: a plain generate, slowed by an observer, so the views must update while the cell runs
+    # (for 8 s or more: a redraw's throttle may wait up to 2 s on a slow machine, _history.py)
     "slow = wb.llm.subscribe(lambda record: time.sleep(0.05))\n"
     "outs = wb.llm.generate(['What is a block table?', 'How does prefix caching save work?'],\n"
-    "                       SamplingParams(temperature=0, max_tokens=60, ignore_eos=True),\n"
+    f"                       SamplingParams(temperature=0, max_tokens={GENERATE_TOKENS}, "
+    "ignore_eos=True),\n"
     "                       use_tqdm=False)\n"
     "slow()\nlen(outs)",
     # 3: when each step ended, on the wall clock the page uses (Date.now(), in ms)
@@ -409,10 +412,11 @@ def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
             assert len(seen_busy) >= 3, (
                 f"views did not update while generate ran: saw steps {seen_busy}"
             )
+            print(f"steps seen while generate() ran: {sorted(seen_busy)}")
             # once the cell returned, the last steps are drawn (the timer fired on the free loop)
             last = wait_until(
                 page,
-                lambda: (s := panel_step(page)) is not None and s >= 59 and s,
+                lambda: (s := panel_step(page)) is not None and s >= GENERATE_TOKENS - 1 and s,
                 10,
                 "the panel to show the last step of generate()",
             )
