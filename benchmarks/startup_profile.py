@@ -122,11 +122,11 @@ def patch_triton_compile(log: list) -> None:
             name = getattr(src, "name", None) or getattr(getattr(src, "fn", None), "__name__", "?")
             log.append((name, time.perf_counter() - t))
 
-    tc.compile = timed
-    import triton.runtime.jit as jit
+    # JITFunction takes ``compile`` from the package (``from ..compiler import compile``) when it
+    # binds a kernel's first launch: patch that name too
+    import triton.compiler
 
-    if getattr(jit, "compile", None) is original:
-        jit.compile = timed
+    tc.compile = triton.compiler.compile = timed
 
 
 def main() -> None:
