@@ -212,13 +212,11 @@ class Config:
         overrides = dict(overrides)
         overrides["device"] = resolve_device(overrides.get("device", "auto"))
         overrides["dtype"] = resolve_dtype(overrides.get("dtype", "auto"), overrides["device"])
+        on_gpu = overrides["device"].startswith("cuda")
         if overrides.get("overlap_scheduling", "auto") == "auto":
-            overrides["overlap_scheduling"] = (
-                overrides["device"].startswith("cuda")
-                and overrides.get("tensor_parallel_size", 1) == 1
-            )
+            one_rank = overrides.get("tensor_parallel_size", 1) == 1
+            overrides["overlap_scheduling"] = on_gpu and one_rank
         if overrides.get("elementwise", "auto") == "auto":
-            on_gpu = overrides["device"].startswith("cuda")
             overrides["elementwise"] = (
                 "triton" if on_gpu and not overrides.get("enforce_eager") else "torch"
             )

@@ -21,7 +21,7 @@ import triton.language as tl
 # ------------------------------------------------------------------------------------ RMSNorm
 
 
-@triton.jit(do_not_specialize=["eps"])
+@triton.jit
 def _rms_norm_kernel(
     X, R, W, Out, ResOut, stride_x, stride_r, stride_o, stride_ro, eps,
     N: tl.constexpr, BLOCK: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
@@ -48,32 +48,27 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    x2 = _rows(x)
-    out = torch.empty_like(x2)
-    if x2.shape[0]:
-        n = x2.shape[1]
-        _rms_norm_kernel[(x2.shape[0],)](
-            x2, x2, weight, out, out, x2.stride(0), x2.stride(0), out.stride(0), out.stride(0),
-            eps, N=n, BLOCK=triton.next_power_of_2(n), HAS_RESIDUAL=False, num_warps=_warps(n),
-        )  # fmt: skip
-    return out.view(x.shape)
+    return _launch_rms_norm(x, None, weight, eps)[0]
 
 
 def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float):
-    x2, r2 = _rows(x), _rows(residual)
-    out, res_out = torch.empty_like(x2), torch.empty_like(x2)
+    return _launch_rms_norm(x, residual, weight, eps)
+
+
+def _launch_rms_norm(x, residual, weight, eps):
+    """(norm(x [+ residual]), x + residual or None), one program per row."""
+    x2 = _rows(x)
+    r2 = x2 if residual is None else _rows(residual)  # unread without a residual
+    out = torch.empty_like(x2)
+    res_out = out if residual is None else torch.empty_like(x2)  # unwritten without one
     if x2.shape[0]:
         n = x2.shape[1]
         _rms_norm_kernel[(x2.shape[0],)](
             x2, r2, weight, out, res_out, x2.stride(0), r2.stride(0), out.stride(0),
-            res_out.stride(0), eps, N=n, BLOCK=triton.next_power_of_2(n), HAS_RESIDUAL=True,
-            num_warps=_warps(n),
+            res_out.stride(0), eps, N=n, BLOCK=triton.next_power_of_2(n),
+            HAS_RESIDUAL=residual is not None, num_warps=1 if n <= 256 else 4 if n <= 4096 else 8,
         )  # fmt: skip
-    return out.view(x.shape), res_out.view(x.shape)
-
-
-def _warps(n: int) -> int:
-    return 1 if n <= 256 else 4 if n <= 4096 else 8
+    return out.view(x.shape), None if residual is None else res_out.view(x.shape)
 
 
 # ------------------------------------------------------------------------------- SiLU-and-mul
@@ -107,7 +102,7 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------- attention's prologue
 
 
-@triton.jit(do_not_specialize=["eps"])
+@triton.jit
 def _qk_norm_rope_kernel(
     QKV, Pos, QW, KW, Cos, Sin, QOut, KOut,
     stride_qkv, stride_qo, stride_ko, stride_cos, eps,
