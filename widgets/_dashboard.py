@@ -1,4 +1,4 @@
-"""Dashboard: the four views and the controls, laid out, and drawn from recorded frames.
+"""Dashboard: the views and the controls, laid out, and drawn from recorded frames.
 
 ::
 
@@ -10,6 +10,11 @@
     | sequence states (TimelineView)       |                           |
     +--------------------------------------+---------------------------+
     | step timing (TimingView)                                         |
+    +--------------------------------------+---------------------------+
+    | a request's block table              | requests (RequestsPanel)  |
+    | (BlockTableView)                     |                           |
+    +--------------------------------------+---------------------------+
+    | prefix cache (PrefixTreeView)                                    |
     +------------------------------------------------------------------+
 
 It knows nothing about the engine. The timeline and timing views read windows of the ``History``
@@ -65,35 +70,12 @@ class Dashboard:
         self.widget = W.VBox(
             [
                 self.controls.widget,
-                W.HBox(
-                    [
-                        W.VBox(
-                            [self.block_view.figure, self.timeline_view.figure],
-                            layout=W.Layout(width=LEFT_COLUMN_WIDTH, flex="0 0 auto"),
-                        ),
-                        W.Box(
-                            [self.metrics_panel.widget],
-                            layout=W.Layout(
-                                flex="1 1 auto", min_width=PANEL_MIN_WIDTH, padding="0 0 0 8px"
-                            ),
-                        ),
-                    ]
+                _beside(
+                    W.VBox([self.block_view.figure, self.timeline_view.figure]),
+                    self.metrics_panel.widget,
                 ),
                 self.timing_view.figure,
-                W.HBox(
-                    [
-                        W.Box(
-                            [self.block_table_view.widget],
-                            layout=W.Layout(width=LEFT_COLUMN_WIDTH, flex="0 0 auto"),
-                        ),
-                        W.Box(
-                            [self.requests_panel.widget],
-                            layout=W.Layout(
-                                flex="1 1 auto", min_width=PANEL_MIN_WIDTH, padding="0 0 0 8px"
-                            ),
-                        ),
-                    ]
-                ),
+                _beside(W.Box([self.block_table_view.widget]), self.requests_panel.widget),
                 self.prefix_tree_view.figure,
                 *(extra or []),  # invisible helpers (the redraw acknowledgement)
             ]
@@ -183,3 +165,12 @@ class Dashboard:
         self.status_error, self.status_version = error, self.status_version + 1
         color = "#b91c1c" if error else "#555"
         self.controls.status.value = f"<span style='color:{color}'>{escape(text)}</span>"
+
+
+def _beside(left: W.Box, panel: W.Widget) -> W.HBox:
+    """A row: ``left`` as the fixed-width left column, ``panel`` taking the rest."""
+    left.layout = W.Layout(width=LEFT_COLUMN_WIDTH, flex="0 0 auto")
+    right = W.Box(
+        [panel], layout=W.Layout(flex="1 1 auto", min_width=PANEL_MIN_WIDTH, padding="0 0 0 8px")
+    )
+    return W.HBox([left, right])
