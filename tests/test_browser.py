@@ -38,7 +38,7 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-GENERATE_TOKENS = 150  # cell 2's generate: one step per token, 50 ms of sleep each
+GENERATE_TOKENS = 60  # cell 2's generate: one step per token, 150 ms of sleep each
 SCREENSHOT_COPY = Path("/tmp/workbench_screenshot.png")
 FAILED_SCREENSHOT = Path("/tmp/workbench_failed.png")  # the page when an assertion failed
 
@@ -59,8 +59,8 @@ CELLS = [
     "wb = widgets.workbench(str(tiny_model_path()))\n"
     "wb.controls.max_tokens.value = 480\nwb.controls.copies.value = 12\nwb",
     # 2: a plain generate, slowed by an observer, so the views must update while the cell runs
-    # (for 8 s or more: a redraw's throttle may wait up to 2 s on a slow machine, _history.py)
-    "slow = wb.llm.subscribe(lambda record: time.sleep(0.05))\n"
+    # (for 9 s or more: a redraw's throttle may wait up to 2 s on a slow machine, _history.py)
+    "slow = wb.llm.subscribe(lambda record: time.sleep(0.15))\n"
     "outs = wb.llm.generate(['What is a block table?', 'How does prefix caching save work?'],\n"
     f"                       SamplingParams(temperature=0, max_tokens={GENERATE_TOKENS}, "
     "ignore_eos=True),\n"
