@@ -14,9 +14,9 @@
                        (``flush_events()``: no step is scheduled), collect every output
 
 The engine's observers (the workbench's ``_on_step``) see each step as it happens; the workbench
-redraws after ``step``, and the driver calls back (``redraw``) when the run loop stops. There is
-at most one stepping task: ``run()`` right after ``pause()``, before the task has seen the Pause
-(it may be waiting for the page), lets that task go on.
+redraws after ``step``, and the driver calls back (``redraw``, which waits for the page) when the
+run loop stops. There is at most one stepping task: ``run()`` right after ``pause()``, before the
+task has seen the Pause (it may be waiting for the page), lets that task go on.
 """
 
 from __future__ import annotations
@@ -143,6 +143,9 @@ class Driver:
         finally:
             self._running, self._task = False, None
             self.dashboard.show_running(False)
+            # acknowledged like a redraw: the views' redraw waits until the page has painted the
+            # toggle, so a Pause is answered on screen before the burst of figures that follows
+            self.backpressure.sent()
             if self.llm.closed:
                 self.dashboard.show_closed(True)
             else:

@@ -95,7 +95,7 @@ class Workbench:
             texts=self.texts,
         )
         self.controls = self.dashboard.controls
-        self.driver = Driver(llm, self.dashboard, self.backpressure, self.redraw)
+        self.driver = Driver(llm, self.dashboard, self.backpressure, self.redraw_when_ready)
         self._attach(llm)
         self.wiring = Wiring(self)  # the controls call the public API below
         self.redraw()
@@ -215,6 +215,14 @@ class Workbench:
             self.redraw()
         else:
             self._arm_timer()  # the page is still drawing the last redraw: ask again later
+
+    def redraw_when_ready(self) -> None:
+        """Redraw now if the page has drawn what was sent before, else once it has (the timer)."""
+        self._dirty = True
+        if self.backpressure.ready():
+            self.redraw()
+        elif self._timer is None:
+            self._arm_timer()
 
     def flush(self) -> None:
         """Redraw now if steps arrived since the last redraw."""
