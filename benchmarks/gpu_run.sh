@@ -11,7 +11,7 @@ timeout "${BENCH_TIMEOUT:-330}" python3 benchmarks/bench.py "$@" 2>&1 | tee "$OU
 if [ -n "${PROFILE:-}" ]; then
   timeout "${PROFILE_TIMEOUT:-150}" python3 benchmarks/profile_decode.py 2>&1 | tee "$OUT/profile.log"
 fi
-if [ -n "${TESTS:-1}" ]; then
+if [ -n "${TESTS-1}" ]; then
   timeout "${TESTS_TIMEOUT:-240}" python3 -m pytest -q -p no:cacheprovider -o addopts="" \
     tests/test_gpu.py tests/test_elementwise_kernels.py tests/test_triton_backend.py \
     tests/test_overlap.py tests/test_sampler.py tests/test_sampling_features.py \

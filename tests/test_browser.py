@@ -309,6 +309,26 @@ def settled_panel_step(page, quiet_s: float = 1.0, timeout: float = 10) -> int:
     pytest.fail(f"the panel kept changing for {timeout} s after Pause (last read: step {value})")
 
 
+# What a failure report shows of the page: the toggle, the kernel, the last presses.
+PAGE_STATE = """() => {
+  const b = [...document.querySelectorAll('button.widget-toggle-button')]
+    .find(b => ['Run', 'Pause'].includes(b.innerText.trim()));
+  return {toggle: b && {label: b.innerText.trim(), pressed: b.classList.contains('mod-active')},
+          kernel: window.jupyterapp?.shell?.currentWidget?.sessionContext?.session?.kernel?.status,
+          clicks: (window.__clicks ?? []).slice(-6), now: Date.now()};
+}"""
+
+
+def page_state(page, log: Path) -> str:
+    """The page's state and the server log's tail (the kernel's stderr), for a failure report."""
+    try:
+        state = json.dumps(page.evaluate(PAGE_STATE))
+    except Exception as e:  # the page itself may be what failed
+        state = f"(page unreadable: {e})"
+    tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+    return f"page state: {state}\njupyter log tail:\n{tail}"
+
+
 def button(page, label: str):
     return page.locator("button.jupyter-button", has_text=re.compile(rf"^\s*{label}\s*$")).first
 
@@ -497,6 +517,7 @@ def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
         except BaseException:
             page.screenshot(path=str(tmp_path / "failed.png"))
             shutil.copyfile(tmp_path / "failed.png", FAILED_SCREENSHOT)
+            print(page_state(page, tmp_path / "jupyter.log"))
             raise
         finally:
             browser.close()
