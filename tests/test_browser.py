@@ -4,7 +4,8 @@ What must hold: the dashboard renders (plotly's SVG for the block grid, timeline
 block grid's heatmap image), the metrics panel follows a plain ``llm.generate`` while the cell is
 still running (widget messages leave the busy kernel), Step / Add request / Run / Pause work from
 clicks, a request picked in the dropdown gets its block table drawn, a click on a block of the
-grid picks one of that block's owners, and no widget fails to display. Screenshots are saved
+grid picks one of that block's owners, a figure whose page model lost its messages (forced for
+the block grid, LOSE_SECOND_MODEL) is renewed, and no widget fails to display. Screenshots are saved
 under the test's tmp_path and copied to /tmp/workbench_screenshot.png (the page) and
 /tmp/workbench_<view>.png (the block table, the requests panel, the prefix tree).
 
@@ -70,7 +71,8 @@ CELLS = [
     "import json\noffset = time.time() - time.perf_counter()\n"
     "ends = [round(1e3 * (f.record.time + offset), 1) for f in wb.history.frames]\n"
     "print('ENDS=' + json.dumps(ends))\n"
-    "print('LAST=' + str(wb.history.frames[-1].record.step))",
+    "print('LAST=' + str(wb.history.frames[-1].record.step))\n"
+    "print('RENEWED=' + ','.join(wb.renewed))",
     # 4: a block some request holds, in the snapshot shown (the grid click below targets it)
     "owned = min(wb.dashboard.snapshot.owners)\n"
     "print(f'OWNED={owned},{wb.block_view.position(owned)[0]},{wb.block_view.position(owned)[1]}')",
@@ -97,6 +99,14 @@ CLIPPED_FIGURES = """() => [...document.querySelectorAll('.js-plotly-plot')].fla
 PAUSE_CLICKS = 10
 PAUSE_LATENCY_S = 0.5  # click -> the kernel's answer drawn (the toggle reads "Run" again)
 
+# anywidget gives a model 2 s to load its module, then drops every message to it: on a busy 2-core
+# machine plotly's 4.9 MB module can take longer, and the figure stays blank. This makes it
+# happen every time to the second model the page sets up (the block grid; DrawAck is the
+# first): the workbench must see the blank figure and renew it (Dashboard.renew).
+LOSE_SECOND_MODEL = """{
+  const timeout = AbortSignal.timeout; let calls = 0;
+  AbortSignal.timeout = (ms) => timeout.call(AbortSignal, ms === 2000 && ++calls === 2 ? 1 : ms);
+}"""
 # Records the page-clock time of every button press (capture phase: before any widget handler).
 RECORD_CLICKS = """() => {
   window.__clicks = [];
@@ -405,6 +415,7 @@ def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
                 "console", lambda m: console_errors.append(m.text) if m.type == "error" else None
             )
             page.on("pageerror", lambda e: console_errors.append(f"pageerror: {e}"))
+            page.add_init_script(LOSE_SECOND_MODEL)
             page.goto(f"{lab}/lab/tree/workbench.ipynb?reset")
             wait_until(page, lambda: page.evaluate(KERNEL_STATUS) == "idle", 90, "an idle kernel")
             run_cell(page, 0)  # cell 1 (one at a time, as a person would: see run_next_cell)
@@ -479,6 +490,10 @@ def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
             run_cell(page, 2)  # cell 3: when each step ended
             ends = json.loads(wait_until(page, lambda: step_ends(page), 30, "the step times"))
             last_step = int(wait_until(page, lambda: last_step_text(page), 30, "the last step"))
+            renewed = printed(page, "RENEWED")
+            assert renewed is not None and "blocks" in renewed.split(","), (
+                f"the block grid's lost model was not renewed (renewed: {renewed!r})"
+            )
             assert paused == last_step, (
                 f"the panel settled on step {paused}, the kernel ran {last_step}"
             )

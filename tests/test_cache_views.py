@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from plotly.callbacks import Points
@@ -134,6 +136,36 @@ def test_clicks_on_the_grid_and_timeline_pick(wb):
     assert wb.block_table_view.picked == a
     free = wb.llm.block_manager.num_blocks - 1  # never allocated in this short run
     assert owner_to_pick(wb.dashboard.snapshot, free, a) is None
+
+
+def test_a_figure_the_page_drew_blank_is_renewed_and_still_answers_clicks(wb):
+    """The page reports (DrawAck.blank) a figure whose model lost its messages: the dashboard
+    puts a new FigureWidget with the same data and layout in its box, clicks reach the new one,
+    and after MAX_RENEWALS tries the status line says so."""
+    from widgets._workbench import MAX_RENEWALS
+
+    a = wb.add_request(SYSTEM + QUESTIONS[0], max_tokens=8, ignore_eos=True)
+    wb.step(2)
+    old = wb.block_view.figure
+    wb.backpressure.ack.blank = ["blocks"]  # as the page does
+    new = wb.block_view.figure
+    assert new is not old and wb.renewed == ["blocks"]
+    assert wb.dashboard.figure_boxes["blocks"].children == (new,)
+    assert new.layout.title.text == old.layout.title.text
+    np.testing.assert_array_equal(np.asarray(new.data[0].z), np.asarray(old.data[0].z))
+    x, y = wb.block_view.position(wb.llm.request_sequences(a)[0].block_table[0])
+    click = Points(point_inds=[[y, x]], xs=[x], ys=[y], trace_name="blocks", trace_index=0)
+    new.data[0]._dispatch_on_click(click, None)
+    assert wb.block_table_view.picked == a
+    wb.step(1)  # redraws go to the new figure
+    assert new.layout.title.text.startswith(f"KV cache blocks after step {wb.shown_step}")
+    for _ in range(MAX_RENEWALS + 1):  # the page keeps drawing it blank
+        wb.backpressure.ack.blank = []
+        wb.backpressure.ack.blank = ["blocks"]
+    assert wb.renewed == ["blocks"] * MAX_RENEWALS
+    assert "did not set up the blocks view" in wb.controls.status.value
+    wb.backpressure.ack.blank = ["no such view"]  # ignored
+    assert wb.renewed == ["blocks"] * MAX_RENEWALS
 
 
 # ---- prefix tree --------------------------------------------------------------------------------
@@ -286,6 +318,10 @@ def test_request_rows_equal_the_engines_sequences(wb):
     for s, html in zip(shown, drawn, strict=True):
         seq = wb.llm.request_sequences(s.seq_id)[0]
         assert html.startswith(f"{s.seq_id}</b>") and seq.status.value in html
+        # a long line is clipped at the panel's edge: its whole text is the line's tooltip
+        (text_line,) = re.findall(r"title='([^']*)'>([^<]*)</div>", html)
+        assert text_line[0] == text_line[1] and " → " in text_line[0]
+        assert f"title='seq {s.seq_id} {seq.status.value}" in panel.table.value
 
 
 def test_abort_from_a_row(wb):

@@ -16,6 +16,12 @@ sends a click's message before its pong, on the same connection, and the kernel 
 order: so a Pause clicked during a step is handled before the next step starts (at most one step
 after the click), however fast the steps are.
 
+The same view also reports figures the page left blank (``blank``: the names of the dashboard's
+figure boxes whose plot was drawn with no trace; every live figure has one from its start). That
+happens when anywidget gave up on a figure's model: it allows a model 2 s to load its module
+(plotly's is 4.9 MB, loaded once per figure, so a busy 2-core machine can take longer) and then
+drops every message to it. The Wiring has the Workbench renew those figures.
+
 With no view ever drawn (nbval, scripts, tests without a browser) nothing waits. A ping unanswered
 for ``timeout`` (the tab was closed; or a cell is busy in ``generate``, so the answer waits in the
 kernel's queue) counts as "no page": redraws go out at most once per ``timeout`` and Run stops
@@ -43,10 +49,30 @@ export default {
       model.save_changes();
     }, 0));
     const echo = () => { model.set("tock", model.get("tick")); model.save_changes(); };
+    // the dashboard's figures drawn with no trace (their model lost its messages): report them
+    let reported = "[]";
+    const check = () => {
+      const root = el.closest(".nanovllm-dashboard");
+      const blank = root ? [...root.querySelectorAll(".nanovllm-figure")].filter((box) => {
+        const plot = box.querySelector(".js-plotly-plot");
+        return plot && plot._fullLayout && Array.isArray(plot.data) && plot.data.length === 0;
+      }).map((box) => [...box.classList].find((c) => c.startsWith("nanovllm-figure-")).slice(16))
+        : [];
+      if (JSON.stringify(blank) !== reported) {
+        reported = JSON.stringify(blank);
+        model.set("blank", blank);
+        model.save_changes();
+      }
+    };
+    const checking = setInterval(check, 1000);
     model.on("change:ping", answer);
     model.on("change:tick", echo);
     answer();  // a new view says it is there
-    return () => { model.off("change:ping", answer); model.off("change:tick", echo); };
+    return () => {
+      clearInterval(checking);
+      model.off("change:ping", answer);
+      model.off("change:tick", echo);
+    };
   },
 };
 """
@@ -55,13 +81,14 @@ export default {
 class DrawAck(anywidget.AnyWidget):
     """An invisible view. It answers each ``ping`` with a ``pong`` once the page has painted (what
     was sent before is drawn), and each ``tick`` with a ``tock`` at once (what was clicked before
-    is on its way to the kernel)."""
+    is on its way to the kernel); ``blank`` lists the dashboard's figures drawn empty."""
 
     _esm = traitlets.Unicode(_ESM).tag(sync=True)
     ping = traitlets.Int(0).tag(sync=True)
     pong = traitlets.Int(-1).tag(sync=True)  # -1: no view has answered yet
     tick = traitlets.Int(0).tag(sync=True)
     tock = traitlets.Int(0).tag(sync=True)
+    blank = traitlets.List(traitlets.Unicode()).tag(sync=True)  # figure names, from the page
 
 
 class Backpressure:

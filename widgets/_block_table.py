@@ -36,7 +36,7 @@ from nanovllm.engine.observe.block_table import (
 )
 from nanovllm.engine.observe.snapshot import BLOCK_STATE_COLORS, BLOCK_STATE_NAMES, EngineSnapshot
 
-from ._layout import FIGURE_WIDTH
+from ._layout import FIGURE_WIDTH, figure_box
 from ._texts import SequenceText
 
 MAX_ROWS = 24  # logical blocks drawn: the first and the last MAX_ROWS // 2 of a longer table
@@ -104,10 +104,11 @@ class BlockTableView:
                 yaxis=dict(autorange="reversed", showgrid=False, zeroline=False),
             ),
         )
+        self.figure_box = figure_box("block_table", self.figure)  # Dashboard.renew swaps it
         self.widget = W.VBox(
             [
                 W.HBox([self.picker, self.summary], layout=W.Layout(align_items="center")),
-                self.figure,
+                self.figure_box,
             ]
         )
         self.widget.add_class("nanovllm-block-table")  # for the browser test to find it

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from html import escape
 
 import ipywidgets as W
+import plotly.graph_objects as go
 
 from nanovllm.engine.observe.snapshot import EngineSnapshot
 
@@ -35,7 +36,7 @@ from ._block_table import BlockTableView
 from ._blocks import BlockView
 from ._controls import Controls
 from ._history import Frame, History
-from ._layout import LEFT_COLUMN_WIDTH, PANEL_MIN_WIDTH
+from ._layout import LEFT_COLUMN_WIDTH, PANEL_MIN_WIDTH, figure_box
 from ._metrics import MetricsPanel
 from ._prefix_tree import PrefixTreeView
 from ._requests import RequestsPanel
@@ -66,20 +67,31 @@ class Dashboard:
         self.controls = Controls()
         self.syncing = False  # True while code (not the user) changes a control
         self.status_error, self.status_version = False, 0  # what the status line shows, and when
+        # every live figure, by the name the page reports it under (see renew)
+        self.views = {
+            "blocks": self.block_view,
+            "timeline": self.timeline_view,
+            "timing": self.timing_view,
+            "block_table": self.block_table_view,
+            "prefix_tree": self.prefix_tree_view,
+        }
+        box = {n: figure_box(n, v.figure) for n, v in self.views.items() if n != "block_table"}
+        self.figure_boxes = {**box, "block_table": self.block_table_view.figure_box}
         # the grid and the timeline share the left column, so the tall panel leaves no gap
         self.widget = W.VBox(
             [
                 self.controls.widget,
                 _beside(
-                    W.VBox([self.block_view.figure, self.timeline_view.figure]),
+                    W.VBox([box["blocks"], box["timeline"]]),
                     self.metrics_panel.widget,
                 ),
-                self.timing_view.figure,
+                box["timing"],
                 _beside(W.Box([self.block_table_view.widget]), self.requests_panel.widget),
-                self.prefix_tree_view.figure,
+                box["prefix_tree"],
                 *(extra or []),  # invisible helpers (the redraw acknowledgement)
             ]
         )
+        self.widget.add_class("nanovllm-dashboard")  # the page's checks look inside it
 
     def draw(
         self,
@@ -121,6 +133,25 @@ class Dashboard:
         self.block_view.highlight(blocks, "" if picked is None else f"seq {picked}")
         self.requests_panel.draw(snap)
         self.prefix_tree_view.draw(snap)
+
+    # ---- figures the page failed to set up ------------------------------------------------------
+    def renew(self, names) -> list[str]:
+        """Give each named figure a new FigureWidget with the same data and layout, in the same
+        box; returns the names renewed. For a figure whose page model was lost: anywidget gives a
+        model 2 s to load its module (plotly's is 4.9 MB, loaded once per figure) and, past that,
+        drops every message to it, so the figure stays blank. A new model loads on a page that
+        is no longer busy. Click handlers are the caller's to wire again (``Wiring``)."""
+        renewed = []
+        for name in names:
+            view = self.views.get(name)
+            if view is None:
+                continue
+            old = view.figure
+            view.figure = go.FigureWidget(old)
+            self.figure_boxes[name].children = (view.figure,)
+            old.close()
+            renewed.append(name)
+        return renewed
 
     # ---- controls, changed by code -------------------------------------------------------------
     @contextmanager

@@ -37,6 +37,9 @@ STATUS_COLORS = {
     "FINISHED": "#047857",
 }
 _LINE = "white-space:nowrap;overflow:hidden;text-overflow:ellipsis"
+# An HTML widget's content is a flex item, which by default is never narrower than its longest
+# line: without this a long row runs past the panel's edge, cut off with no "…".
+_CSS = "<style>.nanovllm-requests .widget-html-content{min-width:0}</style>"
 ROW_HEIGHT = "38px"  # a row of the table and the Abort button beside it
 
 
@@ -77,6 +80,7 @@ class RequestsPanel:
         self.slots = [RequestSlot() for _ in range(max_rows)]
         self.widget = W.VBox(
             [
+                W.HTML(_CSS, layout=W.Layout(display="none")),
                 self.header,
                 W.HBox(
                     [
@@ -127,14 +131,16 @@ class RequestsPanel:
         ]
         if r.num_preemptions:
             figures.append(f"preempted {r.num_preemptions}x")
+        details, text = " · ".join(figures), self._text(r)
+        line = f"seq {r.seq_id} {state} · {details}"
         return (
             "<div style='font-family:monospace;font-size:12px;line-height:17px;"
             f"height:{ROW_HEIGHT};overflow:hidden;border-bottom:1px solid #eee;"
             "box-sizing:border-box'>"
-            f"<div style='{_LINE}'><b>seq {r.seq_id}</b> "
-            f"<span style='color:{color}'>{escape(state)}</span> · {' · '.join(figures)}</div>"
-            f"<div style='{_LINE};color:#374151'>{escape(self._text(r))}</div></div>"
-        )
+            f"<div style='{_LINE}' title='{escape(line)}'><b>seq {r.seq_id}</b> "
+            f"<span style='color:{color}'>{escape(state)}</span> · {escape(details)}</div>"
+            f"<div style='{_LINE};color:#374151' title='{escape(text)}'>{escape(text)}</div></div>"
+        )  # a clipped line ends in "…"; hovering it shows the whole line
 
     def _text(self, r: RequestRow) -> str:
         p, n = r.num_prompt_tokens, r.num_prompt_tokens + r.num_completion_tokens

@@ -9,6 +9,7 @@
     until / request id -> wb.breakpoint = Breakpoint(event, request id) (None: "until: -")
     request dropdown -> wb.pick(seq)    a grid cell -> wb.pick_block(b)   a timeline row -> wb.pick
     a request row's Abort -> wb.abort(seq)
+    a figure the page left blank -> wb.renew_figures(names) (reported by the DrawAck view)
 
 A control changed by code (``Dashboard.by_code()``) acts on nothing. ``guard`` runs an action and
 shows a failure in the status line, where it stays until an action succeeds (failing actions only
@@ -44,6 +45,9 @@ class Wiring:
             lambda ch: self._by_user(lambda: setattr(b, "integrity_overlay", ch["new"])), "value"
         )
         self._wire_cache_views()
+        bench.backpressure.ack.observe(
+            lambda ch: ch["new"] and self.guard(lambda: b.renew_figures(ch["new"])), "blank"
+        )
 
     def _wire_cache_views(self) -> None:
         b = self.bench
@@ -54,22 +58,28 @@ class Wiring:
             slot.abort_button.on_click(
                 lambda _, s=slot: self.guard(lambda: s.seq_id is not None and b.abort(s.seq_id))
             )
-        ncols, per_cell = b.block_view.ncols, b.block_view.per_cell
+        self.wire_figure_clicks()
 
-        def on_grid(trace, points, state) -> None:
-            if points.xs:
-                # a cell of a large cache stands for per_cell blocks: pick its first held one
-                first = (int(points.ys[0]) * ncols + int(points.xs[0])) * per_cell
-                owners = b.dashboard.snapshot.owners if b.dashboard.snapshot else {}
-                held = [k for k in range(first, first + per_cell) if k in owners]
-                self.guard(lambda: b.pick_block(held[0] if held else first))
+    def wire_figure_clicks(self) -> None:
+        """Clicks on the grid and the timeline (again after ``Dashboard.renew`` made new
+        figures)."""
+        b = self.bench
+        b.block_view.figure.data[0].on_click(self._on_grid)
+        b.timeline_view.figure.data[0].on_click(self._on_timeline)
 
-        def on_timeline(trace, points, state) -> None:
-            if points.ys:
-                self.guard(lambda: b.pick(int(str(points.ys[0]).split()[-1])))
+    def _on_grid(self, trace, points, state) -> None:
+        if points.xs:
+            # a cell of a large cache stands for per_cell blocks: pick its first held one
+            b = self.bench
+            ncols, per_cell = b.block_view.ncols, b.block_view.per_cell
+            first = (int(points.ys[0]) * ncols + int(points.xs[0])) * per_cell
+            owners = b.dashboard.snapshot.owners if b.dashboard.snapshot else {}
+            held = [k for k in range(first, first + per_cell) if k in owners]
+            self.guard(lambda: b.pick_block(held[0] if held else first))
 
-        b.block_view.figure.data[0].on_click(on_grid)
-        b.timeline_view.figure.data[0].on_click(on_timeline)
+    def _on_timeline(self, trace, points, state) -> None:
+        if points.ys:
+            self.guard(lambda: self.bench.pick(int(str(points.ys[0]).split()[-1])))
 
     def guard(self, action: Callable[[], object]) -> None:
         """Run a control's action; a failure is shown in the status line, not raised."""

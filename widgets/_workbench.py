@@ -53,6 +53,7 @@ from ._wiring import Wiring
 # at redraws, and time travel shows the nearest earlier ones. StepRecords, and so the timeline and
 # timing, are always kept.
 SNAPSHOT_SHARE = 0.01
+MAX_RENEWALS = 3  # new figure widgets per view, when the page keeps drawing it blank
 
 
 class Workbench:
@@ -82,6 +83,7 @@ class Workbench:
         self._replay_panel: ReplayPanel | None = None
         self.frozen: list[FrozenFigure] = []  # every figure freeze() made, in order
         self.redraws = 0  # how many times the views were redrawn (the throttle's effect)
+        self.renewed: list[str] = []  # figures renewed because the page drew them blank
         self.observer_time = 0.0  # seconds spent in the step observer, redraws included
         llm = LLM(self.model, **self.config)
         cfg = llm.config
@@ -450,6 +452,23 @@ class Workbench:
         self.redraw()
 
     # ---- display ---------------------------------------------------------------------------------
+    def renew_figures(self, names: list[str]) -> list[str]:
+        """New figure widgets for the views the page drew blank (``Dashboard.renew``), at most
+        ``MAX_RENEWALS`` times each; returns the names renewed (also kept in ``renewed``)."""
+        names = [n for n in names if self.renewed.count(n) < MAX_RENEWALS]
+        done = self.dashboard.renew(names)
+        if done:
+            self.renewed += done
+            self.wiring.wire_figure_clicks()
+        given_up = sorted({n for n in self.renewed if self.renewed.count(n) >= MAX_RENEWALS})
+        if given_up and not done:
+            self.dashboard.set_status(
+                f"the browser did not set up the {', '.join(given_up)} view(s); run the cell "
+                "that shows the workbench again",
+                error=True,
+            )
+        return done
+
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
