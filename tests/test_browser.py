@@ -78,6 +78,8 @@ CELLS = [
     # 5: whom the click picked, and that block's owners
     "print(f'PICKED={wb.block_table_view.picked}')\n"
     "print('OWNERS=' + ','.join(map(str, wb.dashboard.snapshot.owners[owned])))",
+    # 6: the figures renewed (the lost-model test runs only cells 1 and 6)
+    "print('RENEWED_LIST=' + repr(wb.renewed))",
 ]
 VIEW_SHOTS = ("block_table", "requests", "prefix_tree")
 # The page position of grid cell (column, row): plotly's axes map data to pixels.
@@ -104,6 +106,13 @@ PAUSE_CLICKS = 10
 PAUSE_LATENCY_S = 0.25
 PAUSE_LATENCY_MAX_S = 1.5
 
+# anywidget gives a model 2 s to load its module, then drops every message to it: on a busy 2-core
+# machine plotly's 4.9 MB module can take longer and the figure stays blank. This makes it happen,
+# every time, to the second model the page sets up (the block grid; DrawAck is the first).
+LOSE_SECOND_MODEL = """{
+  const timeout = AbortSignal.timeout; let calls = 0;
+  AbortSignal.timeout = (ms) => timeout.call(AbortSignal, ms === 2000 && ++calls === 2 ? 1 : ms);
+}"""
 # Records the page-clock time of every button press (capture phase: before any widget handler).
 RECORD_CLICKS = """() => {
   window.__clicks = [];
@@ -535,3 +544,35 @@ def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
         e for e in console_errors if re.search(r"widget|plotly|anywidget|comm", e, re.I)
     ]
     assert not widget_errors, widget_errors
+
+
+def test_a_figure_whose_page_model_was_lost_is_renewed(lab, tmp_path):
+    """The block grid's model loses its messages in the page (LOSE_SECOND_MODEL), so it is drawn
+    blank; the page reports it (DrawAck.blank) and the workbench renews it (Dashboard.renew): the
+    grid is drawn with its heatmap and title, and ``wb.renewed`` names it."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2000})
+            page.add_init_script(LOSE_SECOND_MODEL)
+            page.goto(f"{lab}/lab/tree/workbench.ipynb?reset")
+            wait_until(page, lambda: page.evaluate(KERNEL_STATUS) == "idle", 90, "an idle kernel")
+            run_cell(page, 0)
+            grid = page.locator(".nanovllm-figure-blocks .js-plotly-plot")
+            grid.locator(".heatmaplayer").wait_for(state="attached", timeout=90_000)
+            assert grid.locator(".gtitle").text_content().startswith("KV cache blocks")
+            wait_until(page, lambda: page.evaluate(KERNEL_STATUS) == "idle", 60, "cell 1 to finish")
+            run_cell(page, 5)
+            renewed = wait_until(page, lambda: printed(page, "RENEWED_LIST"), 30, "wb.renewed")
+            print(f"renewed: {renewed}")
+            assert "'blocks'" in renewed, renewed
+            assert page.get_by_text("Error displaying widget").count() == 0
+        except BaseException:
+            page.screenshot(path=str(tmp_path / "failed.png"))
+            shutil.copyfile(tmp_path / "failed.png", FAILED_SCREENSHOT)
+            print(page_state(page, tmp_path / "jupyter.log"))
+            raise
+        finally:
+            browser.close()
