@@ -70,16 +70,15 @@ CELLS = [
     "import json\noffset = time.time() - time.perf_counter()\n"
     "ends = [round(1e3 * (f.record.time + offset), 1) for f in wb.history.frames]\n"
     "print('ENDS=' + json.dumps(ends))\n"
-    "print('LAST=' + str(wb.history.frames[-1].record.step))\n"
-    "print('RENEWED=' + ','.join(wb.renewed))",
+    "print('LAST=' + str(wb.history.frames[-1].record.step))",
     # 4: a block some request holds, in the snapshot shown (the grid click below targets it)
     "owned = min(wb.dashboard.snapshot.owners)\n"
     "print(f'OWNED={owned},{wb.block_view.position(owned)[0]},{wb.block_view.position(owned)[1]}')",
     # 5: whom the click picked, and that block's owners
     "print(f'PICKED={wb.block_table_view.picked}')\n"
     "print('OWNERS=' + ','.join(map(str, wb.dashboard.snapshot.owners[owned])))",
-    # 6: the figures renewed (the lost-model test runs only cells 1 and 6)
-    "print('RENEWED_LIST=' + repr(wb.renewed))",
+    # 6: the figures renewed because the page drew them blank (anywidget's 2 s set-up limit)
+    "print('RENEWED=' + repr(wb.renewed))",
 ]
 VIEW_SHOTS = ("block_table", "requests", "prefix_tree")
 # The page position of grid cell (column, row): plotly's axes map data to pixels.
@@ -345,6 +344,20 @@ def page_state(page, log: Path) -> str:
     return f"page state: {state}\njupyter log tail:\n{tail}"
 
 
+def report_failure(page, tmp_path: Path) -> None:
+    """The page as it was when a test failed: a screenshot (kept at FAILED_SCREENSHOT), its state
+    and the server log's tail, printed."""
+    page.screenshot(path=str(tmp_path / "failed.png"))
+    shutil.copyfile(tmp_path / "failed.png", FAILED_SCREENSHOT)
+    print(page_state(page, tmp_path / "jupyter.log"))
+
+
+def renewed_figures(page) -> str:
+    """``wb.renewed`` as cell 6 prints it (runs the cell)."""
+    run_cell(page, 5)
+    return wait_until(page, lambda: printed(page, "RENEWED"), 30, "wb.renewed")
+
+
 def button(page, label: str):
     return page.locator("button.jupyter-button", has_text=re.compile(rf"^\s*{label}\s*$")).first
 
@@ -495,7 +508,6 @@ def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
             run_cell(page, 2)  # cell 3: when each step ended
             ends = json.loads(wait_until(page, lambda: step_ends(page), 30, "the step times"))
             last_step = int(wait_until(page, lambda: last_step_text(page), 30, "the last step"))
-            print(f"figures renewed: {printed(page, 'RENEWED')!r}")  # blank ones (anywidget's 2 s)
             assert paused == last_step, (
                 f"the panel settled on step {paused}, the kernel ran {last_step}"
             )
@@ -533,10 +545,9 @@ def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
 
             pick_a_request_and_click_a_block(page, tmp_path)
             assert page.get_by_text("Error displaying widget").count() == 0
+            print(f"figures renewed: {renewed_figures(page)}")
         except BaseException:
-            page.screenshot(path=str(tmp_path / "failed.png"))
-            shutil.copyfile(tmp_path / "failed.png", FAILED_SCREENSHOT)
-            print(page_state(page, tmp_path / "jupyter.log"))
+            report_failure(page, tmp_path)
             raise
         finally:
             browser.close()
@@ -564,15 +575,12 @@ def test_a_figure_whose_page_model_was_lost_is_renewed(lab, tmp_path):
             grid.locator(".heatmaplayer").wait_for(state="attached", timeout=90_000)
             assert grid.locator(".gtitle").text_content().startswith("KV cache blocks")
             wait_until(page, lambda: page.evaluate(KERNEL_STATUS) == "idle", 60, "cell 1 to finish")
-            run_cell(page, 5)
-            renewed = wait_until(page, lambda: printed(page, "RENEWED_LIST"), 30, "wb.renewed")
+            renewed = renewed_figures(page)
             print(f"renewed: {renewed}")
             assert "'blocks'" in renewed, renewed
             assert page.get_by_text("Error displaying widget").count() == 0
         except BaseException:
-            page.screenshot(path=str(tmp_path / "failed.png"))
-            shutil.copyfile(tmp_path / "failed.png", FAILED_SCREENSHOT)
-            print(page_state(page, tmp_path / "jupyter.log"))
+            report_failure(page, tmp_path)
             raise
         finally:
             browser.close()

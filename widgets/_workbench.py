@@ -211,12 +211,8 @@ class Workbench:
 
     def _on_timer(self) -> None:
         self._timer = None
-        if not self._dirty or self.closed:
-            return
-        if self.backpressure.ready():
-            self.redraw()
-        else:
-            self._arm_timer()  # the page is still drawing the last redraw: ask again later
+        if self._dirty and not self.closed:
+            self.redraw_when_ready()  # the page may still be drawing the last redraw: re-armed
 
     def redraw_when_ready(self) -> None:
         """Redraw now if the page has drawn what was sent before, else once it has (the timer)."""
