@@ -61,6 +61,9 @@ class Config:
     # (torch.compile fuses the torch code), "torch" (eager); "auto": triton on CUDA unless
     # enforce_eager, else torch
     elementwise: str = "torch"
+    # the automatic KV-cache size keeps at most this many blocks beyond what the running sequences
+    # can use (max_num_seqs x max_blocks_per_seq), for prefix-cache hits; None: as many again
+    prefix_cache_blocks: int | None = None
 
     def __post_init__(self) -> None:
         self._check_positive("max_num_batched_tokens", "max_num_seqs", "max_model_len")
@@ -109,6 +112,13 @@ class Config:
             raise ConfigError(
                 "overlap_scheduling=True needs tensor_parallel_size=1 (the worker ranks would need "
                 "each step's tokens before the next is launched); pass overlap_scheduling=False"
+            )
+        if self.prefix_cache_blocks is not None and (
+            not isinstance(self.prefix_cache_blocks, int) or self.prefix_cache_blocks < 0
+        ):
+            raise ConfigError(
+                f"prefix_cache_blocks={self.prefix_cache_blocks!r} must be an integer >= 0 "
+                "(or None: as many blocks as the running sequences can use)"
             )
         self._check_tensor_parallel()
         self._check_sliding_window()
@@ -178,11 +188,26 @@ class Config:
         """The same config with the KV-cache size decided (after a memory probe)."""
         return dataclasses.replace(self, num_kvcache_blocks=num_blocks)
 
-    def default_cpu_num_blocks(self) -> int:
-        """CPU has no memory probe: a fixed budget, capped at what max_num_seqs can ever use."""
-        by_budget = CPU_KVCACHE_BYTES // self.kv_bytes_per_block
-        by_use = self.max_blocks_per_seq * self.max_num_seqs
-        return max(self.max_blocks_per_seq, min(by_budget, by_use))
+    @property
+    def max_useful_blocks(self) -> int:
+        """The most KV blocks this configuration can use: every running sequence at its longest
+        (``max_num_seqs x max_blocks_per_seq``), plus ``prefix_cache_blocks`` kept for hits."""
+        working_set = self.max_num_seqs * self.max_blocks_per_seq
+        cached = working_set if self.prefix_cache_blocks is None else self.prefix_cache_blocks
+        return working_set + cached
+
+    def auto_num_blocks(self, budget_bytes: int) -> tuple[int, int | None]:
+        """The automatic KV-cache size for ``budget_bytes`` of memory (the probe's on CUDA,
+        ``CPU_KVCACHE_BYTES`` on CPU): ``(num_blocks, cap)``, where ``cap`` is
+        ``max_useful_blocks`` when it was the smaller (the caller logs it) and else None.
+
+        A tiny model on a big GPU would otherwise get millions of blocks (the teaching model on an
+        H200: ~120 GiB / 8 KiB per block), each a Python object in the block manager."""
+        by_budget = max(0, budget_bytes) // self.kv_bytes_per_block
+        cap = self.max_useful_blocks
+        if by_budget > cap:
+            return cap, cap
+        return by_budget, None
 
     @classmethod
     def from_model(cls, model: str | Path, **overrides: Any) -> Config:

@@ -14,6 +14,7 @@ input ids on the device, so the host never waits for it.
 from __future__ import annotations
 
 import gc
+import logging
 import time
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from nanovllm.attention import AttentionMetadata, get_backend, resolve_backend_name
-from nanovllm.config import Config
+from nanovllm.config import CPU_KVCACHE_BYTES, Config
 from nanovllm.engine.core.batch import SamplerOutput
 from nanovllm.engine.runner.executor import RunTiming
 from nanovllm.engine.runner.inputs import StepInputs
@@ -30,6 +31,8 @@ from nanovllm.layers.sampler import Sampler, Samples
 from nanovllm.models import get_model_class
 from nanovllm.utils.loader import load_model
 from nanovllm.utils.transfer import to_device
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -107,13 +110,33 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
         return alloc(self._kv_shape(num_blocks), dtype=self.dtype, device=self.device)
 
     def _auto_num_blocks(self) -> int:
-        if not self.is_cuda:
-            return self.config.default_cpu_num_blocks()
-        from nanovllm.engine.runner.memory import probe_num_blocks
+        """What the memory allows (the probe on CUDA, a fixed budget on CPU), capped at what the
+        configuration can use (``Config.auto_num_blocks``); the cap is logged and reported."""
+        if self.is_cuda:
+            from nanovllm.engine.runner.memory import probe_kv_budget
 
-        num_blocks, self.memory_report = probe_num_blocks(
-            self.config, self.allocate_kv_cache, self.forward_logits
-        )
+            budget, self.memory_report = probe_kv_budget(
+                self.config, self.allocate_kv_cache, self.forward_logits
+            )
+        else:
+            budget, self.memory_report = (
+                CPU_KVCACHE_BYTES,
+                {"kv_budget_gib": CPU_KVCACHE_BYTES / 2**30},
+            )
+        num_blocks, cap = self.config.auto_num_blocks(budget)
+        if not self.is_cuda:  # a fixed budget, not a measurement: always room for one sequence
+            num_blocks = max(num_blocks, self.config.max_blocks_per_seq)
+        self.memory_report.update(num_blocks=num_blocks, capped_at=cap)
+        self.memory_report["kv_cache_gib"] = num_blocks * self.config.kv_bytes_per_block / 2**30
+        if cap is not None and self.tp.rank == 0:
+            log.info(
+                "KV cache: %d blocks, capped at what max_num_seqs=%d x %d blocks per sequence "
+                "(+ prefix_cache_blocks) can use; the memory budget allowed %d",
+                num_blocks,
+                self.config.max_num_seqs,
+                self.config.max_blocks_per_seq,
+                budget // self.config.kv_bytes_per_block,
+            )
         return num_blocks
 
     # ---- one step --------------------------------------------------------------------------------
