@@ -53,10 +53,11 @@ from nanovllm.engine.core.detokenizer import StopChecker
 from nanovllm.engine.core.events import SequenceEvent, StepRecord, StepTiming
 from nanovllm.engine.core.scheduler import Scheduler
 from nanovllm.engine.core.sequence import FinishReason, Sequence, SequenceStatus
+from nanovllm.engine.observe import html  # noqa: F401  (attaches core's notebook tables)
 from nanovllm.engine.observe.metrics import MetricsCollector
 from nanovllm.engine.observe.snapshot import EngineSnapshot, take_snapshot
 from nanovllm.engine.requests import RequestTable, new_sequences, parse_prompt, stamp_times
-from nanovllm.engine.runner.executor import Executor, Launched, make_executor
+from nanovllm.engine.runner.executor import Executor, Launched
 from nanovllm.engine.runner.inputs import prepare_inputs
 from nanovllm.errors import (
     EngineClosedError,
@@ -450,6 +451,18 @@ class LLMEngine:
 
     def reset_metrics(self) -> None:
         self.metrics.reset()
+
+
+def make_executor(config: Config) -> Executor:
+    """The executor for ``config``: a ModelRunner in this process for one rank, else a WorkerGroup
+    of spawned ranks. Chosen here, above runner/ and parallel/ (runner never imports parallel)."""
+    if config.tensor_parallel_size == 1:
+        from nanovllm.engine.runner.model_runner import ModelRunner
+
+        return ModelRunner(config)
+    from nanovllm.engine.parallel.worker_group import WorkerGroup
+
+    return WorkerGroup(config)
 
 
 def _load_tokenizer(path: str):

@@ -89,11 +89,6 @@ class ScheduledBatch:
         decode = self.num_decode_tokens
         return Phase.of(self.num_tokens - decode, decode)
 
-    def _repr_html_(self) -> str:
-        from nanovllm.engine.observe.html import batch_html
-
-        return batch_html(self)
-
 
 @dataclass
 class SamplerOutput:

@@ -246,8 +246,3 @@ class BlockManager:
                         f"but {expected} sequence(s) hold it"
                     )
         return problems
-
-    def _repr_html_(self) -> str:
-        from nanovllm.engine.observe.html import block_manager_html
-
-        return block_manager_html(self)

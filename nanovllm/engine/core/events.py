@@ -123,8 +123,3 @@ class StepRecord:
         and the tokens computed, negative for a decode-only step (nano-vllm's convention)."""
         num_tokens = self.num_prefill_tokens or -self.num_decode_tokens
         return iter((list(self.finished_outputs), num_tokens))
-
-    def _repr_html_(self) -> str:
-        from nanovllm.engine.observe.html import step_record_html
-
-        return step_record_html(self)

@@ -135,8 +135,3 @@ class Sequence:
     @property
     def is_finished(self) -> bool:
         return self.status is SequenceStatus.FINISHED
-
-    def _repr_html_(self) -> str:
-        from nanovllm.engine.observe.html import sequence_html
-
-        return sequence_html(self)
