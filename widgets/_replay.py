@@ -14,7 +14,7 @@ settings, side by side with the recorded run.
     ReplayPanel: blocks [..] block size [v] tokens/step [..] [x] prefix caching [Replay]
                  the table (HTML) and one FigureWidget, updated in place
 
-The replay logic is nanovllm/engine/observe/replay.py; this module only runs it and draws. A
+The replay logic is nanovllm/replay.py; this module only runs it and draws. A
 replay blocks the kernel while it runs (its engine steps here, not in the Run task) and refuses to
 start while the recorded run has unfinished requests: the recorded side would be cut short.
 """
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as W
 import plotly.graph_objects as go
 
-from nanovllm.engine.observe.replay import Replay, RunSummary, replay
+from nanovllm.replay import Replay, RunSummary, replay
 
 from ._layout import WIDE_FIGURE_WIDTH
 

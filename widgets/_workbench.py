@@ -34,7 +34,7 @@ from typing import Any
 
 from nanovllm import LLM, SamplingParams
 from nanovllm.engine.core.events import StepRecord
-from nanovllm.engine.observe.replay import WorkloadRecorder
+from nanovllm.replay import WorkloadRecorder
 
 from ._backpressure import Backpressure
 from ._block_table import owner_to_pick
