@@ -230,6 +230,8 @@ class Scheduler:
     def _fail_non_finite(
         self, batch: ScheduledBatch, out: SamplerOutput, finished: list[Sequence]
     ) -> None:
+        """Fail each sequence whose row's logits were not finite, before the step's blocks are
+        committed: its KV entries must never enter the prefix cache."""
         if all(out.finite):
             return
         for k, ok in enumerate(out.finite):
