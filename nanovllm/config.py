@@ -64,6 +64,9 @@ class Config:
     # the automatic KV-cache size keeps at most this many blocks beyond what the running sequences
     # can use (max_num_seqs x max_blocks_per_seq), for prefix-cache hits; None: as many again
     prefix_cache_blocks: int | None = None
+    # CPU: the torch threads each step runs on (engine/runner/threads.py); None: all the cores
+    # torch would use but one, at least one, as vLLM's CPU worker does
+    cpu_threads: int | None = None
 
     def __post_init__(self) -> None:
         self._check_positive("max_num_batched_tokens", "max_num_seqs", "max_model_len")
@@ -120,6 +123,8 @@ class Config:
                 f"prefix_cache_blocks={self.prefix_cache_blocks!r} must be an integer >= 0 "
                 "(or None: as many blocks as the running sequences can use)"
             )
+        if self.cpu_threads is not None:
+            self._check_positive("cpu_threads")
         self._check_tensor_parallel()
         self._check_sliding_window()
         if self.num_kvcache_blocks is not None:
