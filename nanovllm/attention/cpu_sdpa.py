@@ -21,6 +21,9 @@ all of it fresh (a fresh tensor of 100 MB costs its page faults, more than the c
   ``scaled_dot_product_attention`` in which each KV head's query heads are its query rows: q
   ``[n, kv_heads, group, D]`` against K, V ``[n, kv_heads, L, D]``, grouped-query attention
   without repeating K and V.
+- Where a C compiler is at hand, the decode rows skip all of that: a small C kernel reads their
+  context straight from the paged cache (attention/cpu_decode.c, built by cpu_native.py; about
+  twice as fast); the torch path above stays, for machines without a compiler and as its check.
 - Rows with several query tokens (prefill, chunks) go one sequence at a time as in the reference,
   over their gathered context, with K and V broadcast over each KV head's query heads (stride 0,
   no copy) and a causal mask only where the chunk follows a cached prefix.
@@ -34,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nanovllm.attention.cpu_native import decode_kernel
 from nanovllm.attention.metadata import AttentionMetadata
 from nanovllm.attention.torch_ref import TorchRefBackend, causal_mask
 
@@ -68,24 +72,36 @@ class PrefillRow:
 
 @dataclass
 class StepPlan:
-    decode_rows: torch.Tensor  # int64 [m]: the decode rows of q, group after group
-    decode: list[DecodeGroup]
+    decode_rows: torch.Tensor  # int64 [m]: the decode rows of q, shortest context first
+    decode_tables: torch.Tensor  # int32 [m, width]: their block tables (the native kernel's)
+    decode_lens: torch.Tensor  # int32 [m]: their context lengths
+    decode: list[DecodeGroup]  # the torch path's groups, in that order (empty for the kernel)
     prefill: list[PrefillRow]
 
 
 def plan_step(
-    meta: AttentionMetadata, block_size: int, position_bytes: int, dtype: torch.dtype
+    meta: AttentionMetadata,
+    block_size: int,
+    position_bytes: int,
+    dtype: torch.dtype,
+    groups: bool = True,
 ) -> StepPlan:
     """What every layer of this step does, from the metadata's host-side lengths;
-    ``position_bytes``: the K and V of one context position in one layer; ``dtype``: q's."""
+    ``position_bytes``: the K and V of one context position in one layer; ``dtype``: q's;
+    ``groups``: plan the torch path's decode groups (not needed by the native kernel)."""
     q_lens = np.asarray(meta.query_lens_host)
     seq_lens = np.asarray(meta.seq_lens_host)
     starts = np.cumsum(q_lens) - q_lens
     tables = meta.block_tables.cpu().numpy()
     decode = np.flatnonzero(q_lens == 1)
     decode = decode[np.argsort(seq_lens[decode], kind="stable")]
-    groups = plan_decode(decode, seq_lens, tables, block_size, position_bytes, dtype)
-    plan = StepPlan(torch.from_numpy(starts[decode]), groups, [])
+    plan = StepPlan(
+        torch.from_numpy(starts[decode]),
+        torch.from_numpy(np.ascontiguousarray(tables[decode], dtype=np.int32)),
+        torch.from_numpy(seq_lens[decode].astype(np.int32)),
+        plan_decode(decode, seq_lens, tables, block_size, position_bytes, dtype) if groups else [],
+        [],
+    )
     for b in np.flatnonzero(q_lens > 1):
         q_len, seq_len = int(q_lens[b]), int(seq_lens[b])
         pos = np.arange(seq_len)
@@ -142,23 +158,37 @@ def group_bounds(lens: list[int], position_bytes: int) -> np.ndarray:
 
 
 class CpuSdpaBackend(TorchRefBackend):
-    """The reference's ``store_kv``; its own ``attend``."""
+    """The reference's ``store_kv``; its own ``attend``. ``native``: decode rows through the C
+    kernel (cpu_native.py) when it builds here; False: always torch ops."""
 
     name = "cpu_sdpa"
 
-    def __init__(self):
+    def __init__(self, native: bool = True):
+        self.native = native
         self._buffers: list[torch.Tensor | None] = [None, None]  # gathered K, V; reused
 
     def attend(self, q, k_cache, v_cache, meta: AttentionMetadata, scale: float) -> torch.Tensor:
         kv_heads, dim = k_cache.shape[2:]
+        group, block_size = q.size(1) // kv_heads, k_cache.size(1)
+        kernel = self.native and decode_kernel(q.dtype, group, dim, block_size)
         if meta.plan is None:  # the step's first layer; the others reuse it
             position_bytes = 2 * kv_heads * dim * k_cache.element_size()
-            meta.plan = plan_step(meta, k_cache.size(1), position_bytes, q.dtype)
+            meta.plan = plan_step(meta, block_size, position_bytes, q.dtype, groups=not kernel)
         plan = meta.plan
         k_rows, v_rows = k_cache.view(-1, kv_heads * dim), v_cache.view(-1, kv_heads * dim)
-        group = q.size(1) // kv_heads
         out = torch.empty_like(q)
-        if plan.decode:
+        if kernel and len(plan.decode_rows):
+            kernel(
+                q,
+                k_cache,
+                v_cache,
+                plan.decode_tables,
+                plan.decode_lens,
+                plan.decode_rows,
+                scale,
+                out,
+            )
+        elif plan.decode:
             q_dec = q.index_select(0, plan.decode_rows)  # group after group
             o_dec = torch.empty_like(q_dec)
             first = 0
