@@ -174,43 +174,40 @@ class CpuSdpaBackend(TorchRefBackend):
         if meta.plan is None:  # the step's first layer; the others reuse it
             position_bytes = 2 * kv_heads * dim * k_cache.element_size()
             meta.plan = plan_step(meta, block_size, position_bytes, q.dtype, groups=not kernel)
-        plan = meta.plan
-        k_rows, v_rows = k_cache.view(-1, kv_heads * dim), v_cache.view(-1, kv_heads * dim)
-        out = torch.empty_like(q)
+        plan, out = meta.plan, torch.empty_like(q)
         if kernel and len(plan.decode_rows):
-            kernel(
-                q,
-                k_cache,
-                v_cache,
-                plan.decode_tables,
-                plan.decode_lens,
-                plan.decode_rows,
-                scale,
-                out,
-            )
+            tables, lens, rows = plan.decode_tables, plan.decode_lens, plan.decode_rows
+            kernel(q.contiguous(), k_cache, v_cache, tables, lens, rows, scale, out)
         elif plan.decode:
-            q_dec = q.index_select(0, plan.decode_rows)  # group after group
-            o_dec = torch.empty_like(q_dec)
-            first = 0
-            for g in plan.decode:
-                n, rows = g.count, slice(first, first + g.count)
-                k = self._gather(0, k_rows, g.slots).view(n, g.length, kv_heads, dim)
-                v = self._gather(1, v_rows, g.slots).view(n, g.length, kv_heads, dim)
-                o_dec[rows] = F.scaled_dot_product_attention(
-                    q_dec[rows].view(n, kv_heads, group, dim),
-                    k.transpose(1, 2),
-                    v.transpose(1, 2),
-                    attn_mask=g.mask,
-                    scale=scale,
-                ).view(n, -1, dim)
-                first += n
-            out.index_copy_(0, plan.decode_rows, o_dec)
+            self._decode_groups(q, k_cache, v_cache, plan, scale, out)
+        k_rows, v_rows = k_cache.view(-1, kv_heads * dim), v_cache.view(-1, kv_heads * dim)
         for p in plan.prefill:
             k = k_rows.index_select(0, p.slots).view(-1, kv_heads, dim)
             v = v_rows.index_select(0, p.slots).view(-1, kv_heads, dim)
             qs = q[p.start : p.start + p.q_len]
             out[p.start : p.start + p.q_len] = _attend_chunk(qs, k, v, p.mask, group, scale)
         return out
+
+    def _decode_groups(self, q, k_cache, v_cache, plan: StepPlan, scale: float, out) -> None:
+        """The decode rows on torch ops: per group two gathers and one SDPA."""
+        kv_heads, dim = k_cache.shape[2:]
+        k_rows, v_rows = k_cache.view(-1, kv_heads * dim), v_cache.view(-1, kv_heads * dim)
+        q_dec = q.index_select(0, plan.decode_rows)  # group after group
+        o_dec = torch.empty_like(q_dec)
+        first = 0
+        for g in plan.decode:
+            n, rows = g.count, slice(first, first + g.count)
+            k = self._gather(0, k_rows, g.slots).view(n, g.length, kv_heads, dim)
+            v = self._gather(1, v_rows, g.slots).view(n, g.length, kv_heads, dim)
+            o_dec[rows] = F.scaled_dot_product_attention(
+                q_dec[rows].view(n, kv_heads, -1, dim),  # each KV head's query heads as rows
+                k.transpose(1, 2),
+                v.transpose(1, 2),
+                attn_mask=g.mask,
+                scale=scale,
+            ).view(n, -1, dim)
+            first += n
+        out.index_copy_(0, plan.decode_rows, o_dec)
 
     def _gather(self, i: int, rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """``rows[index]`` written into buffer ``i``, grown (doubling) when too small."""
