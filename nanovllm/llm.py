@@ -18,6 +18,7 @@ from typing import Any
 
 from nanovllm.engine.core.events import StepRecord
 from nanovllm.engine.llm_engine import LLMEngine, Prompt
+from nanovllm.engine.requests import params_type_error
 from nanovllm.errors import RequestError, StepError, WorkerError
 from nanovllm.outputs import RequestOutput
 from nanovllm.sampling_params import SamplingParams
@@ -69,6 +70,8 @@ class LLM(LLMEngine):
         """
         self._check_open()
         prompts = _as_prompt_list(prompts)
+        if sampling_params is None:  # vLLM's: the checkpoint's generation_config defaults
+            sampling_params = self.get_default_sampling_params()
         params = _as_params_list(sampling_params, len(prompts))
         validated = [self._validate(p, sp) for p, sp in zip(prompts, params)]
         ids = [self._enqueue(*v) for v in validated]
@@ -217,8 +220,11 @@ def _as_prompt_list(prompts) -> list[Prompt]:
 
 
 def _as_params_list(params, n: int) -> list[SamplingParams]:
-    if params is None or isinstance(params, SamplingParams):
-        return [params or SamplingParams()] * n
+    if isinstance(params, SamplingParams):
+        return [params] * n
+    if not isinstance(params, (list, tuple)):
+        expected = "sampling_params must be a SamplingParams or a list of them (one per prompt)"
+        raise params_type_error(params, expected)
     params = list(params)
     if len(params) != n:
         raise RequestError(

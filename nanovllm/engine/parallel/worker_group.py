@@ -22,9 +22,16 @@ Contract:
 - ``num_kvcache_blocks`` is the minimum over ranks; ``run()`` returns rank 0's output.
 - A typed user error while a worker starts (``ModelLoadError``, ``KVCacheTooSmallError``, ...)
   is raised as itself, as with one rank, with the ``WorkerError`` as its ``__cause__``.
-- A worker that dies, raises, or does not answer within ``step_timeout`` makes ``run()`` raise
-  ``WorkerError`` (carrying the worker's traceback when there is one); the survivors are terminated
-  and every later ``run()`` raises ``WorkerError`` at once.
+- A worker that dies, raises, or does not answer within ``step_timeout`` (``config.step_timeout_s``,
+  600 s: also the process group's timeout) makes ``run()`` raise ``WorkerError`` (carrying the
+  worker's traceback when there is one); the survivors are terminated and every later ``run()``
+  raises ``WorkerError`` at once.
+- A hung worker (stopped with SIGSTOP, or frozen) is told from a slow one by its heartbeat
+  (worker_main.py): while the main process waits for replies it looks at every rank's counter
+  each ``HEARTBEAT_CHECK_S``, and a rank whose counter has not moved for
+  ``config.heartbeat_timeout_s`` (10 s) is hung: ``WorkerError`` naming it. A slow step (a first
+  Triton compile, a long prefill) keeps beating and gets the whole ``step_timeout``. A rank is
+  watched from its first beat (before that, ``startup_timeout`` applies).
 - A step interrupted in the main process (KeyboardInterrupt) is completed and its replies still
   owed are drained at the start of the next ``run()``, so the group stays in step with the engine.
   An interrupt inside the read of a reply (half a message may be left in the pipe) stops the
@@ -38,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing as mp
+import os
 import signal
 import time
 import weakref
@@ -50,7 +58,7 @@ from nanovllm.engine.runner.inputs import StepInputs
 from nanovllm.errors import EngineClosedError, NanoVLLMError, WorkerError
 
 STARTUP_TIMEOUT_S = 1800.0  # loading a large checkpoint and capturing CUDA graphs takes a while
-STEP_TIMEOUT_S = 600.0
+HEARTBEAT_CHECK_S = 1.0  # how often a wait for replies looks at the heartbeats
 JOIN_TIMEOUT_S = 10.0  # a clean exit takes well under a second; then we terminate
 DEATH_GRACE_S = 0.5  # when a rank raises, wait this long to see whether a peer died first
 
@@ -70,10 +78,10 @@ class WorkerGroup:  # an Executor (runner/executor.py) over spawned ranks
         config: Config,
         *,
         startup_timeout: float = STARTUP_TIMEOUT_S,
-        step_timeout: float = STEP_TIMEOUT_S,
     ):
         self.size = config.tensor_parallel_size
-        self.step_timeout = step_timeout
+        self.step_timeout = config.step_timeout_s
+        self.heartbeat_timeout = config.heartbeat_timeout_s
         self.channel = ShmWriter()
         self.port: int | None = None
         self._procs: list[mp.process.BaseProcess] = []
@@ -95,13 +103,14 @@ class WorkerGroup:  # an Executor (runner/executor.py) over spawned ranks
 
     def _spawn(self, config: Config) -> None:
         ctx = mp.get_context("spawn")  # fork would copy the caller's threads, CUDA state and locks
+        self._beats = ctx.RawArray("Q", self.size)  # each rank's heartbeat counter
         if config.device.startswith("cuda"):
             config = dataclasses.replace(config, device="cuda")  # rank r runs on cuda:r
         for rank in range(self.size):
             parent, child = ctx.Pipe()
             proc = ctx.Process(
                 target=worker_main,
-                args=(config, rank, child, self.step_timeout),
+                args=(config, rank, child, self._beats),
                 name=f"nanovllm-tp{rank}",
                 daemon=True,
             )
@@ -202,7 +211,9 @@ class WorkerGroup:  # an Executor (runner/executor.py) over spawned ranks
         sentinels = {p.sentinel: r for r, p in enumerate(self._procs)}
         replies: dict[int, object] = {}
         deadline = time.monotonic() + timeout
+        heard = {r: (self._beats[r], time.monotonic()) for r in range(self.size)}
         while waiting:
+            self._check_heartbeats(heard)
             left = deadline - time.monotonic()
             if left <= 0:
                 self._fail(
@@ -212,7 +223,7 @@ class WorkerGroup:  # an Executor (runner/executor.py) over spawned ranks
                         rank=min(waiting.values()),
                     )
                 )
-            ready = wait([*waiting, *sentinels], timeout=left)
+            ready = wait([*waiting, *sentinels], timeout=min(left, HEARTBEAT_CHECK_S))
             for conn in [c for c in ready if c in waiting]:
                 rank = waiting.pop(conn)
                 replies[rank] = self._receive(conn, rank, tag)
@@ -224,6 +235,24 @@ class WorkerGroup:  # an Executor (runner/executor.py) over spawned ranks
                     self._receive(self._conns[rank], rank, tag)
                 self._fail(self._death_error(rank))
         return [replies[r] for r in ranks]
+
+    def _check_heartbeats(self, heard: dict[int, tuple[int, float]]) -> None:
+        """``heard``: rank -> (its counter, when it was last seen to move), updated here. Fails
+        the group for the first rank that has beaten and then fell silent for too long."""
+        now = time.monotonic()
+        for rank, (count, since) in heard.items():
+            if self._beats[rank] != count:
+                heard[rank] = (self._beats[rank], now)
+            elif count > 0 and now - since > self.heartbeat_timeout:
+                proc = self._procs[rank]
+                self._fail(
+                    WorkerError(
+                        f"tensor-parallel worker rank {rank} (pid {proc.pid}) is hung: no "
+                        f"heartbeat for {now - since:.0f} s (heartbeat_timeout_s="
+                        f"{self.heartbeat_timeout:g}){_process_state(proc.pid)}",
+                        rank=rank,
+                    )
+                )
 
     def _receive(self, conn: Connection, rank: int, tag: str):
         try:
@@ -302,6 +331,7 @@ class WorkerGroup:  # an Executor (runner/executor.py) over spawned ranks
         for proc in self._procs:
             if proc.exitcode is None:
                 proc.terminate()
+                _resume(proc)  # a stopped process receives its SIGTERM only once resumed
 
     def _fail(self, error: WorkerError, typed: BaseException | None = None):
         """``_stop(error)``, then raise ``error`` (or ``typed``, caused by it)."""
@@ -309,6 +339,24 @@ class WorkerGroup:  # an Executor (runner/executor.py) over spawned ranks
         if typed is not None:
             raise typed from error
         raise error
+
+
+def _resume(proc: mp.process.BaseProcess) -> None:
+    try:
+        os.kill(proc.pid, signal.SIGCONT)
+    except (OSError, AttributeError):  # gone already; or no SIGCONT (not POSIX)
+        pass
+
+
+def _process_state(pid: int) -> str:
+    """'; its state is T (stopped)', read from /proc on Linux; '' where that cannot be read."""
+    names = {"T": "stopped", "t": "stopped by a debugger", "R": "running", "S": "sleeping"}
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+    return f"; its state is {state} ({names.get(state, 'see man 5 proc')})"
 
 
 def _shutdown(procs: list, conns: list[Connection], channel: ShmWriter) -> None:
@@ -324,6 +372,7 @@ def _shutdown(procs: list, conns: list[Connection], channel: ShmWriter) -> None:
     for proc in procs:
         if proc.exitcode is None:
             proc.terminate()
+            _resume(proc)
             proc.join(timeout=2.0)
         if proc.exitcode is None:
             proc.kill()
