@@ -27,11 +27,10 @@ Contract:
   worker's traceback when there is one); the survivors are terminated and every later ``run()``
   raises ``WorkerError`` at once.
 - A hung worker (stopped with SIGSTOP, or frozen) is told from a slow one by its heartbeat
-  (worker_main.py): while the main process waits for replies it looks at every rank's counter
-  each ``HEARTBEAT_CHECK_S``, and a rank whose counter has not moved for
-  ``config.heartbeat_timeout_s`` (10 s) is hung: ``WorkerError`` naming it. A slow step (a first
-  Triton compile, a long prefill) keeps beating and gets the whole ``step_timeout``. A rank is
-  watched from its first beat (before that, ``startup_timeout`` applies).
+  (heartbeat.py): a wait for replies looks at every rank's counter each ``HEARTBEAT_CHECK_S``, and
+  a rank silent for ``config.heartbeat_timeout_s`` (10 s) makes it raise ``WorkerError`` naming
+  the rank. A slow step (a first Triton compile, a long prefill) keeps beating and gets the whole
+  ``step_timeout``.
 - A step interrupted in the main process (KeyboardInterrupt) is completed and its replies still
   owed are drained at the start of the next ``run()``, so the group stays in step with the engine.
   An interrupt inside the read of a reply (half a message may be left in the pipe) stops the
@@ -52,6 +51,7 @@ import weakref
 from multiprocessing.connection import Connection, wait
 
 from nanovllm.config import Config
+from nanovllm.engine.parallel.heartbeat import HeartbeatWatch, process_state
 from nanovllm.engine.parallel.shm_channel import ShmWriter, Ticket
 from nanovllm.engine.parallel.worker_main import worker_main
 from nanovllm.engine.runner.inputs import StepInputs
@@ -211,9 +211,10 @@ class WorkerGroup:  # an Executor (runner/executor.py) over spawned ranks
         sentinels = {p.sentinel: r for r, p in enumerate(self._procs)}
         replies: dict[int, object] = {}
         deadline = time.monotonic() + timeout
-        heard = {r: (self._beats[r], time.monotonic()) for r in range(self.size)}
+        heartbeats = HeartbeatWatch(self._beats, self.heartbeat_timeout)
         while waiting:
-            self._check_heartbeats(heard)
+            if (silent := heartbeats.silent()) is not None:
+                self._fail(self._hung_error(*silent))
             left = deadline - time.monotonic()
             if left <= 0:
                 self._fail(
@@ -236,23 +237,14 @@ class WorkerGroup:  # an Executor (runner/executor.py) over spawned ranks
                 self._fail(self._death_error(rank))
         return [replies[r] for r in ranks]
 
-    def _check_heartbeats(self, heard: dict[int, tuple[int, float]]) -> None:
-        """``heard``: rank -> (its counter, when it was last seen to move), updated here. Fails
-        the group for the first rank that has beaten and then fell silent for too long."""
-        now = time.monotonic()
-        for rank, (count, since) in heard.items():
-            if self._beats[rank] != count:
-                heard[rank] = (self._beats[rank], now)
-            elif count > 0 and now - since > self.heartbeat_timeout:
-                proc = self._procs[rank]
-                self._fail(
-                    WorkerError(
-                        f"tensor-parallel worker rank {rank} (pid {proc.pid}) is hung: no "
-                        f"heartbeat for {now - since:.0f} s (heartbeat_timeout_s="
-                        f"{self.heartbeat_timeout:g}){_process_state(proc.pid)}",
-                        rank=rank,
-                    )
-                )
+    def _hung_error(self, rank: int, silent_s: float) -> WorkerError:
+        pid = self._procs[rank].pid
+        return WorkerError(
+            f"tensor-parallel worker rank {rank} (pid {pid}) is hung: no heartbeat for "
+            f"{silent_s:.0f} s (heartbeat_timeout_s={self.heartbeat_timeout:g})"
+            f"{process_state(pid)}",
+            rank=rank,
+        )
 
     def _receive(self, conn: Connection, rank: int, tag: str):
         try:
@@ -346,17 +338,6 @@ def _resume(proc: mp.process.BaseProcess) -> None:
         os.kill(proc.pid, signal.SIGCONT)
     except (OSError, AttributeError):  # gone already; or no SIGCONT (not POSIX)
         pass
-
-
-def _process_state(pid: int) -> str:
-    """'; its state is T (stopped)', read from /proc on Linux; '' where that cannot be read."""
-    names = {"T": "stopped", "t": "stopped by a debugger", "R": "running", "S": "sleeping"}
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return ""
-    return f"; its state is {state} ({names.get(state, 'see man 5 proc')})"
 
 
 def _shutdown(procs: list, conns: list[Connection], channel: ShmWriter) -> None:

@@ -4,9 +4,7 @@
 ``TCPStore`` on a port the OS picks and reports it; the others connect), joins the process group
 (NCCL on CUDA, gloo on CPU), builds its ``ModelRunner``, answers ``("ready", num_kvcache_blocks)``,
 then serves one ``("run", ticket)`` message per step until ``("close", None)``. From its first
-line it also beats: a daemon thread adds one to ``beats[rank]`` (shared memory) every
-``HEARTBEAT_INTERVAL_S``, whatever the main thread is doing, so the main process can tell a slow
-step (beating) from a stopped or frozen process (silent).
+line it also beats (heartbeat.py), so the main process can tell a slow step from a hung process.
 
 Contract: every reply is ``("ok", payload)`` or ``("error", (traceback, typed_error_or_None))``;
 after an error the worker exits. Ctrl-C is ignored here (the main process handles it), and cleanup
@@ -18,26 +16,21 @@ from __future__ import annotations
 import os
 import pickle
 import signal
-import threading
-import time
 import traceback
 from datetime import timedelta
 from multiprocessing.connection import Connection
 
 from nanovllm.config import Config
+from nanovllm.engine.parallel.heartbeat import start_beating
 from nanovllm.engine.parallel.shm_channel import ShmReader
 from nanovllm.errors import NanoVLLMError
-
-HEARTBEAT_INTERVAL_S = 1.0
 
 
 def worker_main(config: Config, rank: int, conn: Connection, beats) -> None:
     """One rank: rendezvous, build its ModelRunner, then serve steps until told to close.
     ``beats`` is the group's shared array of heartbeat counters (one per rank)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
-    threading.Thread(
-        target=_beat, args=(beats, rank), name="nanovllm-heartbeat", daemon=True
-    ).start()
+    start_beating(beats, rank)
     timeout_s = config.step_timeout_s
     os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
     import torch
@@ -78,13 +71,6 @@ def worker_main(config: Config, rank: int, conn: Connection, beats) -> None:
         if dist.is_initialized():
             _quietly(dist.destroy_process_group)
         _quietly(conn.close)
-
-
-def _beat(beats, rank: int) -> None:
-    """The heartbeat: runs until the process exits (a daemon thread)."""
-    while True:
-        beats[rank] += 1  # this rank's slot has no other writer
-        time.sleep(HEARTBEAT_INTERVAL_S)
 
 
 def _quietly(cleanup) -> None:
