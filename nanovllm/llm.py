@@ -65,8 +65,11 @@ class LLM(LLMEngine):
         """Run ``prompts`` to completion; outputs come back in submission order.
 
         Every prompt is validated before any is queued, so one bad prompt queues nothing. Requests
-        already in the engine keep running alongside. On KeyboardInterrupt this call's requests
-        are aborted, so the engine is left clean.
+        already in the engine keep running alongside. Without ``sampling_params``, the
+        checkpoint's defaults (``get_default_sampling_params()``). A step that fails in the
+        engine's own code is retried (``_step_or_fail``); any other exception (KeyboardInterrupt,
+        a signal handler's, a step observer's) propagates at once, and this call's requests are
+        aborted, so the engine is left clean.
         """
         self._check_open()
         prompts = _as_prompt_list(prompts)
@@ -164,7 +167,8 @@ class LLM(LLMEngine):
     # ---- the step loop ---------------------------------------------------------------------------
     def _step_or_fail(self, failures: int) -> tuple[StepRecord | None, int]:
         """One step (overlapped with the next when ``config.overlap_scheduling``), and the
-        consecutive failures so far. A failed step is retried by the next call; one that fails
+        consecutive failures so far. A step that failed in the engine's own code (``StepError``;
+        the caller's exceptions pass through) is retried by the next call; one that fails
         ``MAX_CONSECUTIVE_STEP_FAILURES`` times in a row fails its requests (the others go on). A
         dead worker ends it all: no request can finish."""
         try:
