@@ -335,6 +335,7 @@ def _busy_while_beating(beats, seconds: float) -> None:
         n += 1
 
 
+@pytest.mark.slow
 def test_a_busy_process_keeps_beating_and_a_stopped_one_falls_silent():
     ctx = mp.get_context("spawn")
     beats = ctx.RawArray("Q", 1)
