@@ -111,7 +111,11 @@ class SamplingParams:
         if not _is_int(self.n) or self.n < 1:
             raise RequestError(f"n={self.n!r} must be an integer >= 1 (samples per prompt)")
         stop = self.stop
-        stop = (stop,) if isinstance(stop, str) else _as_tuple(stop, "stop", "a list of strings")
+        stop = (
+            (stop,)
+            if isinstance(stop, str)
+            else _as_tuple(stop, "stop", "a string or a list of strings")
+        )
         if any(not isinstance(s, str) or not s for s in stop):
             raise RequestError(f"stop={self.stop!r} must be a non-empty string or a list of them")
         self.stop = stop

@@ -126,7 +126,7 @@ def test_kv_cache_too_small_for_one_sequence(tiny_model):
         (dict(n=0), "n=0"),
         (dict(stop=[""]), "stop"),
         (dict(stop=[3]), "stop"),
-        (dict(stop=5), "stop=5 must be a list of strings, got int"),
+        (dict(stop=5), "stop=5 must be a string or a list of strings, got int"),
         (dict(stop_token_ids=7), "stop_token_ids=7 must be a list of token ids"),
         (dict(min_tokens=9, max_tokens=8), "min_tokens"),
         (dict(min_tokens=-1), "min_tokens"),
