@@ -18,6 +18,7 @@ from typing import Any
 
 from nanovllm.engine.core.events import StepRecord
 from nanovllm.engine.llm_engine import LLMEngine, Prompt
+from nanovllm.engine.requests import params_type_error
 from nanovllm.errors import RequestError, StepError, WorkerError
 from nanovllm.outputs import RequestOutput
 from nanovllm.sampling_params import SamplingParams
@@ -64,11 +65,16 @@ class LLM(LLMEngine):
         """Run ``prompts`` to completion; outputs come back in submission order.
 
         Every prompt is validated before any is queued, so one bad prompt queues nothing. Requests
-        already in the engine keep running alongside. On KeyboardInterrupt this call's requests
-        are aborted, so the engine is left clean.
+        already in the engine keep running alongside. Without ``sampling_params``, the
+        checkpoint's defaults (``get_default_sampling_params()``). A step that fails in the
+        engine's own code is retried (``_step_or_fail``); any other exception (KeyboardInterrupt,
+        a signal handler's, a step observer's) propagates at once, and this call's requests are
+        aborted, so the engine is left clean.
         """
         self._check_open()
         prompts = _as_prompt_list(prompts)
+        if sampling_params is None:  # vLLM's: the checkpoint's generation_config defaults
+            sampling_params = self.get_default_sampling_params()
         params = _as_params_list(sampling_params, len(prompts))
         validated = [self._validate(p, sp) for p, sp in zip(prompts, params)]
         ids = [self._enqueue(*v) for v in validated]
@@ -161,7 +167,8 @@ class LLM(LLMEngine):
     # ---- the step loop ---------------------------------------------------------------------------
     def _step_or_fail(self, failures: int) -> tuple[StepRecord | None, int]:
         """One step (overlapped with the next when ``config.overlap_scheduling``), and the
-        consecutive failures so far. A failed step is retried by the next call; one that fails
+        consecutive failures so far. A step that failed in the engine's own code (``StepError``;
+        the caller's exceptions pass through) is retried by the next call; one that fails
         ``MAX_CONSECUTIVE_STEP_FAILURES`` times in a row fails its requests (the others go on). A
         dead worker ends it all: no request can finish."""
         try:
@@ -217,8 +224,11 @@ def _as_prompt_list(prompts) -> list[Prompt]:
 
 
 def _as_params_list(params, n: int) -> list[SamplingParams]:
-    if params is None or isinstance(params, SamplingParams):
-        return [params or SamplingParams()] * n
+    if isinstance(params, SamplingParams):
+        return [params] * n
+    if not isinstance(params, (list, tuple)):
+        expected = "sampling_params must be a SamplingParams or a list of them (one per prompt)"
+        raise params_type_error(params, expected)
     params = list(params)
     if len(params) != n:
         raise RequestError(

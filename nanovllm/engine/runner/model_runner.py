@@ -9,12 +9,16 @@ the device and returns at once (on CUDA); ``collect`` waits for that step's toke
 the engine may launch the next step (overlap scheduling): an input token written as a placeholder
 ``-(k + 1)`` (core/sequence.py) is the last launched step's sample row k, and is copied into the
 input ids on the device, so the host never waits for it.
+
+``config.seed`` seeds the sampler's generator, and also Python's ``random``, numpy and torch in the
+runner's process, as vLLM's workers do (the caller's process with one rank, each worker with more).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import random
 import time
 from dataclasses import dataclass
 
@@ -56,6 +60,9 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
         self.is_cuda = self.device.type == "cuda"
         if self.is_cuda:
             torch.cuda.set_device(self.device)
+        random.seed(config.seed)
+        np.random.seed(config.seed)
+        torch.manual_seed(config.seed)
         t0 = time.perf_counter()
         self.startup: dict[str, float] = {}  # seconds of each part of the start (bench.py prints)
         self.backend_name = resolve_backend_name(config.attention_backend, config.device)
