@@ -124,7 +124,9 @@ def gumbel_argmax(
             chunk,
             BLOCK=block,
             APPROX=logits.is_cuda and torch.version.hip is None,
-            num_warps=4,
+            # a thread per column of a quarter: the Philox words and the logits they meet share
+            # one register layout (with more columns a thread, Triton shuffles between the two)
+            num_warps=max(block // 128, 1),
         )
     winner = best.argmax(dim=1, keepdim=True)  # first chunk on ties: chunks are in column order
     return idx.gather(1, winner).squeeze(1).long(), bad.amax(dim=1).bool()
