@@ -131,6 +131,13 @@ def print_table(report: Report) -> None:
         print(f"  FAILED {c['section']}: {c['name']} {c['detail']}")
 
 
+def save(out_dir: str, report: Report, results: dict) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    log = dict(checks=report.checks, rows=report.rows, results=results)
+    with open(os.path.join(out_dir, "gpu_kernels_check.json"), "w") as f:
+        json.dump(log, f, indent=1, default=str)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.environ.get("OUT", "/tmp/out"))
@@ -163,11 +170,7 @@ def main() -> int:
             traceback.print_exc()
             report.check(name, "section ran", False, f"{type(e).__name__}: {e}")
         print(f"  ({name}: {time.perf_counter() - t:.1f} s)", flush=True)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "gpu_kernels_check.json"), "w") as f:
-        json.dump(
-            dict(checks=report.checks, rows=report.rows, results=results), f, indent=1, default=str
-        )
+        save(args.out, report, results)  # after each section: a timeout keeps what ran
     dry = " (dry run: times mean nothing)" if DRY else ""
     print(f"total {time.perf_counter() - t0:.1f} s{dry}")
     print_table(report)
