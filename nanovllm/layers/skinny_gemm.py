@@ -17,9 +17,10 @@ split order (so the result does not depend on arrival order), adds the bias, rou
 output dtype and re-arms the counter for the next launch. One launch, no separate reduction.
 
 Contract: ``skinny_linear(x, weight, bias, config, workspace)`` equals ``F.linear(x, weight, bias)``
-up to float32 accumulation order and one rounding, for ``x`` [M <= 16, K] with unit column stride,
-``weight`` [N, K] contiguous, where ``config.fits(N, K)``; kernels on one stream may share one
-``Workspace`` (launches of one stream do not overlap).
+up to float32 accumulation order and one rounding, for ``x`` [M <= 16, K] (copied first if its
+columns are strided), ``weight`` [N, K] contiguous, where ``config.fits(N, K)``; launches on one
+stream may share one ``Workspace`` (they do not overlap). Half-precision operands (float32 ones
+would go through TF32: the planner leaves float32 layers to cuBLAS).
 
 Which kernel runs is measured, never assumed: ``plan_linears`` (layers/skinny_plan.py) times this
 kernel's candidate configs and cuBLAS for each weight shape and row count and hands a layer a
