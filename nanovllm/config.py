@@ -65,6 +65,9 @@ class Config:
     # (torch.compile fuses the torch code), "torch" (eager); "auto": triton on CUDA unless
     # enforce_eager, else torch
     elementwise: str = "torch"
+    # decode GEMMs of <= 16 rows: at start-up, time layers/skinny_gemm.py's kernel against cuBLAS
+    # for each weight shape and graph bucket and keep the faster (CUDA graphs only; False: cuBLAS)
+    skinny_gemm: bool = True
     # the automatic KV-cache size keeps at most this many blocks beyond what the running sequences
     # can use (max_num_seqs x max_blocks_per_seq), for prefix-cache hits; None: as many again
     prefix_cache_blocks: int | None = None
@@ -137,6 +140,8 @@ class Config:
                 "overlap_scheduling=True needs tensor_parallel_size=1 (the worker ranks would need "
                 "each step's tokens before the next is launched); pass overlap_scheduling=False"
             )
+        if not isinstance(self.skinny_gemm, bool):
+            raise ConfigError(f"skinny_gemm={self.skinny_gemm!r} must be True or False")
         if self.prefix_cache_blocks is not None and (
             not isinstance(self.prefix_cache_blocks, int) or self.prefix_cache_blocks < 0
         ):

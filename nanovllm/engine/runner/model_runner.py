@@ -91,9 +91,12 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
         self.kv_cache = self.allocate_kv_cache(self.num_kvcache_blocks)
         self.startup["kv_cache_s"] = time.perf_counter() - t1  # the memory probe, then the cache
         # torch_ref loops over host-side lengths, which a captured graph would freeze: eager only.
+        self.gemm_plan: list = []  # layers/skinny_plan.py's PlanRows: which GEMMs left cuBLAS
         if self.is_cuda and not config.enforce_eager and self.backend_name != "torch_ref":
-            from nanovllm.engine.runner.cuda_graph import DecodeGraphs
+            from nanovllm.engine.runner.cuda_graph import DecodeGraphs, bucket_sizes
 
+            if config.skinny_gemm:
+                self._plan_gemms(bucket_sizes(min(config.max_num_seqs, 512)))
             self.graphs = DecodeGraphs(
                 self.model,
                 self.kv_cache,
@@ -104,6 +107,19 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
             )
             self.startup["graph_capture_s"] = self.graphs.capture_seconds
         self.startup = {k: round(v, 2) for k, v in self.startup.items()}
+
+    def _plan_gemms(self, buckets: list[int]) -> None:
+        """Before capture: the skinny-GEMM kernel where it beats cuBLAS (layers/skinny_plan.py)."""
+        from nanovllm.layers.linear import LinearBase
+        from nanovllm.layers.skinny_plan import plan_linears
+
+        t0 = time.perf_counter()
+        linears = [m for m in self.model.modules() if isinstance(m, LinearBase)]
+        self.gemm_plan = plan_linears(linears, buckets)
+        self.startup["gemm_plan_s"] = time.perf_counter() - t0
+        if self.tp.rank == 0:
+            for row in self.gemm_plan:
+                log.info("GEMM plan: %s", row)
 
     # ---- memory ----------------------------------------------------------------------------------
     def _kv_shape(self, num_blocks: int) -> tuple[int, ...]:
