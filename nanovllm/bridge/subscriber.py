@@ -92,6 +92,17 @@ class SubscriberState:
         return "; ".join([head, f"{self.batches} batches, {self.events} events", *lost])
 
 
+def check_endpoint(endpoint: str) -> None:
+    """What ZMQ would take and then retry forever: a TCP port outside 1..65535."""
+    if endpoint.startswith("tcp://"):
+        port = endpoint.rpartition(":")[2]
+        if port != "*" and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigError(
+                f"endpoint {endpoint!r}: the port must be 1..65535; pass an endpoint "
+                "like 'tcp://127.0.0.1:5557' or 'ipc:///tmp/kv-events'"
+            )
+
+
 class KvEventSubscriber:
     """Subscribe to a KV-events publisher (vLLM's, or ours). ``bind=True`` binds the SUB socket
     instead (for a publisher whose endpoint is ``tcp://host:port``, which vLLM connects to)."""
@@ -131,6 +142,7 @@ class KvEventSubscriber:
         self._thread.start()
 
     def _socket(self, kind, endpoint: str, bind: bool):
+        check_endpoint(endpoint)
         sock = self._ctx.socket(kind)
         sock.setsockopt(self._zmq.LINGER, 0)
         try:
