@@ -202,3 +202,24 @@ def test_a_publisher_killed_mid_stream_then_restarted(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_new_publisher_that_went_quiet_is_seen_from_its_replay_buffer(tmp_path):
+    """A restart whose batches all went out before the subscriber reconnected: no live batch
+    shows the seq going back, but the replay buffer no longer holds our last batch."""
+    first = publisher(tmp_path)
+    with subscribe(tmp_path) as sub:
+        for i in range(3):
+            first.publish(batch(i))
+        assert wait_for(lambda: sub.state.last_seq == 2)
+        first.close()
+        assert wait_for(lambda: sub.state.status == "disconnected")
+        second = publisher(tmp_path)
+        for i in (10, 11):
+            second.publish(batch(i))
+        assert second.flush()
+        assert wait_for(lambda: sub.state.restarts == 1 and sub.state.last_seq == 1)
+        items = sub.drain()
+        assert isinstance(items[3], Restart) and [b.ts for b in items[4:]] == [10, 11]
+        assert [b.ts for b in items[:3]] == [0, 1, 2] and sub.state.duplicates >= 0
+        second.close()

@@ -16,9 +16,12 @@ counted in ``state`` and never raised:
   ``last_error`` says what); a batch with some bad events keeps the good ones (``bad_events``);
 - a jump in ``seq`` (ZMQ dropped messages at its high-water mark): the missing batches are asked
   from the replay endpoint (``replayed``); what it no longer holds, or all of it without a replay
-  endpoint, is ``missed``. Joining a publisher mid-stream is such a gap, from seq 0;
-- ``seq`` going back: the publisher restarted (a new engine, an empty cache): ``restarts`` +1 and
-  a ``Restart`` marker in the queue, so the consumer clears its model;
+  endpoint, is ``missed``. Joining a publisher mid-stream is such a gap, from seq 0; on the first
+  connection the subscriber also asks for everything buffered, so an idle engine's cache shows
+  before its next batch;
+- ``seq`` going back after a disconnect: the publisher restarted (a new engine, an empty cache):
+  ``restarts`` +1 and a ``Restart`` marker in the queue, so the consumer clears its model. Without
+  a disconnect, a lower seq is a batch a replay already gave (``duplicates``, skipped);
 - the consumer too slow: a full queue drops the newest batch (``dropped`` batches,
   ``dropped_events``); from then on the consumer's model may lack blocks, and ``state`` says so.
 
@@ -30,77 +33,15 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from nanovllm.bridge.wire import END_OF_REPLAY, WireError, decode_batch, unpack_frames
+from nanovllm.bridge.replay import ReplayClient, check_endpoint
+from nanovllm.bridge.state import Restart, SubscriberState
+from nanovllm.bridge.wire import WireError, decode_batch, unpack_frames
 from nanovllm.engine.observe.cache_events import EventBatch
 from nanovllm.errors import ConfigError
 
-REPLAY_TIMEOUT = 2.0  # seconds to wait for each message of a replay
 POLL_INTERVAL = 0.05  # how often the thread checks for close()
-
-
-@dataclass(frozen=True)
-class Restart:
-    """Queued when the publisher's seq went back: it restarted, with an empty cache."""
-
-    seq: int
-    ts: float
-
-
-@dataclass(frozen=True)
-class SubscriberState:
-    endpoint: str
-    replay_endpoint: str | None
-    status: str = "connecting"  # connecting | connected | disconnected | closed
-    since: float = 0.0  # time.time() of the last status change
-    batches: int = 0  # batches queued (live and replayed)
-    events: int = 0
-    malformed: int = 0  # frames or payloads that are not a publication
-    bad_events: int = 0  # events skipped inside batches that decoded
-    last_error: str | None = None
-    gaps: int = 0  # jumps in seq seen (a late join included)
-    replayed: int = 0  # batches recovered from the replay endpoint
-    missed: int = 0  # batches lost for good (not replayable)
-    restarts: int = 0
-    dropped: int = 0  # batches dropped because the queue was full
-    dropped_events: int = 0
-    last_seq: int | None = None
-    last_ts: float | None = None  # the last batch's own timestamp
-
-    @property
-    def complete(self) -> bool:
-        """Whether every batch since the (last) start reached the queue."""
-        return not (self.missed or self.dropped)
-
-    def summary(self) -> str:
-        lost = []
-        if self.missed:
-            lost.append(f"{self.missed} batches missed (not replayable)")
-        if self.dropped:
-            lost.append(
-                f"{self.dropped} batches ({self.dropped_events} events) dropped: "
-                "the consumer was too slow"
-            )
-        if self.malformed or self.bad_events:
-            lost.append(f"{self.malformed} malformed frames, {self.bad_events} bad events")
-        head = (
-            f"{self.status} to {self.endpoint}"
-            if self.status != "connecting"
-            else (f"connecting to {self.endpoint} (no publisher has answered)")
-        )
-        return "; ".join([head, f"{self.batches} batches, {self.events} events", *lost])
-
-
-def check_endpoint(endpoint: str) -> None:
-    """What ZMQ would take and then retry forever: a TCP port outside 1..65535."""
-    if endpoint.startswith("tcp://"):
-        port = endpoint.rpartition(":")[2]
-        if port != "*" and not (port.isdigit() and 0 < int(port) < 65536):
-            raise ConfigError(
-                f"endpoint {endpoint!r}: the port must be 1..65535; pass an endpoint "
-                "like 'tcp://127.0.0.1:5557' or 'ipc:///tmp/kv-events'"
-            )
 
 
 class KvEventSubscriber:
@@ -128,27 +69,38 @@ class KvEventSubscriber:
         self._state = SubscriberState(endpoint, replay_endpoint, since=time.time())
         self._lock = threading.Lock()
         self._expected: int | None = None  # the next seq, once one was seen
+        self._reconnected = False  # a disconnect since the last batch: a lower seq is a restart
+        self._last_seen: tuple[int, float] | None = None  # (seq, ts) of the last batch decoded
         self._stop = threading.Event()
         self._ctx = zmq.Context()
+        self._sub = self._open_sub(endpoint, bind)  # here, so a bad endpoint raises
         try:
-            self._sub = self._socket(zmq.SUB, endpoint, bind)  # here, so a bad endpoint raises
+            self._replay = ReplayClient(self._ctx, replay_endpoint) if replay_endpoint else None
         except ConfigError:
+            self._monitor.close()
+            self._sub.close()
             self._ctx.term()
             raise
-        self._sub.setsockopt(zmq.SUBSCRIBE, self._topic)
-        self._monitor = self._sub.get_monitor_socket()
-        self._replay = None
         self._thread = threading.Thread(target=self._run, name="kv-event-subscriber", daemon=True)
         self._thread.start()
 
-    def _socket(self, kind, endpoint: str, bind: bool):
-        check_endpoint(endpoint)
-        sock = self._ctx.socket(kind)
+    def _open_sub(self, endpoint: str, bind: bool):
+        try:
+            check_endpoint(endpoint)
+        except ConfigError:
+            self._ctx.term()
+            raise
+        sock = self._ctx.socket(self._zmq.SUB)
         sock.setsockopt(self._zmq.LINGER, 0)
+        sock.setsockopt(self._zmq.SUBSCRIBE, self._topic)
+        # the monitor first: a connection made before it exists would never be reported
+        self._monitor = sock.get_monitor_socket()
         try:
             (sock.bind if bind else sock.connect)(endpoint)
         except self._zmq.ZMQError as e:
+            self._monitor.close()
             sock.close()
+            self._ctx.term()
             raise ConfigError(
                 f"cannot {'bind' if bind else 'connect'} to {endpoint!r}: {e}; pass an endpoint "
                 "like 'tcp://127.0.0.1:5557' or 'ipc:///tmp/kv-events'"
@@ -213,9 +165,10 @@ class KvEventSubscriber:
                             break
                         self._on_frames(frames)
         finally:
-            for sock in (self._sub, self._monitor, self._replay):
-                if sock is not None:
-                    sock.close(linger=0)
+            for sock in (self._sub, self._monitor):
+                sock.close(linger=0)
+            if self._replay is not None:
+                self._replay.close()
             self._ctx.term()
 
     def _on_monitor(self) -> None:
@@ -225,8 +178,15 @@ class KvEventSubscriber:
         zmq = self._zmq
         if event in (zmq.EVENT_CONNECTED, zmq.EVENT_ACCEPTED):
             self._update(status="connected")
+            if self._replay is None:
+                return
+            if self._expected is None and self._catch_up:
+                self._fill(0, None)  # what an idle publisher holds: shown before its next batch
+            elif self._expected is not None and self._reconnected:
+                self._resync()
         elif event == zmq.EVENT_DISCONNECTED:
             self._update(status="disconnected")
+            self._reconnected = True
 
     def _on_frames(self, frames: list[bytes]) -> None:
         try:
@@ -239,24 +199,49 @@ class KvEventSubscriber:
         if expected is None:  # the first batch: what came before it is a gap from 0
             if seq > 0 and self._catch_up:
                 self._fill(0, seq)
-        elif seq < expected:
+        elif seq < expected and not self._reconnected:
+            self._count(duplicates=1)  # a replay already gave it
+            return
+        elif seq < expected:  # the seq went back after a disconnect: a new publisher
             self._count(restarts=1)
             self._put(Restart(seq, time.time()), 0)
             if seq > 0:
                 self._fill(0, seq)
         elif seq > expected:
             self._fill(expected, seq)
+        self._reconnected = False
         self._expected = seq + 1
         self._update(last_seq=seq)
-        self._accept(payload)
+        self._accept(seq, payload)
 
-    def _accept(self, payload: bytes) -> None:
+    def _resync(self) -> None:
+        """Back after a disconnect: the same publisher still buffers our last batch (same seq,
+        same ts), and we take what we missed; a new one does not: a Restart, then all it holds."""
+        got = self._replay_range(0, None)
+        if got is None:
+            return  # no answer: the next batch's seq decides
+        last = self._last_seen
+        if last is not None and any(seq == last[0] and _ts(p) == last[1] for seq, p in got):
+            new = [(seq, p) for seq, p in got if seq >= self._expected]
+        else:
+            self._count(restarts=1)
+            self._put(Restart(got[0][0] if got else 0, time.time()), 0)
+            self._expected, new = (got[0][0] if got else None), got
+        self._reconnected = False
+        self._count(replayed=len(new))
+        for seq, payload in new:
+            self._expected = seq + 1
+            self._update(last_seq=seq)
+            self._accept(seq, payload)
+
+    def _accept(self, seq: int, payload: bytes) -> None:
         try:
             batch, bad = decode_batch(payload)
         except WireError as e:
             self._count(malformed=1)
             self._update(last_error=str(e))
             return
+        self._last_seen = (seq, batch.ts)
         if bad:
             self._count(bad_events=bad)
             self._update(last_error=f"{bad} event(s) of a batch could not be decoded")
@@ -272,38 +257,33 @@ class KvEventSubscriber:
             self._count(dropped=1, dropped_events=num_events)
             return False
 
-    def _fill(self, start: int, end: int) -> None:
-        """Batches [start, end) from the replay endpoint; the rest counts as missed."""
-        self._count(gaps=1)
-        got = self._replay_range(start, end) if self.state.replay_endpoint else []
-        for payload in got:
-            self._accept(payload)
-        self._count(replayed=len(got), missed=end - start - len(got))
+    def _fill(self, start: int, end: int | None) -> None:
+        """Batches [start, end) from the replay endpoint (``end`` None: all it holds from
+        ``start``, when catching up); what it no longer holds, or all without one, is missed."""
+        got = (self._replay_range(start, end) if self._replay is not None else None) or []
+        gap = end is not None
+        if end is None:  # catching up: a gap only if the buffer lost the beginning
+            if not got:
+                return
+            end = got[-1][0] + 1
+            gap = got[0][0] > start
+            self._expected, self._reconnected = end, False
+            self._update(last_seq=end - 1)
+        self._count(gaps=int(gap), replayed=len(got), missed=end - start - len(got))
+        for seq, payload in got:
+            self._accept(seq, payload)
 
-    def _replay_range(self, start: int, end: int) -> list[bytes]:
-        zmq = self._zmq
-        if self._replay is None:
-            try:
-                self._replay = self._socket(zmq.DEALER, self.state.replay_endpoint, False)
-            except ConfigError as e:
-                self._update(last_error=str(e))
-                return []
-        self._replay.send_multipart([b"", start.to_bytes(8, "big")])
-        got: dict[int, bytes] = {}
-        while self._replay.poll(int(REPLAY_TIMEOUT * 1000)):
-            frames = self._replay.recv_multipart()
-            if len(frames) == 4 and frames[2] == END_OF_REPLAY:  # [b"", topic b"", END, b""]
-                return [got[s] for s in sorted(got)]
-            try:
-                _, seq, payload = unpack_frames(frames[1:])
-            except WireError as e:
-                self._count(malformed=1)
-                self._update(last_error=f"replay: {e}")
-                continue
-            if start <= seq < end:
-                got[seq] = payload
-        # no end marker in time: drop the socket, so a late answer cannot mix with the next one
-        self._replay.close(linger=0)
-        self._replay = None
-        self._update(last_error=f"the replay endpoint did not answer in {REPLAY_TIMEOUT} s")
-        return [got[s] for s in sorted(got)]
+    def _replay_range(self, start: int, end: int | None) -> list[tuple[int, bytes]] | None:
+        got = self._replay.fetch(start, end)
+        if self._replay.malformed:
+            self._count(malformed=self._replay.malformed)
+        if self._replay.error:
+            self._update(last_error=self._replay.error)
+        return got
+
+
+def _ts(payload: bytes) -> float | None:
+    try:
+        return decode_batch(payload)[0].ts
+    except WireError:
+        return None

@@ -169,14 +169,14 @@ class PrefixCacheModel:
         return Occupancy(a[:, 0], *(a[:, i].astype(np.int64) for i in (1, 2, 3)))
 
     def rates(self, window: float = 5.0, now: float | None = None) -> tuple[float, float]:
-        """(blocks stored, blocks removed) per second over the last ``window`` seconds."""
-        now = time.time() if now is None else now
-        recent = [s for s in self._samples if s[0] >= now - window]
-        if not recent:
+        """(blocks stored, blocks removed) per second over about the last ``window`` seconds:
+        from the last sample at least that old (else the oldest kept) to now."""
+        if not self._samples:
             return 0.0, 0.0
-        before = next((s for s in reversed(self._samples) if s[0] < now - window), None)
-        s0 = before or (recent[0][0], 0, 0, 0)
-        return (recent[-1][2] - s0[2]) / window, (recent[-1][3] - s0[3]) / window
+        now = time.time() if now is None else now
+        base = next((s for s in reversed(self._samples) if s[0] <= now - window), self._samples[0])
+        last, span = self._samples[-1], max(now - base[0], 1e-9)
+        return (last[2] - base[2]) / span, (last[3] - base[3]) / span
 
     def longest_shared_prefixes(self, k: int = 5) -> list[SharedPrefix]:
         """The ``k`` longest trunks two or more cached chains share (branch points, deepest
