@@ -7,6 +7,9 @@ with LLM("/path/to/Qwen3-0.6B") as llm:
     for delta in llm.stream("Hello"):  # text as it is generated (llm.astream: async)
         print(delta, end="")
 
+``LLM(model, kv_events_config={"enable_kv_cache_events": True, "endpoint": "tcp://*:5557"})``
+publishes the prefix cache's KV events in vLLM's schema (vLLM's keys; nanovllm/bridge/publisher.py).
+
 nano-vllm's ``is_finished()`` and ``exit()`` are thin aliases of ``not has_unfinished()`` and
 ``close()``; ``outputs, num_tokens = llm.step()`` unpacks a StepRecord as nano-vllm's step does.
 """
@@ -30,9 +33,30 @@ Message = dict[str, Any]  # {"role": ..., "content": ...}
 
 
 class LLM(LLMEngine):
-    def __init__(self, model: str, **config: Any):
+    def __init__(self, model: str, kv_events_config: dict[str, Any] | None = None, **config: Any):
+        events = None
+        if kv_events_config is not None:  # checked before the model loads; zmq only if asked
+            from nanovllm.bridge.publisher import KvEventsConfig
+
+            events = KvEventsConfig.from_dict(kv_events_config)
         super().__init__(model, **config)
         self._dropped_streams: list[int] = []  # requests of streams dropped unfinished
+        self.kv_events = None  # the KV-event publisher, when kv_events_config turns it on
+        if events is not None and events.active:
+            from nanovllm.bridge.publisher import EngineEventPublisher
+
+            try:
+                self.kv_events = EngineEventPublisher(self, events)
+            except BaseException:
+                super().close()
+                raise
+
+    def close(self) -> None:
+        if getattr(self, "kv_events", None) is not None:
+            self.kv_events.close()
+        super().close()
+
+    close.__doc__ = LLMEngine.close.__doc__
 
     def _drop_streams(self) -> None:
         """Abort and forget the requests of streams dropped unfinished (at a safe point: never
