@@ -194,3 +194,14 @@ def test_the_engine_generates_the_same_tokens_with_either_backend(second_model):
             llm.generate(prompts[:1], params, use_tqdm=False)  # its blocks are cached: later hits
             outs[backend] = [o["token_ids"] for o in llm.generate(prompts, params, use_tqdm=False)]
     assert outs["cpu_sdpa"] == outs["torch_ref"]
+
+
+def test_without_a_compiler_the_torch_path_runs(monkeypatch):
+    """No kernel when it is turned off or cannot be built (fresh shapes: the builds are cached)."""
+    monkeypatch.setenv("NANOVLLM_CPU_KERNEL", "0")
+    assert decode_kernel(torch.float32, 5, 24, 16) is None
+    monkeypatch.delenv("NANOVLLM_CPU_KERNEL")
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    assert decode_kernel(torch.float32, 5, 40, 16) is None
+    assert decode_kernel(torch.bfloat16, 2, 8, 16) is None  # float32 only
+    assert decode_kernel(torch.float32, 2, 8, 8) is None  # blocks of 16 positions or more

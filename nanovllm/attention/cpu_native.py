@@ -63,11 +63,12 @@ def _library(dim: int, group: int) -> ctypes.CDLL | None:
         log.info("no C compiler: CPU decode attention runs on torch ops (cpu_sdpa)")
         return None
     flags = [*FLAGS, f"-DDIM={dim}", f"-DGROUP={group}"]
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + repr((flags, platform.node(), compiler)).encode()).hexdigest()
-    root = Path(os.environ.get("NANOVLLM_CACHE") or Path.home() / ".cache" / "nanovllm")
-    path = root / "kernels" / f"cpu_decode-d{dim}-g{group}-{key[:16]}.so"
     try:
+        source = SOURCE.read_bytes()
+        key = repr((flags, platform.node(), compiler)).encode()
+        key = hashlib.sha256(source + key).hexdigest()
+        root = Path(os.environ.get("NANOVLLM_CACHE") or Path.home() / ".cache" / "nanovllm")
+        path = root / "kernels" / f"cpu_decode-d{dim}-g{group}-{key[:16]}.so"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
