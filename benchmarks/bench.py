@@ -245,7 +245,7 @@ def main() -> None:
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--enforce-eager", action="store_true")
     ap.add_argument("--elementwise", default="auto", help="triton | compile | torch (Config)")
-    ap.add_argument("--no-skinny-gemm", action="store_true", help="cuBLAS for every GEMM")
+    ap.add_argument("--skinny-gemm", action="store_true", help="Config.skinny_gemm=True")
     ap.add_argument("--peer", type=int, default=0, help="run HF continuous batching on N requests")
     ap.add_argument("--num-seqs", type=int, default=256)
     ap.add_argument("--no-recorder-run", action="store_true", help="skip the Recorder run")
@@ -273,7 +273,7 @@ def main() -> None:
         enforce_eager=args.enforce_eager,
         elementwise=args.elementwise,
         load_format=load_format,
-        skinny_gemm=not args.no_skinny_gemm,
+        skinny_gemm=args.skinny_gemm,
     )
     runner = getattr(llm.executor, "model", None) and llm.executor
     print(

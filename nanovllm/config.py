@@ -70,8 +70,10 @@ class Config:
     # enforce_eager, else torch
     elementwise: str = "torch"
     # decode GEMMs of <= 16 rows: at start-up, time layers/skinny_gemm.py's kernel against cuBLAS
-    # for each weight shape and graph bucket and keep the faster (CUDA graphs only; False: cuBLAS)
-    skinny_gemm: bool = True
+    # for each weight shape and graph bucket and keep the faster (CUDA graphs only; False: cuBLAS).
+    # Off by default until it has run on a GPU (benchmarks/gpu_kernels_check.py): it was written
+    # and tested under the Triton interpreter in a session whose device was not lent
+    skinny_gemm: bool = False
     # the automatic KV-cache size keeps at most this many blocks beyond what the running sequences
     # can use (max_num_seqs x max_blocks_per_seq), for prefix-cache hits; None: as many again
     prefix_cache_blocks: int | None = None
