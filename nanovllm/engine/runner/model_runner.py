@@ -30,6 +30,7 @@ from nanovllm.config import CPU_KVCACHE_BYTES, Config
 from nanovllm.engine.core.batch import SamplerOutput
 from nanovllm.engine.runner.executor import RunTiming
 from nanovllm.engine.runner.inputs import StepInputs
+from nanovllm.engine.runner.threads import default_cpu_threads, step_threads
 from nanovllm.layers.parallel import SINGLE, TensorParallel
 from nanovllm.layers.sampler import Sampler, Samples
 from nanovllm.models import get_model_class
@@ -63,6 +64,8 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
         random.seed(config.seed)
         np.random.seed(config.seed)
         torch.manual_seed(config.seed)
+        # CPU: the threads of each step (runner/threads.py); CUDA: the host's threads untouched
+        self.cpu_threads = None if self.is_cuda else config.cpu_threads or default_cpu_threads()
         t0 = time.perf_counter()
         self.startup: dict[str, float] = {}  # seconds of each part of the start (bench.py prints)
         self.backend_name = resolve_backend_name(config.attention_backend, config.device)
@@ -90,9 +93,10 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
         self.num_kvcache_blocks = config.num_kvcache_blocks or self._auto_num_blocks()
         self.kv_cache = self.allocate_kv_cache(self.num_kvcache_blocks)
         self.startup["kv_cache_s"] = time.perf_counter() - t1  # the memory probe, then the cache
-        # torch_ref loops over host-side lengths, which a captured graph would freeze: eager only.
+        # torch_ref and cpu_sdpa loop over host-side lengths, which a captured graph would
+        # freeze: eager only.
         self.gemm_plan: list = []  # layers/skinny_plan.py's PlanRows: which GEMMs left cuBLAS
-        if self.is_cuda and not config.enforce_eager and self.backend_name != "torch_ref":
+        if self.is_cuda and not config.enforce_eager and self.backend_name == "triton":
             from nanovllm.engine.runner.cuda_graph import DecodeGraphs, bucket_sizes
 
             if config.skinny_gemm:
@@ -222,11 +226,12 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
         if self.is_cuda:
             events = tuple(torch.cuda.Event(enable_timing=True) for _ in range(3))
             events[0].record()
-        logits = self.forward_logits(inputs)
-        t1 = time.perf_counter()
-        if self.is_cuda:
-            events[1].record()
-        samples = self.sampler.sample(logits, inputs.sampling)
+        with step_threads(self.cpu_threads):
+            logits = self.forward_logits(inputs)
+            t1 = time.perf_counter()
+            if self.is_cuda:
+                events[1].record()
+            samples = self.sampler.sample(logits, inputs.sampling)
         self.last_tokens = samples.tokens
         host = samples.host_tensor()
         if self.is_cuda:
