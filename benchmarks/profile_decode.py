@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 KINDS = (  # first match wins
     ("attention", r"paged_attention|merge_splits"),
     ("KV store", r"store_kvcache"),
-    ("GEMM", r"gemm|nvjet|xmma|cutlass|splitK|cublas"),
+    ("GEMM", r"gemm|nvjet|xmma|cutlass|splitK|cublas|skinny"),
     ("sampler", r"gumbel|argmax|sampl"),
     ("fused elementwise", r"^triton_|rms_norm|silu_and_mul|qk_norm_rope"),
     ("copies", r"Memcpy|Memset"),

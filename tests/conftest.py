@@ -10,6 +10,14 @@ import pytest
 
 def pytest_configure(config):
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Triton runs interpreted on a machine without a GPU, and the switch must precede the first
+    # `import triton`: set it here, before any test module is imported, so that which module is
+    # collected first (tests/engine/ imports triton before tests/layers/ asks for the
+    # interpreter) does not decide it.
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(scope="session")

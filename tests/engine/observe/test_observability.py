@@ -224,10 +224,10 @@ def test_records_rebuild_the_outputs_and_times_are_the_engines_own(tiny_model):
 
         llm.subscribe(bad)
         ids = [llm.add_request(p, GREEDY) for p in PROMPTS]
-        with pytest.warns(RuntimeWarning, match="observer bug"):
-            while llm.has_unfinished():
+        while llm.has_unfinished():
+            with pytest.raises(ValueError, match="observer bug"):  # raised once its step is done
                 llm.step()
-            llm.abort(ids[0])  # finished already: nothing changes
+        llm.abort(ids[0])  # finished already: nothing changes
         rebuilt = {i: [] for i in ids}
         for r in records:
             for seq_id, token in r.new_tokens:
@@ -258,15 +258,23 @@ def test_abort_and_failure_times_come_from_their_events(tiny_model):
         assert llm.get_output(b).metrics.finished_time == times[b]
 
 
-def test_observer_exceptions_do_not_break_the_engine(tiny_model):
+def test_an_observer_exception_propagates_once_its_step_is_done(tiny_model):
+    """An observer is the caller's code: its exception is raised by the step it saw (not
+    swallowed, not retried), after every observer saw the record; the engine stays usable."""
     with LLM(tiny_model, kvcache_block_size=16) as llm:
+        seen = []
 
-        def bad(_):
-            raise ValueError("observer bug")
+        def bad(record):
+            if record.step == 2:
+                raise ValueError("observer bug")
 
         llm.subscribe(bad)
-        with pytest.warns(RuntimeWarning, match="observer bug"):
-            out = llm.generate([[1, 2, 3]], GREEDY, use_tqdm=False)
+        llm.subscribe(lambda record: seen.append(record.step))  # subscribed after the bad one
+        with pytest.raises(ValueError, match="observer bug"):
+            llm.generate([[1, 2, 3]], GREEDY, use_tqdm=False)
+        assert seen == [0, 1, 2]  # the later observer saw step 2; no step ran after it
+        assert not llm.has_unfinished() and llm.check_integrity() == []
+        out = llm.generate([[1, 2, 3]], GREEDY, use_tqdm=False)
         assert len(out[0]["token_ids"]) == 10
 
 

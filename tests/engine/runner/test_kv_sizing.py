@@ -18,7 +18,7 @@ H200_TOTAL = 143_771 * 2**20  # what torch.cuda.mem_get_info() reports on an H20
 
 
 def h200_budget(weights_gib: float = 0.01, activation_gib: float = 0.05) -> int:
-    """The probe's budget on an idle H200 after loading a tiny model, running its largest step."""
+    """The probe's budget on an idle H200 with a tiny model loaded and its largest step run."""
     current = int(weights_gib * GiB)
     peak = current + int(activation_gib * GiB)
     free = H200_TOTAL - current - 500 * 2**20  # the CUDA context and allocator slack
