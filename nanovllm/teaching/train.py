@@ -1,130 +1,88 @@
-"""The teaching model: a tiny Qwen3 trained on CPU, in about a minute, to write text you can check.
+"""Training the teaching model: tokenizer, packed rows, the training loop, the written checkpoint.
 
 Contract:
-- `teaching_model_path(recipe=None)` returns a directory holding a real Hugging Face Qwen3
-  checkpoint (config.json, model.safetensors, generation_config.json, a word-level tokenizer that
-  `AutoTokenizer` loads, a chat template) trained with torch on `corpus.corpus_lines`. Greedy
-  decoding continues what the corpus teaches: "one two three four" -> "five six seven ...",
-  "7 x 7 =" -> "49, 7 x 8 = 56", "What is a block table?" -> "A block table maps logical blocks to
-  physical blocks."
-- Cached: the directory is `cache_root() / "teaching-<key>"`, where the key hashes the recipe
-  (model config, seed, steps, batch, sequence length, learning rate, threads), the source of this
-  module, corpus.py, checkpoint.py and tiny.py (the corpus generator, the trainer, the file
-  writers), and the torch / transformers / tokenizers versions. The first call builds it (about a
-  minute on two cores, with a progress bar); later calls return at once. The directory appears
-  atomically (`checkpoint.build_cached`), as the tiny model's does.
-- Reproducible: same recipe and versions on the same kind of machine -> the same weights
+- `make_teaching_model(path, recipe)` generates the corpus (`corpus.corpus_lines`), trains the
+  word-level tokenizer and a Qwen3 with torch on it, and writes a real Hugging Face checkpoint into
+  `path`: config.json, generation_config.json, model.safetensors (in `recipe.dtype`), tokenizer.json
+  and tokenizer_config.json (the chat template inline), and the record `teaching.json` (the
+  recipe, the corpus's sha256, the training time and loss, the library versions, each file's
+  sha256; `record.py` adds the held-out score). It takes minutes on two CPU cores, with a
+  progress bar; `python -m nanovllm.teaching train` runs it.
+- Reproducible: the same recipe and versions on the same kind of machine give the same weights
   (seeded init, a fixed data order, `torch.set_num_threads(recipe.threads)` while training).
 - The tokenizer is word-level: every word, number and punctuation mark of the corpus is one token,
   so a number is never split and a continuation is checked token by token. Unknown words become
   `<|unk|>`; the model's text has no newlines (whitespace is a separator, not a token).
-- `python -m nanovllm.testing` builds it (if needed) and prints its path and build time.
 
-Nothing here is imported by the engine.
+Nothing here is imported by the engine, nor by `teaching_model_path()`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from nanovllm.testing import checkpoint, corpus
-from nanovllm.testing.checkpoint import build_cached, write_model, write_tokenizer
-from nanovllm.testing.tiny import CHAT_TEMPLATE, ENDOFTEXT, IM_END, IM_START
+from nanovllm.teaching import corpus, record
+from nanovllm.teaching.hf_format import (
+    CHAT_TEMPLATE,
+    ENDOFTEXT,
+    IM_END,
+    IM_START,
+    write_model,
+    write_tokenizer,
+)
+from nanovllm.teaching.recipe import Recipe
 
 UNK = "<|unk|>"
 SPECIALS = (ENDOFTEXT, IM_START, IM_END, UNK)  # ids 0, 1, 2, 3
 
-TEACHING_CONFIG: dict[str, Any] = {
-    "hidden_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "head_dim": 32,
-    "intermediate_size": 384,
-    "max_position_embeddings": 512,
-    "rope_theta": 10000.0,
-    "rms_norm_eps": 1e-6,
-    "tie_word_embeddings": False,
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    """Everything the weights depend on, besides the code and library versions."""
-
-    config: dict[str, Any] = dataclasses.field(default_factory=lambda: dict(TEACHING_CONFIG))
-    seed: int = 0
-    steps: int = 600
-    batch_size: int = 8
-    seq_len: int = 256
-    lr: float = 3e-3
-    warmup: int = 20
-    threads: int = 2
-
-    def key(self, source: bytes | None = None) -> str:
-        """16 hex digits naming the checkpoint; `source` replaces the builder's code (tests)."""
-        import tokenizers
-        import torch
-        import transformers
-
-        versions = [torch.__version__, transformers.__version__, tokenizers.__version__]
-        blob = json.dumps([dataclasses.asdict(self), versions], sort_keys=True, default=repr)
-        code = _builder_source() if source is None else source
-        return hashlib.sha256(code + blob.encode()).hexdigest()[:16]
-
-
-def teaching_model_path(recipe: Recipe | None = None, *, progress: bool = True) -> Path:
-    """The cached teaching checkpoint for `recipe` (default: `Recipe()`), built on first use."""
-    recipe = recipe or Recipe()
-    return build_cached(
-        f"teaching-{recipe.key()}", lambda tmp: make_teaching_model(tmp, recipe, progress=progress)
-    )
-
 
 def make_teaching_model(path, recipe: Recipe | None = None, *, progress: bool = True) -> Path:
     """Generate the corpus, train the tokenizer and the model, write the checkpoint into `path`."""
+    import tokenizers
+    import torch
+    import transformers
+
     recipe = recipe or Recipe()
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    lines = _lines_for(recipe)
+    lines = lines_for(recipe)
     tokenizer = build_tokenizer(lines, model_max_length=recipe.config["max_position_embeddings"])
     rows = pack_rows(tokenizer, lines, recipe)
     config = _hf_config(recipe, n_tokens=len(tokenizer))
     model, losses = train(config, rows, recipe, progress=progress)
-    write_model(model, config, "float32", path)
+    write_model(model, config, recipe.dtype, path)
     write_tokenizer(tokenizer, path, CHAT_TEMPLATE)
     info = dict(
         recipe=dataclasses.asdict(recipe),
-        key=recipe.key(),
-        build_seconds=round(time.perf_counter() - t0, 1),
+        corpus_sha256=corpus_sha256(lines),
+        train_seconds=round(time.perf_counter() - t0, 1),
         final_loss=round(sum(losses[-10:]) / len(losses[-10:]), 4),
-        corpus_lines=len(lines),
+        parameters=sum(p.numel() for p in model.parameters()),
+        versions=dict(
+            torch=torch.__version__,
+            transformers=transformers.__version__,
+            tokenizers=tokenizers.__version__,
+        ),
     )
-    (path / "teaching.json").write_text(json.dumps(info, indent=2) + "\n")
-    (path / "teaching.json").chmod(0o644)
+    record.write(path, info)
     return path
 
 
-def _builder_source() -> bytes:
-    from nanovllm.testing import tiny
-
-    files = (corpus.__file__, checkpoint.__file__, tiny.__file__, __file__)
-    return b"".join(Path(f).read_bytes() for f in files)
-
-
-def _lines_for(recipe: Recipe) -> list[str]:
-    """Enough corpus lines to fill `steps * batch_size` rows: a line averages about 40 tokens, and
-    the line that overflows a row is cut, so a row takes up to `seq_len // 40 + 1` lines."""
+def lines_for(recipe: Recipe) -> list[str]:
+    """Enough corpus lines to fill `steps * batch_size` rows (a superset of the lines trained on):
+    a line averages well over 24 tokens, and the line that overflows a row is cut there."""
     per_row = recipe.seq_len // 24 + 1
-    return corpus.corpus_lines(recipe.steps * recipe.batch_size * per_row, recipe.seed)
+    return corpus.corpus_lines(recipe.steps * recipe.batch_size * per_row, recipe.seed, recipe.mix)
+
+
+def corpus_sha256(lines: list[str]) -> str:
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def build_tokenizer(lines: list[str], model_max_length: int):
