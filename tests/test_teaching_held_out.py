@@ -1,7 +1,7 @@
 """nanovllm.teaching.held_out: the held-out set is wide, seeded, and nobody trained on it.
 
 "Nobody trained on" is checked as `held_out.py` defines it, on the very lines `Recipe()` trains on
-(`train.lines_for` gives a superset of them): no training line begins with a held-out prompt, no
+(`train.training_lines`): no training line begins with a held-out prompt, no
 training line holds a reworded question or a held-out sentence prompt anywhere, and every word of
 a reworded question is trained on elsewhere. No torch needed.
 """
@@ -18,14 +18,14 @@ from nanovllm.teaching import MODEL_DIR, corpus, record
 from nanovllm.teaching.facts import FACTS
 from nanovllm.teaching.held_out import HELD_OUT_SEED, QUOTAS, held_out_cases
 from nanovllm.teaching.recipe import Recipe
-from nanovllm.teaching.train import corpus_sha256, lines_for
+from nanovllm.teaching.train import corpus_sha256, training_lines
 
 CASES = held_out_cases()
 
 
 @pytest.fixture(scope="module")
 def lines() -> list[str]:
-    return lines_for(Recipe())
+    return training_lines(Recipe())
 
 
 def test_at_least_200_cases_of_every_kind_drawn_by_its_own_seed():

@@ -1,8 +1,9 @@
 """The teaching model's training text: a deterministic synthetic corpus, and what it leaves out.
 
 Contract:
-- `corpus_lines(n, seed, mix)` returns `n` lines of plain text, the same for the same arguments on
-  any machine (only `random.Random(seed)` and fixed tables are used). Each line is one of KINDS:
+- `corpus_stream(seed, mix)` yields lines of plain text without end, the same for the same
+  arguments on any machine (only `random.Random(seed)` and fixed tables are used);
+  `corpus_lines(n, seed, mix)` is its first `n`. Each line is one of KINDS:
 
       digits    "41 42 43 44 45 46"                       counting, 6 to 160 numbers of 0..999
       words     "nineteen twenty twenty one twenty two"   counting in words, one..ninety nine
@@ -14,7 +15,7 @@ Contract:
       fact      "A block table maps logical blocks to physical blocks."  (also after one of its
                 questions, "What's prefix caching? Prefix caching ...", and as a chat turn)
 
-  `vocabulary()` lists every word the generator can emit (the tokenizer is trained on it too).
+  `vocabulary()` lists every word the generator can emit (the tokenizer is trained on it).
 - What no line holds (the held-out set, `held_out.py`, prompts with exactly these):
     counting (digits, words) never starts at a number ending in 7;
     the alphabet never starts at a letter of HELD_OUT_LETTERS (lowercase and capitals apart);
@@ -30,7 +31,9 @@ Nothing here imports torch or tokenizers; `train.py` trains the tokenizer and th
 
 from __future__ import annotations
 
+import itertools
 import random
+from collections.abc import Iterator
 
 from nanovllm.teaching.facts import CHAT, FACTS
 
@@ -143,12 +146,19 @@ def _line(kind: str, rng: random.Random) -> str:
     )
 
 
-def corpus_lines(n: int, seed: int = 0, mix: dict[str, float] | None = None) -> list[str]:
-    """`n` training lines, kinds drawn with the weights in `mix` (default MIX)."""
+def corpus_stream(seed: int = 0, mix: dict[str, float] | None = None) -> Iterator[str]:
+    """Training lines without end, kinds drawn with the weights in `mix` (default MIX). Any
+    prefix is the same however much is read: the trainer takes just the lines it needs."""
     mix = mix or MIX
     rng = random.Random(seed)
-    kinds = rng.choices(KINDS, weights=[mix.get(k, 0) for k in KINDS], k=n)
-    return [_line(kind, rng) for kind in kinds]
+    weights = [mix.get(k, 0) for k in KINDS]
+    while True:
+        yield _line(rng.choices(KINDS, weights=weights)[0], rng)
+
+
+def corpus_lines(n: int, seed: int = 0, mix: dict[str, float] | None = None) -> list[str]:
+    """The first `n` lines of `corpus_stream(seed, mix)`."""
+    return list(itertools.islice(corpus_stream(seed, mix), n))
 
 
 def vocabulary() -> str:

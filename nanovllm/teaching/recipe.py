@@ -32,7 +32,7 @@ class Recipe:
     config: dict[str, Any] = dataclasses.field(default_factory=lambda: dict(TEACHING_CONFIG))
     mix: dict[str, float] = dataclasses.field(default_factory=lambda: dict(MIX))
     seed: int = 0
-    steps: int = 600
+    steps: int = 2500
     batch_size: int = 8
     seq_len: int = 256
     lr: float = 3e-3

@@ -1,18 +1,17 @@
 """Training the teaching model: tokenizer, packed rows, the training loop, the written checkpoint.
 
 Contract:
-- `make_teaching_model(path, recipe)` generates the corpus (`corpus.corpus_lines`), trains the
-  word-level tokenizer and a Qwen3 with torch on it, and writes a real Hugging Face checkpoint into
-  `path`: config.json, generation_config.json, model.safetensors (in `recipe.dtype`), tokenizer.json
-  and tokenizer_config.json (the chat template inline), and the record `teaching.json` (the
-  recipe, the corpus's sha256, the training time and loss, the library versions, each file's
-  sha256; `record.py` adds the held-out score). It takes minutes on two CPU cores, with a
-  progress bar; `python -m nanovllm.teaching train` runs it.
+- `make_teaching_model(path, recipe)` packs corpus lines (`corpus.corpus_stream`) into rows of
+  token ids (`tokenizer.py`), trains a Qwen3 with torch on them, and writes a real Hugging Face
+  checkpoint into `path`: config.json, generation_config.json, model.safetensors (in
+  `recipe.dtype`), tokenizer.json and tokenizer_config.json (the chat template inline), and the
+  record `teaching.json` (the recipe, the corpus's sha256, the training time and loss, the library
+  versions, each file's sha256; `python -m nanovllm.teaching train` adds the held-out score). It
+  takes minutes on one CPU core, with a progress bar.
 - Reproducible: the same recipe and versions on the same kind of machine give the same weights
   (seeded init, a fixed data order, `torch.set_num_threads(recipe.threads)` while training).
-- The tokenizer is word-level: every word, number and punctuation mark of the corpus is one token,
-  so a number is never split and a continuation is checked token by token. Unknown words become
-  `<|unk|>`; the model's text has no newlines (whitespace is a separator, not a token).
+- `training_lines(recipe)` returns exactly the corpus lines the recipe trains on, in order; the
+  record's `corpus_sha256` hashes them.
 
 Nothing here is imported by the engine, nor by `teaching_model_path()`.
 """
@@ -21,24 +20,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import math
 import sys
 import time
 from pathlib import Path
 
 from nanovllm.teaching import corpus, record
-from nanovllm.teaching.hf_format import (
-    CHAT_TEMPLATE,
-    ENDOFTEXT,
-    IM_END,
-    IM_START,
-    write_model,
-    write_tokenizer,
-)
+from nanovllm.teaching.hf_format import CHAT_TEMPLATE, ENDOFTEXT, write_model, write_tokenizer
 from nanovllm.teaching.recipe import Recipe
-
-UNK = "<|unk|>"
-SPECIALS = (ENDOFTEXT, IM_START, IM_END, UNK)  # ids 0, 1, 2, 3
+from nanovllm.teaching.tokenizer import build_tokenizer
 
 
 def make_teaching_model(path, recipe: Recipe | None = None, *, progress: bool = True) -> Path:
@@ -51,9 +42,9 @@ def make_teaching_model(path, recipe: Recipe | None = None, *, progress: bool = 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    lines = lines_for(recipe)
-    tokenizer = build_tokenizer(lines, model_max_length=recipe.config["max_position_embeddings"])
-    rows = pack_rows(tokenizer, lines, recipe)
+    tokenizer = build_tokenizer(recipe.config["max_position_embeddings"])
+    rows, lines = pack(tokenizer, recipe)
+    rows = torch.tensor(rows).view(recipe.steps, recipe.batch_size, recipe.seq_len)
     config = _hf_config(recipe, n_tokens=len(tokenizer))
     model, losses = train(config, rows, recipe, progress=progress)
     write_model(model, config, recipe.dtype, path)
@@ -74,75 +65,38 @@ def make_teaching_model(path, recipe: Recipe | None = None, *, progress: bool = 
     return path
 
 
-def lines_for(recipe: Recipe) -> list[str]:
-    """Enough corpus lines to fill `steps * batch_size` rows (a superset of the lines trained on):
-    a line averages well over 24 tokens, and the line that overflows a row is cut there."""
-    per_row = recipe.seq_len // 24 + 1
-    return corpus.corpus_lines(recipe.steps * recipe.batch_size * per_row, recipe.seed, recipe.mix)
-
-
 def corpus_sha256(lines: list[str]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-def build_tokenizer(lines: list[str], model_max_length: int):
-    """A word-level tokenizer trained on `lines` plus the generator's vocabulary.
+def pack(tokenizer, recipe: Recipe) -> tuple[list[list[int]], list[str]]:
+    """`steps * batch_size` rows of `seq_len` token ids, and the corpus lines they hold.
 
-    Pre-tokenization splits on whitespace and isolates punctuation ("blocks." -> "blocks", ".");
-    the WordPiece decoder joins with spaces and glues punctuation back on ("blocks.").
+    Whole lines from `corpus.corpus_stream`, each followed by EOS. Every row starts at the start
+    of a line (a prompt starts at position 0 too); the line that overflows a row is cut there, and
+    the next row starts with the next line. The lines returned are exactly those trained on.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.WordLevel(unk_token=UNK))
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation("isolated")]
-    )
-    tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
-    trainer = trainers.WordLevelTrainer(special_tokens=list(SPECIALS), show_progress=False)
-    plain = (_strip_specials(line) for line in lines)  # specials are added, not learned
-    tok.train_from_iterator([*plain, corpus.vocabulary()], trainer=trainer)
-    assert [tok.token_to_id(t) for t in SPECIALS] == [0, 1, 2, 3]
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        eos_token=ENDOFTEXT,
-        pad_token=ENDOFTEXT,
-        unk_token=UNK,
-        additional_special_tokens=[IM_START, IM_END],
-        clean_up_tokenization_spaces=False,
-        model_max_length=model_max_length,
-        chat_template=CHAT_TEMPLATE,
-    )
-
-
-def _strip_specials(line: str) -> str:
-    for special in SPECIALS:
-        line = line.replace(special, " ")
-    return line
-
-
-def pack_rows(tokenizer, lines: list[str], recipe: Recipe):
-    """A [steps, batch_size, seq_len] tensor of token ids: whole lines, each followed by EOS.
-
-    Every row starts at the start of a line (a prompt starts at position 0 too); the line that
-    overflows a row is cut there, and the next row starts with the next line.
-    """
-    import torch
-
     eos = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
     n_rows = recipe.steps * recipe.batch_size
-    ids = tokenizer(lines, add_special_tokens=False)["input_ids"]
-    rows, row = [], []
-    for line in ids:
-        row += [*line, eos]
-        if len(row) >= recipe.seq_len:
-            rows.append(row[: recipe.seq_len])
-            row = []
-            if len(rows) == n_rows:
-                break
-    if len(rows) < n_rows:
-        raise ValueError(f"the corpus filled {len(rows)} rows of {n_rows}; generate more lines")
-    return torch.tensor(rows).view(recipe.steps, recipe.batch_size, recipe.seq_len)
+    stream = corpus.corpus_stream(recipe.seed, recipe.mix)
+    rows, row, lines = [], [], []
+    encode = tokenizer.backend_tokenizer.encode_batch
+    while len(rows) < n_rows:
+        chunk = list(itertools.islice(stream, 4096))  # encoded a chunk at a time (fast)
+        for line, encoding in zip(chunk, encode(chunk, add_special_tokens=False)):
+            lines.append(line)
+            row += [*encoding.ids, eos]
+            if len(row) >= recipe.seq_len:
+                rows.append(row[: recipe.seq_len])
+                row = []
+                if len(rows) == n_rows:
+                    break
+    return rows, lines
+
+
+def training_lines(recipe: Recipe) -> list[str]:
+    """The corpus lines `recipe` trains on, in order (the held-out tests check them)."""
+    return pack(build_tokenizer(recipe.config["max_position_embeddings"]), recipe)[1]
 
 
 def _hf_config(recipe: Recipe, n_tokens: int):
