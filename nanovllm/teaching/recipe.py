@@ -37,5 +37,7 @@ class Recipe:
     seq_len: int = 256
     lr: float = 3e-3
     warmup: int = 20
-    threads: int = 1  # torch's intra-op threads while training (the sums' order: reproducibility)
+    # torch's intra-op threads while training. It fixes the sums' order (reproducibility); one,
+    # because on a 2-core machine shared with other work two threads ran 8 to 14 times slower.
+    threads: int = 1
     dtype: str = "bfloat16"  # of the saved weights (trained in float32)

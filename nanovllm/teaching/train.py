@@ -1,4 +1,4 @@
-"""Training the teaching model: tokenizer, packed rows, the training loop, the written checkpoint.
+"""Training the teaching model: packed rows, the training loop, the written checkpoint.
 
 Contract:
 - `make_teaching_model(path, recipe)` packs corpus lines (`corpus.corpus_stream`) into rows of
