@@ -11,12 +11,14 @@
 # Set-up (both modes; run it in the Python environment you want to use, e.g. a fresh venv):
 #   - no torch yet: pip install torch==2.13.0 (the CPU wheel; on a GPU machine install a CUDA torch
 #     first: any torch>=2.4 already present is kept)
-#   - pip install -e ".[notebook]" (workbench) or -e ".[notebook,test]" (test mode), when missing
+#   - pip install -e ".[notebook]" (workbench) or -e ".[notebook,test,bridge]" (test mode), when
+#     missing (bridge: msgspec, pyzmq, prometheus_client, for the vLLM bridge's tests)
 #   - nothing is built: the default model of the notebooks and the workbench, the teaching model
 #     (nanovllm.teaching: a tiny Qwen3 trained on generated text), ships with the package
 #   - test mode only: the browser test needs /usr/bin/chromium. As root with apt-get it is installed
 #     (apt-get install chromium fonts-liberation); otherwise a line says the browser test will be
-#     skipped and why. GPU tests are skipped without CUDA.
+#     skipped and why. GPU tests are skipped without CUDA, the tests marked vllm without vLLM
+#     (NANOVLLM_VLLM_PYTHON: the Python that has it; README, "A real vLLM").
 #
 # JupyterLab (workbench mode):
 #   URL    http://127.0.0.1:8888/lab?token=nanovllm  (printed at start)
@@ -36,8 +38,8 @@ if [ "${1:-}" = test ]; then mode="test"; shift; fi
 
 python -c "import torch" 2>/dev/null || python -m pip install torch==2.13.0
 if [ "$mode" = test ]; then
-    python -c "import nanovllm, widgets, jupyterlab, pytest, nbval, hypothesis, pytest_timeout, playwright, nbclient" \
-        2>/dev/null || python -m pip install -e ".[notebook,test]"
+    python -c "import nanovllm, widgets, jupyterlab, pytest, nbval, hypothesis, pytest_timeout, playwright, nbclient, msgspec, zmq, prometheus_client" \
+        2>/dev/null || python -m pip install -e ".[notebook,test,bridge]"
     if [ ! -x /usr/bin/chromium ]; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
             { apt-get update && apt-get install -y --no-install-recommends chromium fonts-liberation; } ||

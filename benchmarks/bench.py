@@ -245,6 +245,7 @@ def main() -> None:
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--enforce-eager", action="store_true")
     ap.add_argument("--elementwise", default="auto", help="triton | compile | torch (Config)")
+    ap.add_argument("--skinny-gemm", action="store_true", help="Config.skinny_gemm=True")
     ap.add_argument("--peer", type=int, default=0, help="run HF continuous batching on N requests")
     ap.add_argument("--num-seqs", type=int, default=256)
     ap.add_argument("--no-recorder-run", action="store_true", help="skip the Recorder run")
@@ -272,6 +273,7 @@ def main() -> None:
         enforce_eager=args.enforce_eager,
         elementwise=args.elementwise,
         load_format=load_format,
+        skinny_gemm=args.skinny_gemm,
     )
     runner = getattr(llm.executor, "model", None) and llm.executor
     print(
@@ -280,6 +282,13 @@ def main() -> None:
         f"memory {getattr(runner, 'memory_report', None)}; overlap scheduling "
         f"{llm.config.overlap_scheduling}; elementwise {llm.config.elementwise}"
     )
+    plan = getattr(runner, "gemm_plan", [])
+    if plan:
+        chosen = [str(r) for r in plan if r.config]
+        print(
+            f"skinny GEMM: the kernel for {len(chosen)} of {len(plan)} (shape, rows); "
+            + "; ".join(chosen)
+        )
     # the capture times only: a DecodeGraphs kept here would keep the KV cache alive past close()
     capture_times = dict(getattr(getattr(runner, "graphs", None), "capture_times", {}))
     if capture_times:

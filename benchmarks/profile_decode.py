@@ -1,8 +1,10 @@
-"""Where a decode step's time goes at batch 256 (GPU): the step's parts, then a per-kernel table.
+"""Where a decode step's time goes (GPU): the step's parts, then a per-kernel table.
 
-    python benchmarks/profile_decode.py [--model PATH] [--eager] [--steps 5]
+    python benchmarks/profile_decode.py [--model PATH] [--eager] [--steps 5] [--batch 1 16 256]
 
-1. The workload of bench.py is admitted and prefilled; then 30 decode steps at batch 256 are timed
+1. For each ``--batch`` (default 256): at 256 the workload of bench.py, else that many requests
+   of 512 random prompt tokens (the prompt of bench.py's batch-1 figure), is admitted and
+   prefilled; then 30 decode steps at batch 256 are timed
    one at a time (``step()``: schedule, prepare, forward, sample, postprocess; medians in ms), and
    30 more with overlap scheduling (``step_overlapped()``: the step interval hides the host work).
 2. ``--steps`` decode steps run under torch.profiler (CUDA activity). Each kernel's device time
@@ -37,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 KINDS = (  # first match wins
     ("attention", r"paged_attention|merge_splits"),
     ("KV store", r"store_kvcache"),
-    ("GEMM", r"gemm|nvjet|xmma|cutlass|splitK|cublas"),
+    ("GEMM", r"gemm|nvjet|xmma|cutlass|splitK|cublas|skinny"),
     ("sampler", r"gumbel|argmax|sampl"),
     ("fused elementwise", r"^triton_|rms_norm|silu_and_mul|qk_norm_rope"),
     ("copies", r"Memcpy|Memset"),
@@ -73,50 +75,71 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--eager", action="store_true")
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--batch", type=int, nargs="+", default=[256], help="decode batch sizes")
     args = ap.parse_args()
     path = args.model or os.path.join(tempfile.gettempdir(), "nanovllm-random-qwen3-0.6b")
     if not os.path.exists(os.path.join(path, "model.safetensors")):
         from nanovllm.testing.random_model import QWEN3_0_6B, make_random_model
 
         make_random_model(path, QWEN3_0_6B, device="cuda")
+    with LLM(path, enforce_eager=args.eager) as llm:  # max_model_len: min(4096, the model's)
+        for batch in args.batch:
+            profile_batch(llm, batch, args.steps)
+
+
+def requests(batch: int, vocab: int):
+    """bench.py's workload at 256; else ``batch`` requests of 512 random prompt tokens."""
+    from random import randint, seed
+
     from bench import workload
 
-    prompts, params = workload()
-    with LLM(path, max_model_len=4096, enforce_eager=args.eager) as llm:
-        for p, sp in zip(prompts, params):
-            llm.add_request(p, sp)
-        while llm.scheduler.waiting or any(
-            s.num_computed_tokens < s.num_prompt_tokens for s in llm.scheduler.running
-        ):
-            llm.step()  # the prefill steps
-        rows = len(llm.scheduler.running)
-        one = decode_timing(llm.step, 30)
+    from nanovllm import SamplingParams
+
+    if batch == 256:
+        return workload()
+    seed(2)
+    prompts = [[randint(0, min(10000, vocab - 1)) for _ in range(512)] for _ in range(batch)]
+    return prompts, [SamplingParams(temperature=0.6, ignore_eos=True, max_tokens=1024)] * batch
+
+
+def profile_batch(llm: LLM, batch: int, steps: int) -> None:
+    prompts, params = requests(batch, llm.config.spec.vocab_size)
+    llm.reset_prefix_cache()
+    ids = [llm.add_request(p, sp) for p, sp in zip(prompts, params)]
+    while llm.scheduler.waiting or any(
+        s.num_computed_tokens < s.num_prompt_tokens for s in llm.scheduler.running
+    ):
+        llm.step()  # the prefill steps
+    rows = len(llm.scheduler.running)
+    one = decode_timing(llm.step, 30)
+    print(
+        f"decode steps at batch {rows}, one at a time: "
+        + ", ".join(f"{k}={v:.2f} ms" for k, v in one.items())
+    )
+    if llm.config.overlap_scheduling:
+        over = decode_timing(llm.step_overlapped, 30)
+        llm.drain()
         print(
-            f"decode steps at batch {rows}, one at a time: "
-            + ", ".join(f"{k}={v:.2f} ms" for k, v in one.items())
+            "overlapped: "
+            + ", ".join(f"{k}={v:.2f} ms" for k, v in over.items())
+            + f"; step interval {over['total']:.2f} ms vs {one['total']:.2f} ms"
         )
-        if llm.config.overlap_scheduling:
-            over = decode_timing(llm.step_overlapped, 30)
-            llm.drain()
-            print(
-                "overlapped: "
-                + ", ".join(f"{k}={v:.2f} ms" for k, v in over.items())
-                + f"; step interval {over['total']:.2f} ms vs {one['total']:.2f} ms"
-            )
-        context = sum(s.num_tokens for s in llm.scheduler.running)
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            for _ in range(args.steps):
-                llm.step()
+    context = sum(s.num_tokens for s in llm.scheduler.running)
+    on_gpu = torch.cuda.is_available()  # on CPU (a dry run): operators' CPU time instead
+    with profile(activities=[ProfilerActivity.CUDA if on_gpu else ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            llm.step()
+        if on_gpu:
             torch.cuda.synchronize()
-        spec = llm.config.spec
+    spec = llm.config.spec
+    for request_id in ids:  # the next batch starts from an empty engine
+        llm.forget(request_id)
     kernels = defaultdict(lambda: [0.0, 0])  # name -> [device us, calls]
     for evt in prof.key_averages():
-        us = getattr(evt, "self_device_time_total", None)
-        if us is None:
-            us = evt.self_cuda_time_total
+        us = evt.self_device_time_total if on_gpu else evt.self_cpu_time_total
         if us > 0:
-            kernels[evt.key][0] += us / args.steps
-            kernels[evt.key][1] += evt.count / args.steps
+            kernels[evt.key][0] += us / steps
+            kernels[evt.key][1] += evt.count / steps
     total = sum(us for us, _ in kernels.values())
     by_kind = defaultdict(list)
     for name, (us, calls) in kernels.items():
@@ -125,7 +148,7 @@ def main() -> None:
     kv_bytes = spec.kv_bytes_per_token(2, 1) * context
     traffic = {"GEMM": (gemm_bytes, gemm_flops), "attention": (kv_bytes, None)}
     print(
-        f"\nkernels of one decode step (mean of {args.steps}; batch {rows}, {context} context "
+        f"\nkernels of one decode step (mean of {steps}; batch {rows}, {context} context "
         f"tokens): {total / 1e3:.3f} ms of kernel time"
     )
     print(f"{'kind / kernel':<66} {'us':>8} {'share':>6} {'calls':>6}  traffic")

@@ -1,5 +1,6 @@
 """nanovllm: a compact, readable, fast LLM inference engine (nano-vllm design)."""
 
+from nanovllm.engine_args import EngineArgs
 from nanovllm.errors import (
     ConfigError,
     EngineClosedError,
@@ -19,6 +20,7 @@ from nanovllm.sampling_params import SamplingParams
 __all__ = [
     "LLM",
     "SamplingParams",
+    "EngineArgs",
     "RequestOutput",
     "CompletionOutput",
     "Logprob",

@@ -1,19 +1,22 @@
 """Engine configuration: a frozen, validated dataclass.
 
 ``Config.from_model(path, **overrides)`` does the file I/O (reads the checkpoint's config.json) and
-resolves the ``"auto"`` values; ``__post_init__`` only validates, so a ``Config`` in hand is always
-consistent. Every error names the bad value and the fix.
+resolves the ``"auto"`` values, after mapping vLLM's keyword spellings onto the fields
+(``engine_args.config_keywords``); ``__post_init__`` only validates, so a ``Config`` in hand is
+always consistent. Every error names the bad value and the fix.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nanovllm.engine_args import config_keywords
 from nanovllm.errors import (
     ConfigError,
     KVCacheTooSmallError,
@@ -21,6 +24,7 @@ from nanovllm.errors import (
     ModelNotFoundError,
     UnsupportedModelError,
 )
+from nanovllm.generation_config import read_sampling_defaults
 from nanovllm.model_spec import ModelSpec, MoESpec, RopeScaling
 
 __all__ = ["Config", "ModelSpec", "MoESpec", "RopeScaling", "resolve_device", "resolve_dtype"]
@@ -33,6 +37,10 @@ DTYPES = (
 ELEMENTWISE = ("triton", "compile", "torch")  # how norms, rotary and SiLU-and-mul run
 LOAD_FORMATS = ("safetensors", "random")  # random: no weight files (benchmarks of huge shapes)
 CPU_KVCACHE_BYTES = 512 * 2**20  # default KV-cache budget on CPU, where there is no memory probe
+# default token budget of a step on CPU: a prefill's activations stay small enough to be reused
+# from the allocator's heap (fresh 100+ MB tensors cost their page faults); a 26M-parameter model
+# ran issue 29's workload in 21.0 s instead of 22.6 s with the GPU's 16384
+CPU_MAX_BATCHED_TOKENS = 2048
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,7 @@ class Config:
 
     model: str
     spec: ModelSpec
-    max_num_batched_tokens: int = 16384
+    max_num_batched_tokens: int = 16384  # "auto" (from_model): this on CUDA, else 2048
     max_num_seqs: int = 512
     max_model_len: int = 4096
     gpu_memory_utilization: float = 0.9
@@ -61,9 +69,40 @@ class Config:
     # (torch.compile fuses the torch code), "torch" (eager); "auto": triton on CUDA unless
     # enforce_eager, else torch
     elementwise: str = "torch"
+    # decode GEMMs of <= 16 rows: at start-up, time layers/skinny_gemm.py's kernel against cuBLAS
+    # for each weight shape and graph bucket and keep the faster (CUDA graphs only; False: cuBLAS).
+    # Off by default until it has run on a GPU (benchmarks/gpu_kernels_check.py): it was written
+    # and tested under the Triton interpreter in a session whose device was not lent
+    skinny_gemm: bool = False
+    # the automatic KV-cache size keeps at most this many blocks beyond what the running sequences
+    # can use (max_num_seqs x max_blocks_per_seq), for prefix-cache hits; None: as many again
+    prefix_cache_blocks: int | None = None
+    # where get_default_sampling_params() reads the checkpoint's defaults: "auto" (the model's
+    # generation_config.json), "vllm" (none) or a directory (nanovllm/generation_config.py)
+    generation_config: str = "auto"
+    # tensor parallelism: the longest one step may take (also the process group's timeout; a
+    # first Triton compile or a 16k-token prefill fits), and how long a worker may go without a
+    # heartbeat (a stopped or frozen process) before it counts as hung
+    step_timeout_s: float = 600.0
+    heartbeat_timeout_s: float = 10.0
+    # derived by from_model, not a keyword: the SamplingParams keywords generation_config sets
+    sampling_defaults: tuple[tuple[str, Any], ...] = ()
+    # CPU: the torch threads each step runs on (engine/runner/threads.py); None: all the cores
+    # torch would use but one, at least one, as vLLM's CPU worker does
+    cpu_threads: int | None = None
 
     def __post_init__(self) -> None:
         self._check_positive("max_num_batched_tokens", "max_num_seqs", "max_model_len")
+        if (
+            not isinstance(self.seed, int)
+            or isinstance(self.seed, bool)
+            or not 0 <= self.seed < 2**32
+        ):
+            raise ConfigError(f"seed={self.seed!r} must be an integer in [0, 2**32)")
+        for name in ("step_timeout_s", "heartbeat_timeout_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"{name}={value!r} must be a number of seconds > 0")
         self._check_positive("tensor_parallel_size")
         bs = self.kvcache_block_size
         if bs < 16 or bs & (bs - 1):
@@ -110,6 +149,17 @@ class Config:
                 "overlap_scheduling=True needs tensor_parallel_size=1 (the worker ranks would need "
                 "each step's tokens before the next is launched); pass overlap_scheduling=False"
             )
+        if not isinstance(self.skinny_gemm, bool):
+            raise ConfigError(f"skinny_gemm={self.skinny_gemm!r} must be True or False")
+        if self.prefix_cache_blocks is not None and (
+            not isinstance(self.prefix_cache_blocks, int) or self.prefix_cache_blocks < 0
+        ):
+            raise ConfigError(
+                f"prefix_cache_blocks={self.prefix_cache_blocks!r} must be an integer >= 0 "
+                "(or None: as many blocks as the running sequences can use)"
+            )
+        if self.cpu_threads is not None:
+            self._check_positive("cpu_threads")
         self._check_tensor_parallel()
         self._check_sliding_window()
         if self.num_kvcache_blocks is not None:
@@ -178,11 +228,26 @@ class Config:
         """The same config with the KV-cache size decided (after a memory probe)."""
         return dataclasses.replace(self, num_kvcache_blocks=num_blocks)
 
-    def default_cpu_num_blocks(self) -> int:
-        """CPU has no memory probe: a fixed budget, capped at what max_num_seqs can ever use."""
-        by_budget = CPU_KVCACHE_BYTES // self.kv_bytes_per_block
-        by_use = self.max_blocks_per_seq * self.max_num_seqs
-        return max(self.max_blocks_per_seq, min(by_budget, by_use))
+    @property
+    def max_useful_blocks(self) -> int:
+        """The most KV blocks this configuration can use: every running sequence at its longest
+        (``max_num_seqs x max_blocks_per_seq``), plus ``prefix_cache_blocks`` kept for hits."""
+        working_set = self.max_num_seqs * self.max_blocks_per_seq
+        cached = working_set if self.prefix_cache_blocks is None else self.prefix_cache_blocks
+        return working_set + cached
+
+    def auto_num_blocks(self, budget_bytes: int) -> tuple[int, int | None]:
+        """The automatic KV-cache size for ``budget_bytes`` of memory (the probe's on CUDA,
+        ``CPU_KVCACHE_BYTES`` on CPU): ``(num_blocks, cap)``, where ``cap`` is
+        ``max_useful_blocks`` when it was the smaller (the caller logs it) and else None.
+
+        A tiny model on a big GPU would otherwise get millions of blocks (the teaching model on an
+        H200: ~120 GiB / 8 KiB per block), each a Python object in the block manager."""
+        by_budget = max(0, budget_bytes) // self.kv_bytes_per_block
+        cap = self.max_useful_blocks
+        if by_budget > cap:
+            return cap, cap
+        return by_budget, None
 
     @classmethod
     def from_model(cls, model: str | Path, **overrides: Any) -> Config:
@@ -203,16 +268,15 @@ class Config:
             spec = ModelSpec.from_dict(raw)
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise ModelLoadError(f"cannot read {config_file}: {e!r}") from e
-        known = {f.name for f in dataclasses.fields(cls)} - {"model", "spec"}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown config keyword(s) {unknown}; valid keywords are {sorted(known)}"
-            )
-        overrides = dict(overrides)
+        overrides = config_keywords(overrides)
+        _check_keywords(overrides)
+        source = overrides.get("generation_config", "auto")
+        overrides["sampling_defaults"] = tuple(read_sampling_defaults(path, source).items())
         overrides["device"] = resolve_device(overrides.get("device", "auto"))
         overrides["dtype"] = resolve_dtype(overrides.get("dtype", "auto"), overrides["device"])
         on_gpu = overrides["device"].startswith("cuda")
+        if overrides.get("max_num_batched_tokens", "auto") == "auto":
+            overrides["max_num_batched_tokens"] = 16384 if on_gpu else CPU_MAX_BATCHED_TOKENS
         if overrides.get("overlap_scheduling", "auto") == "auto":
             one_rank = overrides.get("tensor_parallel_size", 1) == 1
             overrides["overlap_scheduling"] = on_gpu and one_rank
@@ -223,6 +287,17 @@ class Config:
         if overrides.get("max_model_len") is None:
             overrides["max_model_len"] = min(4096, spec.max_position_embeddings)
         return cls(model=str(path), spec=spec, **overrides)
+
+
+def _check_keywords(overrides: dict[str, Any]) -> None:
+    known = {f.name for f in dataclasses.fields(Config)} - {"model", "spec", "sampling_defaults"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        near = {k: m[0] for k in unknown if (m := difflib.get_close_matches(k, known, 1, 0.75))}
+        hint = f" (did you mean {near}?)" if near else ""
+        raise ConfigError(
+            f"unknown config keyword(s) {unknown}{hint}; valid keywords are {sorted(known)}"
+        )
 
 
 def resolve_device(device: str) -> str:

@@ -45,7 +45,8 @@ class EngineClosedError(NanoVLLMError, RuntimeError):
 
 
 class StepError(NanoVLLMError, RuntimeError):
-    """An exception escaped one engine step.
+    """An exception escaped one engine step from the engine's own code (an exception raised by
+    the caller's signal handler or step observer is raised as itself, never wrapped).
 
     The engine abandoned the step before raising: no sequence advanced (the next step computes the
     same tokens again), and the scheduler's decisions stand (admissions, preemptions, the blocks it
@@ -61,7 +62,8 @@ class StepError(NanoVLLMError, RuntimeError):
 
 
 class WorkerError(NanoVLLMError, RuntimeError):
-    """A tensor-parallel worker process died or raised; ``worker_traceback`` holds its traceback."""
+    """A tensor-parallel worker process died, raised, or hung (no heartbeat for
+    ``heartbeat_timeout_s``); ``rank`` names it, ``worker_traceback`` holds its traceback."""
 
     def __init__(self, message: str, *, rank: int | None = None, worker_traceback: str = ""):
         super().__init__(message if not worker_traceback else f"{message}\n\n{worker_traceback}")

@@ -7,6 +7,9 @@ with LLM("/path/to/Qwen3-0.6B") as llm:
     for delta in llm.stream("Hello"):  # text as it is generated (llm.astream: async)
         print(delta, end="")
 
+``LLM(model, kv_events_config={"enable_kv_cache_events": True, "endpoint": "tcp://*:5557"})``
+publishes the prefix cache's KV events in vLLM's schema (vLLM's keys; nanovllm/bridge/publisher.py).
+
 nano-vllm's ``is_finished()`` and ``exit()`` are thin aliases of ``not has_unfinished()`` and
 ``close()``; ``outputs, num_tokens = llm.step()`` unpacks a StepRecord as nano-vllm's step does.
 """
@@ -18,6 +21,7 @@ from typing import Any
 
 from nanovllm.engine.core.events import StepRecord
 from nanovllm.engine.llm_engine import LLMEngine, Prompt
+from nanovllm.engine.requests import params_type_error
 from nanovllm.errors import RequestError, StepError, WorkerError
 from nanovllm.outputs import RequestOutput
 from nanovllm.sampling_params import SamplingParams
@@ -29,9 +33,30 @@ Message = dict[str, Any]  # {"role": ..., "content": ...}
 
 
 class LLM(LLMEngine):
-    def __init__(self, model: str, **config: Any):
+    def __init__(self, model: str, kv_events_config: dict[str, Any] | None = None, **config: Any):
+        events = None
+        if kv_events_config is not None:  # checked before the model loads; zmq only if asked
+            from nanovllm.bridge.publisher import KvEventsConfig
+
+            events = KvEventsConfig.from_dict(kv_events_config)
         super().__init__(model, **config)
         self._dropped_streams: list[int] = []  # requests of streams dropped unfinished
+        self.kv_events = None  # the KV-event publisher, when kv_events_config turns it on
+        if events is not None and events.active:
+            from nanovllm.bridge.publisher import EngineEventPublisher
+
+            try:
+                self.kv_events = EngineEventPublisher(self, events)
+            except BaseException:
+                super().close()
+                raise
+
+    def close(self) -> None:
+        if getattr(self, "kv_events", None) is not None:
+            self.kv_events.close()
+        super().close()
+
+    close.__doc__ = LLMEngine.close.__doc__
 
     def _drop_streams(self) -> None:
         """Abort and forget the requests of streams dropped unfinished (at a safe point: never
@@ -64,11 +89,16 @@ class LLM(LLMEngine):
         """Run ``prompts`` to completion; outputs come back in submission order.
 
         Every prompt is validated before any is queued, so one bad prompt queues nothing. Requests
-        already in the engine keep running alongside. On KeyboardInterrupt this call's requests
-        are aborted, so the engine is left clean.
+        already in the engine keep running alongside. Without ``sampling_params``, the
+        checkpoint's defaults (``get_default_sampling_params()``). A step that fails in the
+        engine's own code is retried (``_step_or_fail``); any other exception (KeyboardInterrupt,
+        a signal handler's, a step observer's) propagates at once, and this call's requests are
+        aborted, so the engine is left clean.
         """
         self._check_open()
         prompts = _as_prompt_list(prompts)
+        if sampling_params is None:  # vLLM's: the checkpoint's generation_config defaults
+            sampling_params = self.get_default_sampling_params()
         params = _as_params_list(sampling_params, len(prompts))
         validated = [self._validate(p, sp) for p, sp in zip(prompts, params)]
         ids = [self._enqueue(*v) for v in validated]
@@ -161,7 +191,8 @@ class LLM(LLMEngine):
     # ---- the step loop ---------------------------------------------------------------------------
     def _step_or_fail(self, failures: int) -> tuple[StepRecord | None, int]:
         """One step (overlapped with the next when ``config.overlap_scheduling``), and the
-        consecutive failures so far. A failed step is retried by the next call; one that fails
+        consecutive failures so far. A step that failed in the engine's own code (``StepError``;
+        the caller's exceptions pass through) is retried by the next call; one that fails
         ``MAX_CONSECUTIVE_STEP_FAILURES`` times in a row fails its requests (the others go on). A
         dead worker ends it all: no request can finish."""
         try:
@@ -217,8 +248,11 @@ def _as_prompt_list(prompts) -> list[Prompt]:
 
 
 def _as_params_list(params, n: int) -> list[SamplingParams]:
-    if params is None or isinstance(params, SamplingParams):
-        return [params or SamplingParams()] * n
+    if isinstance(params, SamplingParams):
+        return [params] * n
+    if not isinstance(params, (list, tuple)):
+        expected = "sampling_params must be a SamplingParams or a list of them (one per prompt)"
+        raise params_type_error(params, expected)
     params = list(params)
     if len(params) != n:
         raise RequestError(

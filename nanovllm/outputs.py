@@ -39,7 +39,7 @@ class CompletionOutput:
     """One sample of a request (vLLM's fields, then this engine's extras)."""
 
     index: int
-    text: str
+    text: str  # what the sample adds to the decoded prompt (vLLM's): prompt + text reads right
     token_ids: list[int]
     cumulative_logprob: float | None  # None unless logprobs were asked for
     logprobs: list[dict[int, Logprob]] | None  # per position: sampled token first, then the top

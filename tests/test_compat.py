@@ -1,24 +1,48 @@
 """Code written for vLLM or nano-vllm runs here as written, on the tiny model.
 
 The usage patterns of nano-vllm's ``example.py`` and ``bench.py`` and of vLLM's quick start are
-re-typed here (the same calls, smaller numbers), not copied. ``ROWS`` is the compatibility table of
-the README: each row's check runs against a live engine, and the README's section must equal the
-table rendered from the rows (``NANOVLLM_WRITE_README=1`` rewrites it).
+re-typed here (the same calls, smaller numbers), not copied. vLLM's own example scripts
+(``tests/vllm_examples/``: ``basic/generate.py``, ``basic/chat.py``,
+``basic_with_model_default_sampling.py``, vendored verbatim under their Apache-2.0 header) run as
+written against ``tests/vllm_shim/vllm``, a package that only re-exports nanovllm's names; the
+model names they hard-code are made local directories of the tiny model. ``ROWS`` is the
+compatibility table of the README: each row's check runs against a live engine, and the README's
+section must equal the table rendered from the rows (``NANOVLLM_WRITE_README=1`` rewrites it).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
+import logging
 import os
+import random
+import runpy
+import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from nanovllm import LLM, RequestOutput, SamplingParams
+from nanovllm import LLM, ConfigError, EngineArgs, RequestError, RequestOutput, SamplingParams
+from nanovllm.config import Config
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+EXAMPLES = Path(__file__).resolve().parent / "vllm_examples"
+SHIM = Path(__file__).resolve().parent / "vllm_shim"
+# like Qwen2.5-Instruct's generation_config.json (the token ids are the tiny model's)
+QWEN_GENERATION_CONFIG = dict(
+    bos_token_id=0,
+    do_sample=True,
+    eos_token_id=0,
+    pad_token_id=0,
+    repetition_penalty=1.1,
+    temperature=0.7,
+    top_k=20,
+    top_p=0.8,
+)
 BEGIN = "<!-- compat-table: generated from tests/test_compat.py ROWS; do not edit by hand -->"
 END = "<!-- /compat-table -->"
 
@@ -135,6 +159,221 @@ def test_vllm_quickstart(tiny_model, capsys):
     llm.close()
 
 
+# ---- vLLM's example scripts, run as written ------------------------------------------------------
+def local_model(tiny_model: str, where: Path, generation_config: dict | None = None) -> None:
+    """``where`` (a hub-style name, relative to the working directory) holds the tiny model:
+    links to its files, and ``generation_config`` written as its generation_config.json."""
+    where.mkdir(parents=True)
+    for f in Path(tiny_model).iterdir():
+        if not (generation_config and f.name == "generation_config.json"):
+            (where / f.name).symlink_to(f)
+    if generation_config:
+        (where / "generation_config.json").write_text(json.dumps(generation_config))
+
+
+@pytest.fixture
+def vllm_examples(tiny_model, tmp_path, monkeypatch):
+    """``import vllm`` finds the shim; the examples' model names are local directories; every
+    ``LLM.generate`` call is recorded: ``(engine, prompts, sampling params, outputs)``."""
+    local_model(tiny_model, tmp_path / "meta-llama/Llama-3.2-1B-Instruct")
+    local_model(tiny_model, tmp_path / "Qwen/Qwen2.5-0.5B-Instruct", QWEN_GENERATION_CONFIG)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(SHIM))
+    calls = []
+    real_generate = LLM.generate
+
+    def recorded(self, prompts, sampling_params=None, use_tqdm=True):
+        outputs = real_generate(self, prompts, sampling_params, use_tqdm)
+        calls.append((self, prompts, sampling_params, outputs))
+        return outputs
+
+    monkeypatch.setattr(LLM, "generate", recorded)
+
+    def run(script: str, *args: str) -> list:
+        monkeypatch.setattr(sys, "argv", [script, *args])
+        runpy.run_path(str(EXAMPLES / script), run_name="__main__")
+        return calls
+
+    yield run
+    for name in [m for m in sys.modules if m == "vllm" or m.startswith("vllm.")]:
+        del sys.modules[name]
+    for llm, *_ in calls:
+        llm.close()
+
+
+def printed_texts(out: str, outputs) -> None:
+    for o in outputs:
+        assert f"Generated text: {o.outputs[0].text!r}" in out
+
+
+def test_vllm_generate_py_as_written(vllm_examples, capsys):
+    """basic/generate.py: EngineArgs.add_cli_args, LLM(**vars(args)), the default sampling
+    params changed by the flags given; without flags, vLLM's defaults (max_tokens=16)."""
+    [(llm, prompts, params, outputs)] = vllm_examples("generate.py")
+    assert llm.config.model.endswith("meta-llama/Llama-3.2-1B-Instruct")
+    assert params == SamplingParams() and params.max_tokens == 16
+    for c in (o.outputs[0] for o in outputs):
+        assert (len(c.token_ids), c.finish_reason) == (16, "length") or c.finish_reason == "stop"
+    printed_texts(capsys.readouterr().out, outputs)
+
+    flags = "--max-tokens 5 --temperature 0 --top-k 3 --top-p 0.9 --block-size 16 -tp 1"
+    flags += " --max-model-len 128 --seed 7 --no-enable-prefix-caching --dtype float"
+    [_, (llm, _, params, outputs)] = vllm_examples("generate.py", *flags.split())
+    cfg = llm.config
+    assert (cfg.kvcache_block_size, cfg.max_model_len, cfg.seed, cfg.dtype) == (
+        16,
+        128,
+        7,
+        "float32",
+    )
+    assert not cfg.enable_prefix_caching and cfg.tensor_parallel_size == 1
+    assert (params.max_tokens, params.temperature, params.top_k, params.top_p) == (5, 0, 3, 0.9)
+    assert all(len(o.outputs[0].token_ids) <= 5 for o in outputs)
+    printed_texts(capsys.readouterr().out, outputs)
+
+
+def test_vllm_chat_py_as_written(vllm_examples, tiny_model, tmp_path, capsys):
+    """basic/chat.py: one conversation, then ten with a progress bar, then a chat template."""
+    template = tmp_path / "template.jinja"
+    template.write_text("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}")
+    calls = vllm_examples(
+        "chat.py", "--max-tokens", "4", "--block-size", "16", "--chat-template-path", str(template)
+    )
+    assert [len(prompts) for _, prompts, _, _ in calls] == [1, 10, 10]
+    llm, prompts, params, outputs = calls[0]
+    conversation_start = "You are a helpful assistant"
+    assert conversation_start in prompts[0]["prompt"] and params.max_tokens == 4
+    assert calls[2][1][0]["prompt"].startswith(f"[system] {conversation_start}\n[user] Hello\n")
+    out = capsys.readouterr().out
+    for *_, outputs in calls:
+        printed_texts(out, outputs)
+
+
+def test_vllm_default_sampling_example_as_written(vllm_examples, capsys, caplog):
+    """basic_with_model_default_sampling.py: LLM(generation_config="auto"), the checkpoint's
+    sampling defaults, temperature changed on the object before use."""
+    with caplog.at_level(logging.INFO, logger="nanovllm"):
+        [(llm, prompts, params, outputs)] = vllm_examples("basic_with_model_default_sampling.py")
+    assert llm.config.generation_config == "auto" and len(prompts) == 4
+    expected = SamplingParams(temperature=0.5, top_k=20, top_p=0.8, repetition_penalty=1.1)
+    assert params == expected  # the file's values, and the example's change
+    assert "generation_config.json" in caplog.text  # said, as vLLM says it
+    out = capsys.readouterr().out
+    assert out.count("Prompt: ") == 4
+    for o in outputs:
+        assert f"Prompt: {o.prompt!r}, Generated text: {o.outputs[0].text!r}" in out
+
+
+# ---- vLLM's idioms, one by one -------------------------------------------------------------------
+def test_get_default_sampling_params_reads_generation_config(tiny_model, tmp_path, caplog):
+    where = tmp_path / "qwen"
+    local_model(tiny_model, where, dict(QWEN_GENERATION_CONFIG, max_new_tokens=7, min_p=0.05))
+    with caplog.at_level(logging.WARNING, logger="nanovllm"):
+        cfg = Config.from_model(where)
+    assert "min_p" in caplog.text  # not implemented here: said, not silently dropped
+    assert dict(cfg.sampling_defaults) == dict(
+        temperature=0.7, top_k=20, top_p=0.8, repetition_penalty=1.1, max_tokens=7
+    )
+    assert Config.from_model(where, generation_config="vllm").sampling_defaults == ()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "generation_config.json").write_text(json.dumps(dict(temperature=0.3)))
+    assert Config.from_model(tiny_model, generation_config=str(other)).sampling_defaults == (
+        ("temperature", 0.3),
+    )
+    with pytest.raises(ConfigError, match="no generation_config.json there"):
+        Config.from_model(tiny_model, generation_config=str(tmp_path))
+    (other / "generation_config.json").write_text(json.dumps(dict(temperature=-1)))
+    with pytest.raises(ConfigError, match="temperature=-1"):
+        Config.from_model(tiny_model, generation_config=str(other))
+    with LLM(str(where), kvcache_block_size=16) as llm:
+        a, b = llm.get_default_sampling_params(), llm.get_default_sampling_params()
+        assert a == SamplingParams(**dict(llm.config.sampling_defaults)) and a is not b
+        out = llm.generate("a b", use_tqdm=False)[0]  # no params: the checkpoint's defaults
+        assert len(out.outputs[0].token_ids) <= 7
+
+
+def test_vllm_keyword_spellings(tiny_model):
+    import torch
+
+    cfg = Config.from_model(tiny_model, block_size=32, dtype="half")
+    assert (cfg.kvcache_block_size, cfg.dtype) == (32, "float16")
+    assert Config.from_model(tiny_model, dtype=torch.bfloat16).dtype == "bfloat16"
+    assert Config.from_model(tiny_model, dtype="float").dtype == "float32"
+    assert Config.from_model(tiny_model, load_format="dummy").load_format == "random"
+    none = Config.from_model(tiny_model, max_num_seqs=None, block_size=None)  # vLLM's "default"
+    assert (none.max_num_seqs, none.kvcache_block_size) == (512, 256)
+    Config.from_model(tiny_model, trust_remote_code=False, disable_log_stats=True)
+    for bad, match in [
+        (dict(trust_remote_code=True), "runs only the architectures it implements"),
+        (dict(disable_log_stats=False), "llm.get_metrics()"),
+        (dict(num_gpu_blocks_override=64), "nearest: num_kvcache_blocks"),
+        (dict(quantization="fp8"), "no quantization"),
+        (dict(swap_space=4), "preempted request is recomputed"),
+        (dict(async_scheduling=True), "overlap_scheduling"),
+        (dict(block_size=16, kvcache_block_size=32), "not both"),
+        (dict(max_num_seq=4), "did you mean {'max_num_seq': 'max_num_seqs'}"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            Config.from_model(tiny_model, **bad)
+
+
+def test_seed_also_seeds_pythons_random_as_vllm_does(tiny_model):
+    draws = []
+    for _ in range(2):
+        random.seed(12345)
+        with LLM(tiny_model, seed=3, kvcache_block_size=16):
+            draws.append(random.random())
+    random.seed(3)
+    assert draws == [random.random()] * 2  # what vLLM 0.32 gives too: 0.23796462709189137
+
+
+def test_engine_args_round_trip():
+    parser = argparse.ArgumentParser()
+    assert EngineArgs.add_cli_args(parser) is parser
+    parser.add_argument("--max-tokens", type=int)  # an example's own flag stays out
+    args = parser.parse_args(
+        "--model m -tp 2 --block-size 16 --enforce-eager --max-tokens 3".split()
+    )
+    engine_args = EngineArgs.from_cli_args(args)
+    assert engine_args == EngineArgs(
+        model="m", tensor_parallel_size=2, block_size=16, enforce_eager=True
+    )
+    assert parser.parse_args(["--no-enable-prefix-caching"]).enable_prefix_caching is False
+
+
+def test_max_tokens_as_vllm_counts_them(tiny_model):
+    """Default 16; None: up to max_model_len; prompt + max_tokens past max_model_len stops there
+    ("length"); a prompt that leaves no room is a RequestError (as vLLM 0.32 on one checkpoint)."""
+    with LLM(tiny_model, kvcache_block_size=16, max_model_len=64) as llm:
+        prompt = [5, 6, 7, 8]
+
+        def run(**params):
+            [o] = llm.generate([prompt], SamplingParams(ignore_eos=True, **params), use_tqdm=False)
+            return len(o.outputs[0].token_ids), o.outputs[0].finish_reason
+
+        assert SamplingParams().max_tokens == 16 and run() == (16, "length")
+        assert run(max_tokens=100) == (60, "length") == run(max_tokens=None)
+        assert run(max_tokens=None, min_tokens=60) == (60, "length")
+        with pytest.raises(RequestError, match="min_tokens=61 exceeds the 60 tokens"):
+            run(max_tokens=None, min_tokens=61)
+        with pytest.raises(RequestError, match="leaves no room for an output token"):
+            llm.generate([[5] * 64], SamplingParams(max_tokens=1), use_tqdm=False)
+        assert llm.check_integrity() == []
+
+
+def test_the_text_keeps_the_leading_space_vllm_keeps(teaching_model):
+    """On the teaching model (a word-level tokenizer), vLLM 0.32 gives ' five six seven eight'
+    for 'one two three four': the text is what the completion adds to the decoded prompt."""
+    with LLM(teaching_model, kvcache_block_size=16) as llm:
+        greedy = SamplingParams(temperature=0, max_tokens=4)
+        [o] = llm.generate(["one two three four"], greedy, use_tqdm=False)
+        text = o.outputs[0].text
+        assert text == " five six seven eight"
+        assert o.prompt + text == llm.tokenizer.decode(o.prompt_token_ids + o.outputs[0].token_ids)
+        assert "".join(llm.stream("one two three four", greedy)) == text
+
+
 # ---- the README's compatibility table ------------------------------------------------------------
 # (origin, the call as people type it, what it does here, a check run against `llm`)
 ROWS: list[tuple[str, str, str, str]] = [
@@ -153,10 +392,12 @@ ROWS: list[tuple[str, str, str, str]] = [
     (
         "vLLM",
         "outputs[0].outputs[0].text, .token_ids, .finish_reason, .stop_reason",
-        "sample 0's text (special tokens skipped), ids, `stop`/`length`/`abort`/`error`, "
-        "the stop string or stop token id",
-        "c = llm.generate('a', GREEDY, use_tqdm=False)[0].outputs[0]\n"
-        "assert c.text == tok.decode(c.token_ids, skip_special_tokens=True)\n"
+        "sample 0's text: what it adds to the decoded prompt, as in vLLM, so `prompt + text` "
+        "reads right (a word-level tokenizer gives ' five six' after 'one two three four'); "
+        "special tokens skipped; ids, `stop`/`length`/`abort`/`error`, the stop string or id",
+        "o = llm.generate('a', GREEDY, use_tqdm=False)[0]\n"
+        "c, ids = o.outputs[0], o.prompt_token_ids\n"
+        "assert o.prompt + c.text == tok.decode(ids + c.token_ids, skip_special_tokens=True)\n"
         "assert c.finish_reason == 'length' and c.stop_reason is None",
     ),
     (
@@ -194,6 +435,70 @@ ROWS: list[tuple[str, str, str, str]] = [
         "assert o.prompt == tok.apply_chat_template(msgs, tokenize=False, "
         "add_generation_prompt=True)\n"
         "assert len(llm.chat([msgs, msgs], GREEDY, use_tqdm=False)) == 2",
+    ),
+    (
+        "vLLM",
+        "sp = llm.get_default_sampling_params(); sp.temperature = 0.5",
+        "a new `SamplingParams` with the checkpoint's generation_config.json sampling values "
+        "(`LLM(generation_config='auto')`, the default; `'vllm'`: none; or a directory); "
+        "`generate(prompts)` without params uses them. vLLM's "
+        "`basic_with_model_default_sampling.py` runs unchanged",
+        "sp = llm.get_default_sampling_params()\n"
+        "sp.temperature = 0.5\n"
+        "assert sp == SamplingParams(temperature=0.5) and llm.get_default_sampling_params() "
+        "== SamplingParams()",
+    ),
+    (
+        "vLLM",
+        "sp = SamplingParams(); sp.max_tokens = 4; llm.generate(p, sp)",
+        "mutable as vLLM's; validated when built and again at use (`RequestError`), and a "
+        "queued request keeps its own copy",
+        "import pytest\n"
+        "sp = SamplingParams(temperature=0, ignore_eos=True)\n"
+        "sp.max_tokens = 4\n"
+        "assert len(llm.generate('a', sp, use_tqdm=False)[0].outputs[0].token_ids) == 4\n"
+        "sp.top_p = 0.0\n"
+        "with pytest.raises(RequestError, match='top_p'):\n"
+        "    llm.generate('a', sp, use_tqdm=False)",
+    ),
+    (
+        "vLLM",
+        "SamplingParams() / max_tokens=None / prompt + max_tokens > max_model_len",
+        "vLLM's default `max_tokens=16`; `None`: up to `max_model_len`; past it the request "
+        "stops there with finish reason `length`; a prompt that leaves no room: `RequestError`",
+        "long = [5] * (llm.config.max_model_len - 8)\n"
+        "for sp in SamplingParams(max_tokens=None), SamplingParams(max_tokens=100):\n"
+        "    sp.ignore_eos = True\n"
+        "    c = llm.generate([long], sp, use_tqdm=False)[0].outputs[0]\n"
+        "    assert (len(c.token_ids), c.finish_reason) == (8, 'length')\n"
+        "assert SamplingParams().max_tokens == 16",
+    ),
+    (
+        "vLLM",
+        "LLM(path, block_size=16, dtype='half', seed=0, generation_config='auto', "
+        "disable_log_stats=True, trust_remote_code=False)",
+        "vLLM's spellings: `block_size` is `kvcache_block_size`; `dtype` also 'half', 'float' or "
+        "a `torch.dtype`; `seed` also seeds `random`, numpy and torch, as vLLM's workers do; "
+        "`None` means the default; vLLM keywords for what this engine lacks (`quantization`, "
+        "`swap_space`, ...): a `ConfigError` naming the nearest setting",
+        "import pytest\n"
+        "from nanovllm.config import Config\n"
+        "c = Config.from_model(path, block_size=16, dtype='half', seed=0, generation_config="
+        "'auto', disable_log_stats=True, trust_remote_code=False)\n"
+        "assert (c.kvcache_block_size, c.dtype) == (16, 'float16')\n"
+        "with pytest.raises(ConfigError, match='num_kvcache_blocks'):\n"
+        "    LLM(path, num_gpu_blocks_override=8)",
+    ),
+    (
+        "vLLM",
+        "EngineArgs.add_cli_args(parser); LLM(**vars(parser.parse_args()))",
+        "the argparse flags of this engine's settings under vLLM's names (`--model`, `--dtype`, "
+        "`--block-size`, `-tp`, `--enforce-eager`, ...); `EngineArgs.from_cli_args(args)`. "
+        "vLLM's `basic/generate.py` and `basic/chat.py` run unchanged",
+        "import argparse\n"
+        "parser = EngineArgs.add_cli_args(argparse.ArgumentParser())\n"
+        "args = vars(parser.parse_args(['--model', path, '--block-size', '16']))\n"
+        "LLM(**args).close()",
     ),
     (
         "vLLM",
@@ -274,6 +579,19 @@ ROWS: list[tuple[str, str, str, str]] = [
         "    SamplingParams(min_p=0.1)",
     ),
     (
+        "this engine",
+        "SamplingParams(stop=5); llm.generate(p, {'temperature': 0}); SamplingParams(n=1000)",
+        "`RequestError`s that say what to pass: a stop string or a list of them; a "
+        "`SamplingParams` (built from the dict with `SamplingParams(**d)`); `n <= max_num_seqs`",
+        "import pytest\n"
+        "with pytest.raises(RequestError, match='list of strings'):\n"
+        "    SamplingParams(stop=5)\n"
+        "with pytest.raises(RequestError, match='build one from a dict'):\n"
+        "    llm.generate('a', {'temperature': 0}, use_tqdm=False)\n"
+        "with pytest.raises(RequestError, match='max_num_seqs'):\n"
+        "    llm.generate('a', SamplingParams(n=1000), use_tqdm=False)",
+    ),
+    (
         "nano-vllm",
         "llm.add_request(prompt, sampling_params)",
         "queues a request, returns its id (`llm.get_output(id)` collects it)",
@@ -319,6 +637,34 @@ ROWS: list[tuple[str, str, str, str]] = [
         "assert asyncio.run(run()) == s.output.outputs[0].text",
     ),
     (
+        "this engine",
+        "signal.signal(signal.SIGALRM, watchdog); llm.subscribe(callback); llm.generate(...)",
+        "an exception from the caller's code (a signal handler's, a step observer's) is raised "
+        "at once, never retried or swallowed; the engine stays usable (a step that fails in the "
+        "engine's own code is retried once, then fails its requests)",
+        "import signal, pytest\n"
+        "def watchdog(signum, frame):\n    raise TimeoutError('watchdog')\n"
+        "old = signal.signal(signal.SIGALRM, watchdog)\n"
+        "signal.setitimer(signal.ITIMER_REAL, 0.05)\n"
+        "try:\n"
+        "    with pytest.raises(TimeoutError):\n"
+        "        llm.generate([[5]] * 4, SamplingParams(max_tokens=250, ignore_eos=True), "
+        "use_tqdm=False)\n"
+        "finally:\n"
+        "    signal.setitimer(signal.ITIMER_REAL, 0)\n"
+        "    signal.signal(signal.SIGALRM, old)",
+    ),
+    (
+        "this engine",
+        "LLM(path, tensor_parallel_size=2, step_timeout_s=600, heartbeat_timeout_s=10)",
+        "a worker that dies or raises: `WorkerError` at once; a hung one (stopped, frozen) is "
+        "silent and named after `heartbeat_timeout_s`; a slow step keeps beating and gets "
+        "`step_timeout_s` (also the process group's timeout)",
+        "from nanovllm.config import Config\n"
+        "c = Config.from_model(path, step_timeout_s=900, heartbeat_timeout_s=20)\n"
+        "assert (c.step_timeout_s, c.heartbeat_timeout_s) == (900, 20)",
+    ),
+    (
         "Hugging Face",
         "except OSError: around LLM('/no/such/dir')",
         "`ModelNotFoundError`: a `ModelLoadError` and a `FileNotFoundError`, as "
@@ -343,6 +689,9 @@ def test_compat_row(row, engine, tiny_model):
         path=tiny_model,
         LLM=LLM,
         SamplingParams=SamplingParams,
+        EngineArgs=EngineArgs,
+        RequestError=RequestError,
+        ConfigError=ConfigError,
         GREEDY=SamplingParams(temperature=0, max_tokens=6, ignore_eos=True),
         asyncio=asyncio,
     )

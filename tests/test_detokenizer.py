@@ -84,6 +84,51 @@ def test_incremental_text_equals_the_full_decode(tok, seed):
         assert d.text == tok.decode(completion, skip_special_tokens=skip)
 
 
+@pytest.fixture(scope="module")
+def word_tok():
+    """A word-level tokenizer like the teaching model's: its decoder joins words with spaces and
+    cleans the space before punctuation, so a completion's text depends on the prompt before it."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["[UNK]", "one", "two", "three", "four", "five", "six", ",", "."]
+    model = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    model.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
+    )
+    model.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+    return PreTrainedTokenizerFast(tokenizer_object=model, unk_token="[UNK]")
+
+
+@pytest.mark.parametrize("completion", ["five six", ", five six .", "five"])
+def test_the_text_is_what_the_completion_adds_to_the_prompt(word_tok, completion):
+    """vLLM's text: the suffix of decode(prompt + completion), so ``prompt + text`` reads right;
+    ' five six' after 'one two three four' (a decode of the completion alone: 'five six')."""
+    prompt = word_tok.encode("one two three four")
+    ids = prompt + word_tok.encode(completion)
+    whole = word_tok.decode(ids)
+    d = IncrementalDetokenizer(word_tok, len(prompt))
+    grown = []
+    for end in range(len(prompt) + 1, len(ids) + 1):
+        d.update(ids, end)
+        grown.append(d.text)
+    d.finish(ids, len(ids))
+    assert "one two three four" + d.text == whole
+    assert all(b.startswith(a) for a, b in zip(grown, grown[1:] + [d.text]))  # only grows
+    assert (
+        d.text
+        == {"five six": " five six", ", five six .": ", five six.", "five": " five"}[completion]
+    )
+
+
+def test_a_prompt_ending_in_a_broken_character_starts_the_text_at_the_completion(tok):
+    prompt = tok.encode("x") + byte_tokens(tok, "日")[:2]  # its decode ends in U+FFFD
+    completion = tok.encode("ok")
+    d = IncrementalDetokenizer(tok, len(prompt))
+    d.finish(prompt + completion, len(prompt + completion))
+    assert d.text == tok.decode(completion) == "ok"
+
+
 def seq_with(tok, prompt: str, completion: list[int], **params) -> Sequence:
     seq = Sequence(0, tok.encode(prompt), SamplingParams(**params))
     seq.status = SequenceStatus.RUNNING

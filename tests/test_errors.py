@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import signal
+import time
 
 import pytest
 
@@ -27,7 +29,7 @@ GREEDY = SamplingParams(temperature=0, max_tokens=8, ignore_eos=True)
 
 @pytest.fixture(scope="module")
 def llm(tiny_model):
-    with LLM(tiny_model, kvcache_block_size=16, max_model_len=256) as engine:
+    with LLM(tiny_model, kvcache_block_size=16, max_model_len=256, max_num_seqs=8) as engine:
         yield engine
 
 
@@ -124,6 +126,8 @@ def test_kv_cache_too_small_for_one_sequence(tiny_model):
         (dict(n=0), "n=0"),
         (dict(stop=[""]), "stop"),
         (dict(stop=[3]), "stop"),
+        (dict(stop=5), "stop=5 must be a string or a list of strings, got int"),
+        (dict(stop_token_ids=7), "stop_token_ids=7 must be a list of token ids"),
         (dict(min_tokens=9, max_tokens=8), "min_tokens"),
         (dict(min_tokens=-1), "min_tokens"),
         (dict(repetition_penalty=0.0), "repetition_penalty"),
@@ -145,12 +149,19 @@ def test_bad_sampling_values(kwargs, match):
         ("", GREEDY, "empty"),
         ([1, 2, 10**6], GREEDY, "outside the vocabulary"),
         ([1, -5], GREEDY, "outside the vocabulary"),
-        ([1] * 250, SamplingParams(max_tokens=10), "exceeds max_model_len=256"),
+        ([1] * 256, SamplingParams(max_tokens=1), "no room for an output token"),
+        ([1] * 300, None, "at most 255 tokens"),
         (3.5, GREEDY, "str, a list of token ids"),
         ({"prompt": [1, 2]}, GREEDY, "takes a str"),
         ({"prompt_token_ids": "hi"}, GREEDY, "takes a list of token ids"),
         ({"prompt": "a", "multi_modal_data": {}}, GREEDY, "not supported"),
         ([1, 2], "greedy", "SamplingParams"),
+        (
+            [1, 2],
+            {"temperature": 0},
+            r"got dict; build one from a dict with SamplingParams\(\*\*d\)",
+        ),
+        ([1, 2], SamplingParams(n=9), "n=9 samples cannot run at once with max_num_seqs=8"),
     ],
 )
 def test_bad_requests_leave_the_engine_usable(llm, prompt, params, match):
@@ -170,6 +181,76 @@ def test_generate_validates_every_prompt_before_queueing_any(llm):
     assert not llm.has_unfinished()
     with pytest.raises(RequestError, match="2 SamplingParams for 3 prompts"):
         llm.generate([[1], [2], [3]], [GREEDY, GREEDY], use_tqdm=False)
+    with pytest.raises(RequestError, match="got dict; build one from a dict"):  # not its 2 keys
+        llm.generate([[1]], {"temperature": 0, "max_tokens": 4}, use_tqdm=False)
+    assert not llm.has_unfinished()
+
+
+def test_sampling_params_changed_after_construction_are_validated_at_use(llm):
+    params = SamplingParams(temperature=0, max_tokens=4)
+    params.temperature = -1.0  # vLLM's SamplingParams is mutable; the bad value surfaces at use
+    with pytest.raises(RequestError, match="temperature=-1.0"):
+        llm.generate([[5, 6]], params, use_tqdm=False)
+    params.temperature, params.ignore_eos = 0, True
+    rid = llm.add_request([5, 6], params)
+    params.max_tokens = 1  # a queued request keeps its own copy
+    while llm.has_unfinished():
+        llm.step()
+    assert len(llm.get_output(rid)["token_ids"]) == 4
+    params.stop = "x"  # normalized at use as when built: a str is one stop string
+    assert params.clone().stop == ("x",) and llm.check_integrity() == []
+
+
+# ---- the caller's exceptions: raised at once, never retried -------------------------------------
+@pytest.fixture
+def alarm_handler():
+    """A watchdog's SIGALRM handler that raises TimeoutError (restored afterwards)."""
+
+    def on_alarm(signum, frame):
+        raise TimeoutError("watchdog: generate() took too long")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_signal_handlers_exception_inside_a_step_propagates_at_once(llm, alarm_handler):
+    """A signal that lands while a step is launched: the handler's TimeoutError is the caller's,
+    so generate() raises it (not a StepError, not retried) and the engine stays usable."""
+    real_launch, steps = llm.executor.launch, []
+
+    def launch_then_signal(inputs):
+        steps.append(1)
+        if len(steps) == 3:
+            signal.raise_signal(signal.SIGALRM)  # the handler runs inside the step's launch
+        return real_launch(inputs)
+
+    llm.executor.launch = launch_then_signal
+    try:
+        with pytest.raises(TimeoutError, match="watchdog"):
+            llm.generate(
+                [[5, 6, 7]], SamplingParams(max_tokens=50, ignore_eos=True), use_tqdm=False
+            )
+    finally:
+        del llm.executor.launch
+    assert len(steps) == 3  # no retry after the handler raised
+    assert not llm.has_unfinished() and llm.check_integrity() == []
+    assert len(llm.generate([[5, 6, 7]], GREEDY, use_tqdm=False)[0]["token_ids"]) == 8
+
+
+def test_a_watchdog_alarm_ends_a_long_generate(llm, alarm_handler):
+    """The symptom: a watchdog's TimeoutError was swallowed and retried, and generate() went on.
+    Wherever the alarm lands, the error reaches the caller within a step or two."""
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match="watchdog"):
+        llm.generate(
+            [[5, 6, 7]] * 8, SamplingParams(max_tokens=240, ignore_eos=True), use_tqdm=False
+        )
+    assert time.monotonic() - t0 < 10  # the whole generate takes far longer on a slow machine
+    assert not llm.has_unfinished() and llm.check_integrity() == []
+    assert len(llm.generate([[5, 6, 7]], GREEDY, use_tqdm=False)[0]["token_ids"]) == 8
 
 
 def test_abort_and_unknown_ids(llm):

@@ -151,5 +151,7 @@ def test_load_format_random_needs_no_weight_file(tmp_path):
     with LLM(str(tmp_path), load_format="random", kvcache_block_size=16) as llm:
         [out] = llm.generate([[1, 2, 3]], SamplingParams(max_tokens=2), use_tqdm=False)
         assert len(out["token_ids"]) == 2
+    with LLM(str(tmp_path), load_format="dummy", kvcache_block_size=16) as llm:  # vLLM's name
+        assert llm.config.load_format == "random"
     with pytest.raises(ConfigError, match="load_format"):
-        LLM(str(tmp_path), load_format="dummy")
+        LLM(str(tmp_path), load_format="bogus")

@@ -209,15 +209,23 @@ def test_non_finite_logits_fail_only_that_request(tiny_model):
         )
 
 
-def test_observer_exceptions_do_not_break_the_engine(tiny_model):
+def test_an_observer_exception_propagates_once_its_step_is_done(tiny_model):
+    """An observer is the caller's code: its exception is raised by the step it saw (not
+    swallowed, not retried), after every observer saw the record; the engine stays usable."""
     with LLM(tiny_model, kvcache_block_size=16) as llm:
+        seen = []
 
-        def bad(_):
-            raise ValueError("observer bug")
+        def bad(record):
+            if record.step == 2:
+                raise ValueError("observer bug")
 
         llm.subscribe(bad)
-        with pytest.warns(RuntimeWarning, match="observer bug"):
-            out = llm.generate([[1, 2, 3]], GREEDY, use_tqdm=False)
+        llm.subscribe(lambda record: seen.append(record.step))  # subscribed after the bad one
+        with pytest.raises(ValueError, match="observer bug"):
+            llm.generate([[1, 2, 3]], GREEDY, use_tqdm=False)
+        assert seen == [0, 1, 2]  # the later observer saw step 2; no step ran after it
+        assert not llm.has_unfinished() and llm.check_integrity() == []
+        out = llm.generate([[1, 2, 3]], GREEDY, use_tqdm=False)
         assert len(out[0]["token_ids"]) == 10
 
 

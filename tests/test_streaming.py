@@ -198,3 +198,20 @@ def test_a_stream_dropped_inside_a_step_is_aborted_at_the_next_safe_point(llm):
     assert llm.request_sequences(rid)[0].status is SequenceStatus.RUNNING
     assert not llm.has_unfinished()  # the next safe point aborted and dropped it
     assert rid not in llm.requests and llm.check_integrity() == []
+
+
+def test_word_level_stream_starts_with_the_space_vllm_keeps(teaching_model):
+    """The text is what the completion adds to the prompt (' five six ...' after 'one two three
+    four'): the first delta carries the space, and the deltas still join to the final text, a
+    stop string held back included."""
+    with LLM(teaching_model, kvcache_block_size=16) as llm:
+        greedy = SamplingParams(temperature=0, max_tokens=8, stop=["eight"])
+        stream = llm.stream("one two three four", greedy)
+        deltas = list(stream)
+        assert deltas[0][0] == " " and "".join(deltas) == stream.output.outputs[0].text
+        assert stream.output.outputs[0].text == " five six seven "
+
+        async def consume():
+            return "".join([d async for d in llm.astream("one two three four", greedy)])
+
+        assert asyncio.run(consume()) == " five six seven "

@@ -133,7 +133,9 @@ def test_it_answers_every_canonical_question_whole_in_plain_and_chat_form(llm):
     for i, fact in enumerate(FACTS):
         for out, end in ((outs[i], ends[0]), (outs[len(FACTS) + i], ends[1])):
             assert out["token_ids"] == [*tok.encode(fact.answer), end], (fact, out["text"])
-            assert out.outputs[0].text.strip() == fact.answer and out["finish_reason"] == "stop"
+            # the text is what the answer adds to the prompt (vLLM's): a word-level join puts a
+            # space first
+            assert out.outputs[0].text == " " + fact.answer and out["finish_reason"] == "stop"
 
 
 def test_the_checkpoint_is_a_plain_qwen3_in_bfloat16():

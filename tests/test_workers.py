@@ -25,6 +25,7 @@ import pytest
 
 from nanovllm import LLM, SamplingParams
 from nanovllm.engine.parallel import shm_channel, worker_group
+from nanovllm.engine.parallel.heartbeat import HeartbeatWatch, start_beating
 from nanovllm.engine.parallel.shm_channel import SHM_PREFIX, ShmReader, ShmWriter
 from nanovllm.engine.runner.inputs import SamplingBatch, StepInputs
 from nanovllm.errors import EngineClosedError, ModelLoadError, StepError, WorkerError
@@ -321,6 +322,74 @@ def test_killed_worker_raises_worker_error_then_a_new_engine_works(
     with LLM(tiny_model, tensor_parallel_size=2, **KW) as fresh:
         leftovers.note(fresh)
         assert tokens(fresh) == reference
+    leftovers.check()
+
+
+# ---- hung workers: a stopped process is not a slow step ------------------------------------------
+def _busy_while_beating(beats, seconds: float) -> None:
+    """A stand-in for a worker in a long step: its main thread runs Python (holding the GIL but
+    for the interpreter's switch interval) while the heartbeat thread beats."""
+    start_beating(beats, 0)
+    end, n = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        n += 1
+
+
+@pytest.mark.slow
+def test_a_busy_process_keeps_beating_and_a_stopped_one_falls_silent():
+    ctx = mp.get_context("spawn")
+    beats = ctx.RawArray("Q", 1)
+    proc = ctx.Process(target=_busy_while_beating, args=(beats, 60.0), daemon=True)
+    proc.start()
+    try:
+        deadline = time.monotonic() + 60
+        while beats[0] == 0 and time.monotonic() < deadline:  # spawn and imports
+            time.sleep(0.05)
+        watch = HeartbeatWatch(beats, timeout=2.5)
+        for _ in range(20):  # 4 s of a busy main thread: never silent
+            time.sleep(0.2)
+            assert watch.silent() is None
+        os.kill(proc.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        while (silent := watch.silent()) is None and time.monotonic() - t0 < 10:
+            time.sleep(0.1)
+        assert silent is not None and silent[0] == 0 and silent[1] > 2.5
+        assert time.monotonic() - t0 < 4.5  # the timeout, plus at most one beat interval
+        os.kill(proc.pid, signal.SIGCONT)
+        time.sleep(1.5)
+        assert watch.silent() is None  # beating again: a resumed process is not hung
+    finally:
+        proc.kill()
+        proc.join()
+
+
+@pytest.mark.slow
+def test_a_stopped_worker_raises_worker_error_naming_it_within_seconds(tiny_model, reference):
+    """SIGSTOP (not death): the process stays, its pipe stays open, and its peer waits in a
+    collective. The silent heartbeat names it within heartbeat_timeout_s (10 s by default)."""
+    leftovers = Leftovers()
+    llm = LLM(tiny_model, tensor_parallel_size=2, **KW)
+    leftovers.note(llm)
+    assert (llm.executor.step_timeout, llm.executor.heartbeat_timeout) == (600.0, 10.0)
+    pid = llm.executor.pids[1]
+    steps = []
+
+    def stop_after_three_steps(record):
+        steps.append(record.step)
+        if len(steps) == 3:
+            os.kill(pid, signal.SIGSTOP)
+
+    llm.subscribe(stop_after_three_steps)
+    t0 = time.monotonic()
+    err = _expect_worker_error(lambda: llm.generate(PROMPTS, LONG, use_tqdm=False))
+    assert 10 <= time.monotonic() - t0 < 30
+    assert err.rank == 1 and f"rank 1 (pid {pid}) is hung" in str(err)
+    assert "state is T (stopped)" in str(err)
+    again = _expect_worker_error(lambda: llm.generate(PROMPTS, SHORT, use_tqdm=False))
+    assert "failed earlier" in str(again)
+    t0 = time.monotonic()
+    llm.close()  # the stopped rank gets its SIGTERM: no wait for a join that cannot end
+    assert time.monotonic() - t0 < 5
     leftovers.check()
 
 

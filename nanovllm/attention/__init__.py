@@ -1,7 +1,8 @@
 """Attention backends behind one small interface, chosen by name with lazy imports.
 
-``torch_ref`` always exists (CPU and GPU). ``triton`` is the GPU default. Importing nanovllm never
-imports triton. Optional backends over flash-attn or FlashInfer would register here the same way
+``torch_ref`` (the oracle) and ``cpu_sdpa`` (the same attention arranged for a CPU, the CPU default)
+are pure torch and always exist. ``triton`` is the GPU default. Importing nanovllm never imports
+triton. Optional backends over flash-attn or FlashInfer would register here the same way
 (module, class, package); none is implemented yet, so none is offered.
 """
 
@@ -15,8 +16,9 @@ from nanovllm.attention.base import AttentionBackend
 from nanovllm.attention.metadata import AttentionMetadata
 from nanovllm.errors import ConfigError
 
-_BACKENDS = {
+_BACKENDS = {  # name -> (module, class, the package it needs: None for pure torch)
     "torch_ref": ("nanovllm.attention.torch_ref", "TorchRefBackend", None),
+    "cpu_sdpa": ("nanovllm.attention.cpu_sdpa", "CpuSdpaBackend", None),
     "triton": ("nanovllm.attention.triton_backend", "TritonBackend", "triton"),
 }
 
@@ -27,7 +29,7 @@ def backend_names() -> list[str]:
 
 
 def available_backends(device: str) -> list[str]:
-    names = ["torch_ref"]
+    names = [n for n, (_, _, pkg) in _BACKENDS.items() if pkg is None]
     if device.startswith("cuda"):
         names += [
             n for n, (_, _, pkg) in _BACKENDS.items() if pkg and importlib.util.find_spec(pkg)
@@ -36,15 +38,18 @@ def available_backends(device: str) -> list[str]:
 
 
 def resolve_backend_name(name: str, device: str) -> str:
-    """``auto``: triton on CUDA when importable, else torch_ref."""
+    """``auto``: triton on CUDA when importable (else torch_ref); cpu_sdpa on CPU."""
     if name == "auto":
+        if not device.startswith("cuda"):
+            return "cpu_sdpa"
         return "triton" if "triton" in available_backends(device) else "torch_ref"
     if name not in _BACKENDS:
         raise ConfigError(f"attention_backend={name!r} is unknown; choose from {sorted(_BACKENDS)}")
     interpreted = name == "triton" and os.environ.get("TRITON_INTERPRET") == "1"
-    if name != "torch_ref" and not device.startswith("cuda") and not interpreted:
+    if _BACKENDS[name][2] and not device.startswith("cuda") and not interpreted:
         raise ConfigError(
-            f"attention_backend={name!r} needs a CUDA device; on {device} use 'torch_ref'"
+            f"attention_backend={name!r} needs a CUDA device; on {device} use 'cpu_sdpa' "
+            "(or 'torch_ref', the reference)"
         )
     if not interpreted and name not in available_backends(device):
         raise ConfigError(

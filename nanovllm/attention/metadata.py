@@ -14,6 +14,7 @@ Causality is bottom-right aligned: query row i of sequence b attends keys j <= s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -29,6 +30,9 @@ class AttentionMetadata:
     # Host copies for backends that loop in Python (torch_ref), so they never sync the device.
     query_lens_host: list[int]
     seq_lens_host: list[int]
+    # What a backend derives from the above once per step and every layer reuses (the CPU
+    # backend's gather plan, attention/cpu_sdpa.py); set by the step's first layer.
+    plan: Any = None
 
     @property
     def num_seqs(self) -> int:

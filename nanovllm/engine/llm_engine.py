@@ -28,6 +28,12 @@ A step is not overlapped with the next when collecting it would have to wait for
 reads log-probabilities or expert counts back; the next step needs its tokens on the host for
 penalties), or when no running sequence would still be scheduled.
 
+Errors: an exception from preparing or launching a step (the engine's own: the model, a kernel, a
+worker) abandons the step and is raised as ``StepError``, which ``LLM.generate`` retries. The
+caller's code is never retried nor swallowed: an exception raised by a signal handler while a step
+runs (a watchdog's TimeoutError) is raised as itself, and an observer's exception is raised once
+the step is complete (the other observers still see the record); the engine stays usable.
+
 The engine owns no decision of its own: the scheduler decides admissions, preemptions and finishes;
 observers (metrics, the recorder, the workbench) only read StepRecords. All state lives on the
 instance (sequence ids, cache, workers), so two engines in one process never collide. ``close()``
@@ -37,8 +43,8 @@ is idempotent and also runs on garbage collection and at exit.
 from __future__ import annotations
 
 import functools
+import signal
 import time
-import warnings
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -55,13 +61,12 @@ from nanovllm.engine.core.scheduler import Scheduler
 from nanovllm.engine.core.sequence import FinishReason, Sequence, SequenceStatus
 from nanovllm.engine.observe.metrics import MetricsCollector
 from nanovllm.engine.observe.snapshot import EngineSnapshot, take_snapshot
-from nanovllm.engine.requests import RequestTable, new_sequences, parse_prompt, stamp_times
+from nanovllm.engine.requests import RequestTable, check_request, new_sequences, stamp_times
 from nanovllm.engine.runner.executor import Executor, Launched, make_executor
 from nanovllm.engine.runner.inputs import prepare_inputs
 from nanovllm.errors import (
     EngineClosedError,
     ModelLoadError,
-    RequestError,
     StepError,
     UnknownRequestError,
 )
@@ -73,6 +78,22 @@ Prompt = (
     str | list[int] | dict[str, Any]
 )  # text, token ids, {"prompt": ...} / {"prompt_token_ids": ...}
 Observer = Callable[[StepRecord], None]
+
+
+def _observed(method):
+    """An engine method that hands records to the observers: an observer's exception (the
+    caller's code) is raised when the method returns, with its step complete."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            error, self._observer_error = self._observer_error, None
+            if error is not None:
+                raise error
+
+    return wrapper
 
 
 @dataclass
@@ -126,6 +147,7 @@ class LLMEngine:
         self._in_flight: InFlightStep | None = None  # overlap scheduling's step on its way
         self._last_finish = 0.0  # time.perf_counter() when the last step finished
         self._observers: list[Observer] = []
+        self._observer_error: Exception | None = None  # raised by _observed once the step is done
         self.metrics = MetricsCollector()
         self.subscribe(self.metrics.on_step)
         self.subscribe(functools.partial(stamp_times, self.sequences))
@@ -173,26 +195,14 @@ class LLMEngine:
     def _validate(
         self, prompt: Prompt, params: SamplingParams | None
     ) -> tuple[list[int], SamplingParams, str | None]:
-        params = SamplingParams() if params is None else params
-        if not isinstance(params, SamplingParams):
-            raise RequestError(
-                f"sampling params must be a SamplingParams, got {type(params).__name__}"
-            )
-        token_ids, text = parse_prompt(prompt, self.tokenizer)
-        if not token_ids:
-            raise RequestError("the prompt is empty; pass at least one token")
-        vocab = self.config.spec.vocab_size
-        bad = [t for t in token_ids if not 0 <= t < vocab]
-        if bad:
-            raise RequestError(f"token id(s) {bad[:5]} are outside the vocabulary [0, {vocab})")
-        total = len(token_ids) + params.max_tokens
-        if total > self.config.max_model_len:
-            raise RequestError(
-                f"prompt of {len(token_ids)} tokens + max_tokens={params.max_tokens} = {total} "
-                "exceeds "
-                f"max_model_len={self.config.max_model_len}; shorten the prompt or lower max_tokens"
-            )
-        return token_ids, params, text
+        params = self.get_default_sampling_params() if params is None else params
+        return check_request(prompt, params, self.tokenizer, self.config)
+
+    def get_default_sampling_params(self) -> SamplingParams:
+        """vLLM's: a new ``SamplingParams`` with the checkpoint's defaults (``generation_config``:
+        its generation_config.json's temperature, top_k, top_p, penalties, max_new_tokens), for
+        the caller to change before use; what a request without sampling params gets."""
+        return SamplingParams(**dict(self.config.sampling_defaults))
 
     def abort(self, request_id: int) -> None:
         """Stop a request (all its samples; or one sample, by its sequence id) now; its blocks are
@@ -251,12 +261,12 @@ class LLMEngine:
         for callback in list(self._observers):
             try:
                 callback(record)
-            except Exception as e:  # an observer must never break the engine
-                warnings.warn(
-                    f"step observer {callback!r} raised {e!r}", RuntimeWarning, stacklevel=2
-                )
+            except Exception as e:  # every observer sees the record; the first error is raised
+                if self._observer_error is None:
+                    self._observer_error = e
 
     # ---- stepping --------------------------------------------------------------------------------
+    @_observed
     def step(self) -> StepRecord:
         """Schedule and run one step, and return its record; nothing is left in flight (a step
         still in flight from ``step_overlapped`` is finished instead, and its record returned).
@@ -270,10 +280,11 @@ class LLMEngine:
             return self.drain()
         step = self._launch()
         if step.error is not None:
-            raise self._abandon(step) from step.error
+            self._raise_abandoned(step)
         self.scheduler.advance(step.batch)
         return self._finish(step)
 
+    @_observed
     def step_overlapped(self) -> StepRecord | None:
         """Launch the next step, then finish the step in flight (see the module docstring) and
         return its record; None when the call finished nothing (the first one launches only).
@@ -292,13 +303,14 @@ class LLMEngine:
         if prev is not None:
             record = self._finish(prev)
         if step.error is not None:
-            raise self._abandon(step) from step.error
+            self._raise_abandoned(step)
         self.scheduler.advance(step.batch)
         if prev is None and record is None and not step.batch.seqs:
             return self._finish(step)  # nothing to run: an idle step, as step() records it
         self._in_flight = step
         return record
 
+    @_observed
     def drain(self) -> StepRecord | None:
         """Finish the step in flight, if any, and return its record."""
         self._check_open()
@@ -354,6 +366,14 @@ class LLMEngine:
             step.batch, out, timing, finished, run and run.expert_tokens, step=step
         )
 
+    def _raise_abandoned(self, step: InFlightStep):
+        """Record a step whose preparation or launch raised (no sequence advanced), and raise:
+        a ``StepError`` for the engine's own error, the caller's exception as itself."""
+        error = self._abandon(step)
+        if _raised_by_signal_handler(step.error):
+            raise step.error
+        raise error from step.error
+
     def _abandon(self, step: InFlightStep) -> StepError:
         """Record a step whose preparation or launch raised (no sequence advanced); returns the
         StepError to raise."""
@@ -370,6 +390,7 @@ class LLMEngine:
             phase=batch.phase.value,
         )
 
+    @_observed
     def flush_events(self) -> StepRecord | None:
         """Hand the events since the last step (requests added or aborted) to the observers now,
         in an idle record that schedules nothing; None when there were none."""
@@ -450,6 +471,26 @@ class LLMEngine:
 
     def reset_metrics(self) -> None:
         self.metrics.reset()
+
+
+def _raised_by_signal_handler(error: BaseException) -> bool:
+    """Whether a Python signal handler raised ``error`` (the caller's code: a watchdog's
+    TimeoutError, say) while it interrupted the engine: its frame is in the traceback."""
+    handlers = set()
+    for signum in signal.valid_signals():
+        try:
+            handler = signal.getsignal(signum)
+        except (OSError, ValueError):
+            continue
+        code = getattr(getattr(handler, "__func__", handler), "__code__", None)
+        if code is not None:
+            handlers.add(code)
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code in handlers:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _load_tokenizer(path: str):

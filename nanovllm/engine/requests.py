@@ -7,6 +7,10 @@ cache by the rest). With a seed, sample ``i`` samples with ``seed + i``.
 
 Prompt forms (vLLM's): a string, a list of token ids, ``{"prompt": str}`` (``TextPrompt``) or
 ``{"prompt_token_ids": [...]}`` (``TokensPrompt``).
+
+``check_request`` is the engine's gate (vLLM's rules): a prompt of ``max_model_len`` tokens or more
+is a ``RequestError``; a prompt + ``max_tokens`` beyond it runs up to ``max_model_len`` and
+finishes with reason "length" (the scheduler caps it); ``max_tokens=None`` is the room left.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from nanovllm.config import Config
 from nanovllm.engine.core.detokenizer import final_text
 from nanovllm.engine.core.events import StepRecord
 from nanovllm.engine.core.sequence import Sequence, SequenceStatus
@@ -48,6 +53,49 @@ def parse_prompt(prompt: Any, tokenizer) -> tuple[list[int], str | None]:
         "a prompt must be a str, a list of token ids, {'prompt': str} or "
         f"{{'prompt_token_ids': [...]}}, got {type(prompt).__name__}"
     )
+
+
+def check_request(
+    prompt: Any, params: Any, tokenizer, config: Config
+) -> tuple[list[int], SamplingParams, str | None]:
+    """(token ids, the request's own validated copy of ``params``, prompt text or None); raises
+    ``RequestError`` for anything the engine cannot run."""
+    if not isinstance(params, SamplingParams):
+        raise params_type_error(params, "sampling params must be a SamplingParams")
+    params = params.clone()  # validated now: the caller may have changed it since it was built
+    token_ids, text = parse_prompt(prompt, tokenizer)
+    if not token_ids:
+        raise RequestError("the prompt is empty; pass at least one token")
+    vocab = config.spec.vocab_size
+    bad = [t for t in token_ids if not 0 <= t < vocab]
+    if bad:
+        raise RequestError(f"token id(s) {bad[:5]} are outside the vocabulary [0, {vocab})")
+    room = config.max_model_len - len(token_ids)
+    if room < 1:
+        raise RequestError(
+            f"the prompt has {len(token_ids)} tokens, and max_model_len={config.max_model_len} "
+            f"leaves no room for an output token; pass a prompt of at most "
+            f"{config.max_model_len - 1} tokens or a larger max_model_len"
+        )
+    if params.n > config.max_num_seqs:
+        raise RequestError(
+            f"n={params.n} samples cannot run at once with max_num_seqs={config.max_num_seqs}; "
+            f"pass n<={config.max_num_seqs}, or LLM(..., max_num_seqs={params.n})"
+        )
+    if params.max_tokens is None:
+        params.max_tokens = room
+        if params.min_tokens > room:
+            raise RequestError(
+                f"min_tokens={params.min_tokens} exceeds the {room} tokens max_model_len="
+                f"{config.max_model_len} leaves after the prompt; lower min_tokens"
+            )
+    return token_ids, params, text
+
+
+def params_type_error(params: Any, expected: str) -> RequestError:
+    """The error for sampling params that are not a SamplingParams (a dict: how to build one)."""
+    hint = "; build one from a dict with SamplingParams(**d)" if isinstance(params, dict) else ""
+    return RequestError(f"{expected}, got {type(params).__name__}{hint}")
 
 
 def new_sequences(

@@ -3,15 +3,25 @@
 Column parallel splits the output features (each rank computes a slice); row parallel splits the
 input features and all-reduces the partial sums. Merged variants hold several HF weights
 (q/k/v, gate/up) in one matrix; ``weight_loader(param, loaded, shard_id)`` puts each in place.
+
+The product is ``F.linear`` (cuBLAS on CUDA), except for the row counts where the engine's start-up
+measured the skinny-GEMM kernel (``layers/skinny_gemm.py``) faster for this layer's shape: the
+runner plans (``layers/skinny_plan.py`` sets ``skinny``) only when it captures decode CUDA graphs,
+whose batch buckets are those row counts.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nanovllm.layers.parallel import SINGLE, TensorParallel
+
+if TYPE_CHECKING:
+    from nanovllm.layers.skinny_gemm import SkinnyPlan
 
 
 class LinearBase(nn.Module):
@@ -32,6 +42,7 @@ class LinearBase(nn.Module):
             self.bias.weight_loader = self.weight_loader
         else:
             self.register_parameter("bias", None)
+        self.skinny: SkinnyPlan | None = None  # row count -> kernel config, set by skinny_plan
 
     def _expect_shards(self, shard_ids: tuple) -> None:
         """A merged matrix is loaded from several checkpoint tensors: the loader checks them all."""
@@ -49,6 +60,12 @@ class LinearBase(nn.Module):
         param.data.copy_(loaded)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._matmul(x)
+
+    def _matmul(self, x: torch.Tensor) -> torch.Tensor:
+        plan = self.skinny
+        if plan is not None and x.dim() == 2 and x.shape[0] in plan.configs:
+            return plan(x, self.weight, self.bias)
         return F.linear(x, self.weight, self.bias)
 
 
@@ -124,4 +141,4 @@ class RowParallelLinear(LinearBase):
             super().weight_loader(param, loaded)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.tp.all_reduce(F.linear(x, self.weight, self.bias))
+        return self.tp.all_reduce(self._matmul(x))

@@ -11,11 +11,14 @@ Incremental detokenization decodes a small window of tokens, not the whole compl
 
 The window starts one emission back, so a tokenizer that spaces or merges across tokens (a
 WordPiece decoder's joins, SentencePiece's word starts) gives the text a full decode gives. The
-first window starts at the completion, not in the prompt: the text is the tokenizer's decode of the
-completion's tokens (vLLM starts a few prompt tokens back, which can add a leading space). New text
-is taken only when the window's decode does not end in U+FFFD: a UTF-8 character split over byte
-tokens is held back until a later token completes it. ``finish()`` takes everything that is left,
-held-back bytes too, so a finished sequence's text is its full decode.
+first window starts ``PROMPT_CONTEXT`` tokens back in the prompt, as vLLM's does: the text is the
+suffix that the completion adds to the decode of prompt + completion, so ``prompt + text`` reads
+right. With a word-level tokenizer the completion of "one two three four" is " five six" (its
+leading space is the join between the prompt's last word and the first generated one), where a
+decode of the completion alone gives "five six". (A prompt whose tail decodes to a broken
+character starts the window at the completion instead.) New text is taken only when the window's
+decode does not end in U+FFFD: a UTF-8 character split over byte tokens is held back until a later
+token completes it. ``finish()`` takes everything that is left, held-back bytes too.
 
 Which tokens make text (``text_end``): all generated ones, except the EOS or stop token that ended
 the sequence (vLLM leaves it out too), unless ``include_stop_str_in_output``.
@@ -30,6 +33,7 @@ from __future__ import annotations
 from nanovllm.engine.core.sequence import FinishReason, Sequence
 
 REPLACEMENT = "\ufffd"
+PROMPT_CONTEXT = 5  # prompt tokens the first window starts back (vLLM's initial offset)
 
 
 class IncrementalDetokenizer:
@@ -40,6 +44,7 @@ class IncrementalDetokenizer:
         self.tokenizer = tokenizer
         self.skip_special_tokens = skip_special_tokens
         self.prefix_offset = self.read_offset = num_prompt_tokens
+        self._in_prompt = num_prompt_tokens > 0  # the first window still to be moved back
         self.text = ""
         self.stop_at: int | None = None
         self.finished = False
@@ -54,6 +59,13 @@ class IncrementalDetokenizer:
         return self.tokenizer.decode(ids, skip_special_tokens=self.skip_special_tokens)
 
     def _prefix(self, token_ids: list[int]) -> str:
+        if self._in_prompt:  # the first call: start the window in the prompt's tail
+            self._in_prompt = False
+            start = max(0, self.read_offset - PROMPT_CONTEXT)
+            tail = self._decode(token_ids[start : self.read_offset])
+            if not tail.endswith(REPLACEMENT):
+                self.prefix_offset = start
+                self._prefix_key, self._prefix_text = (start, self.read_offset), tail
         key = (self.prefix_offset, self.read_offset)
         if key != self._prefix_key:
             self._prefix_key = key

@@ -11,7 +11,10 @@ part where their questions differ (the branches)::
 
 ``prefix_tree(snap)`` reads only an ``EngineSnapshot``: each hashed block's hash and parent hash
 (recorded when the block was committed, so a cached-free block keeps its edge), ref count, and the
-free list's order. A node whose parent hash no block holds any more (its parent was evicted
+free list's order. A tree built from KV-cache events (``cache_model.py``: vLLM's, or ours through
+the same events) has the same nodes and edges but no block ids, ref counts or free list: there
+``blocks`` is empty, ``ref_count`` and ``eviction`` are None (unknown), and ``token_ids`` holds
+the block's tokens. A node whose parent hash no block holds any more (its parent was evicted
 first) is an orphan: the root of its own subtree. ``layout(tree)`` places the nodes (x = depth,
 y = leaf order, a parent centred on its children) for a view to draw; no plotly here.
 """
@@ -31,8 +34,9 @@ class TreeNode:
     parent: int | None  # the parent's hash; None for a chain's first block
     blocks: tuple[int, ...]  # the physical blocks holding this hash (two only while duplicates
     # computed in the same step are both in use; the cache finds one)
-    ref_count: int  # summed over ``blocks``
+    ref_count: int | None  # summed over ``blocks``; None: the source does not say (KV events)
     eviction: int | None  # position in the free list (0: evicted next); None while in use
+    token_ids: tuple[int, ...] | None = None  # the block's tokens, where the source has them
 
     @property
     def cached_free(self) -> bool:

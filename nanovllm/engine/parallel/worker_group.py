@@ -22,9 +22,15 @@ Contract:
 - ``num_kvcache_blocks`` is the minimum over ranks; ``run()`` returns rank 0's output.
 - A typed user error while a worker starts (``ModelLoadError``, ``KVCacheTooSmallError``, ...)
   is raised as itself, as with one rank, with the ``WorkerError`` as its ``__cause__``.
-- A worker that dies, raises, or does not answer within ``step_timeout`` makes ``run()`` raise
-  ``WorkerError`` (carrying the worker's traceback when there is one); the survivors are terminated
-  and every later ``run()`` raises ``WorkerError`` at once.
+- A worker that dies, raises, or does not answer within ``step_timeout`` (``config.step_timeout_s``,
+  600 s: also the process group's timeout) makes ``run()`` raise ``WorkerError`` (carrying the
+  worker's traceback when there is one); the survivors are terminated and every later ``run()``
+  raises ``WorkerError`` at once.
+- A hung worker (stopped with SIGSTOP, or frozen) is told from a slow one by its heartbeat
+  (heartbeat.py): a wait for replies looks at every rank's counter each ``HEARTBEAT_CHECK_S``, and
+  a rank silent for ``config.heartbeat_timeout_s`` (10 s) makes it raise ``WorkerError`` naming
+  the rank. A slow step (a first Triton compile, a long prefill) keeps beating and gets the whole
+  ``step_timeout``.
 - A step interrupted in the main process (KeyboardInterrupt) is completed and its replies still
   owed are drained at the start of the next ``run()``, so the group stays in step with the engine.
   An interrupt inside the read of a reply (half a message may be left in the pipe) stops the
@@ -38,19 +44,21 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing as mp
+import os
 import signal
 import time
 import weakref
 from multiprocessing.connection import Connection, wait
 
 from nanovllm.config import Config
+from nanovllm.engine.parallel.heartbeat import HeartbeatWatch, process_state
 from nanovllm.engine.parallel.shm_channel import ShmWriter, Ticket
 from nanovllm.engine.parallel.worker_main import worker_main
 from nanovllm.engine.runner.inputs import StepInputs
 from nanovllm.errors import EngineClosedError, NanoVLLMError, WorkerError
 
 STARTUP_TIMEOUT_S = 1800.0  # loading a large checkpoint and capturing CUDA graphs takes a while
-STEP_TIMEOUT_S = 600.0
+HEARTBEAT_CHECK_S = 1.0  # how often a wait for replies looks at the heartbeats
 JOIN_TIMEOUT_S = 10.0  # a clean exit takes well under a second; then we terminate
 DEATH_GRACE_S = 0.5  # when a rank raises, wait this long to see whether a peer died first
 
@@ -70,10 +78,10 @@ class WorkerGroup:  # an Executor (runner/executor.py) over spawned ranks
         config: Config,
         *,
         startup_timeout: float = STARTUP_TIMEOUT_S,
-        step_timeout: float = STEP_TIMEOUT_S,
     ):
         self.size = config.tensor_parallel_size
-        self.step_timeout = step_timeout
+        self.step_timeout = config.step_timeout_s
+        self.heartbeat_timeout = config.heartbeat_timeout_s
         self.channel = ShmWriter()
         self.port: int | None = None
         self._procs: list[mp.process.BaseProcess] = []
@@ -95,13 +103,14 @@ class WorkerGroup:  # an Executor (runner/executor.py) over spawned ranks
 
     def _spawn(self, config: Config) -> None:
         ctx = mp.get_context("spawn")  # fork would copy the caller's threads, CUDA state and locks
+        self._beats = ctx.RawArray("Q", self.size)  # each rank's heartbeat counter
         if config.device.startswith("cuda"):
             config = dataclasses.replace(config, device="cuda")  # rank r runs on cuda:r
         for rank in range(self.size):
             parent, child = ctx.Pipe()
             proc = ctx.Process(
                 target=worker_main,
-                args=(config, rank, child, self.step_timeout),
+                args=(config, rank, child, self._beats),
                 name=f"nanovllm-tp{rank}",
                 daemon=True,
             )
@@ -202,7 +211,10 @@ class WorkerGroup:  # an Executor (runner/executor.py) over spawned ranks
         sentinels = {p.sentinel: r for r, p in enumerate(self._procs)}
         replies: dict[int, object] = {}
         deadline = time.monotonic() + timeout
+        heartbeats = HeartbeatWatch(self._beats, self.heartbeat_timeout)
         while waiting:
+            if (silent := heartbeats.silent()) is not None:
+                self._fail(self._hung_error(*silent))
             left = deadline - time.monotonic()
             if left <= 0:
                 self._fail(
@@ -212,7 +224,7 @@ class WorkerGroup:  # an Executor (runner/executor.py) over spawned ranks
                         rank=min(waiting.values()),
                     )
                 )
-            ready = wait([*waiting, *sentinels], timeout=left)
+            ready = wait([*waiting, *sentinels], timeout=min(left, HEARTBEAT_CHECK_S))
             for conn in [c for c in ready if c in waiting]:
                 rank = waiting.pop(conn)
                 replies[rank] = self._receive(conn, rank, tag)
@@ -224,6 +236,15 @@ class WorkerGroup:  # an Executor (runner/executor.py) over spawned ranks
                     self._receive(self._conns[rank], rank, tag)
                 self._fail(self._death_error(rank))
         return [replies[r] for r in ranks]
+
+    def _hung_error(self, rank: int, silent_s: float) -> WorkerError:
+        pid = self._procs[rank].pid
+        return WorkerError(
+            f"tensor-parallel worker rank {rank} (pid {pid}) is hung: no heartbeat for "
+            f"{silent_s:.0f} s (heartbeat_timeout_s={self.heartbeat_timeout:g})"
+            f"{process_state(pid)}",
+            rank=rank,
+        )
 
     def _receive(self, conn: Connection, rank: int, tag: str):
         try:
@@ -302,6 +323,7 @@ class WorkerGroup:  # an Executor (runner/executor.py) over spawned ranks
         for proc in self._procs:
             if proc.exitcode is None:
                 proc.terminate()
+                _resume(proc)  # a stopped process receives its SIGTERM only once resumed
 
     def _fail(self, error: WorkerError, typed: BaseException | None = None):
         """``_stop(error)``, then raise ``error`` (or ``typed``, caused by it)."""
@@ -309,6 +331,13 @@ class WorkerGroup:  # an Executor (runner/executor.py) over spawned ranks
         if typed is not None:
             raise typed from error
         raise error
+
+
+def _resume(proc: mp.process.BaseProcess) -> None:
+    try:
+        os.kill(proc.pid, signal.SIGCONT)
+    except (OSError, AttributeError):  # gone already; or no SIGCONT (not POSIX)
+        pass
 
 
 def _shutdown(procs: list, conns: list[Connection], channel: ShmWriter) -> None:
@@ -324,6 +353,7 @@ def _shutdown(procs: list, conns: list[Connection], channel: ShmWriter) -> None:
     for proc in procs:
         if proc.exitcode is None:
             proc.terminate()
+            _resume(proc)
             proc.join(timeout=2.0)
         if proc.exitcode is None:
             proc.kill()

@@ -3,7 +3,8 @@
 ``worker_main`` is the target ``WorkerGroup`` spawns once per rank. It rendezvouses (rank 0 opens a
 ``TCPStore`` on a port the OS picks and reports it; the others connect), joins the process group
 (NCCL on CUDA, gloo on CPU), builds its ``ModelRunner``, answers ``("ready", num_kvcache_blocks)``,
-then serves one ``("run", ticket)`` message per step until ``("close", None)``.
+then serves one ``("run", ticket)`` message per step until ``("close", None)``. From its first
+line it also beats (heartbeat.py), so the main process can tell a slow step from a hung process.
 
 Contract: every reply is ``("ok", payload)`` or ``("error", (traceback, typed_error_or_None))``;
 after an error the worker exits. Ctrl-C is ignored here (the main process handles it), and cleanup
@@ -20,13 +21,17 @@ from datetime import timedelta
 from multiprocessing.connection import Connection
 
 from nanovllm.config import Config
+from nanovllm.engine.parallel.heartbeat import start_beating
 from nanovllm.engine.parallel.shm_channel import ShmReader
 from nanovllm.errors import NanoVLLMError
 
 
-def worker_main(config: Config, rank: int, conn: Connection, timeout_s: float) -> None:
-    """One rank: rendezvous, build its ModelRunner, then serve steps until told to close."""
+def worker_main(config: Config, rank: int, conn: Connection, beats) -> None:
+    """One rank: rendezvous, build its ModelRunner, then serve steps until told to close.
+    ``beats`` is the group's shared array of heartbeat counters (one per rank)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    start_beating(beats, rank)
+    timeout_s = config.step_timeout_s
     os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
     import torch
     import torch.distributed as dist

@@ -37,10 +37,10 @@ def warmup_inputs(config, num_tokens: int, block_offset: int = 0) -> StepInputs:
     )
 
 
-def probe_num_blocks(
+def probe_kv_budget(
     config, allocate_kv_cache: Callable[[int], torch.Tensor], forward_logits: Callable
 ) -> tuple[int, dict]:
-    """The number of KV blocks that fit, and a report of where the memory went. Runs the largest
+    """The bytes the KV cache may take, and a report of where the memory went. Runs the largest
     step once, ``forward_logits(inputs, kv_cache)``, over a cache just big enough for it."""
     inputs = warmup_inputs(config, config.max_num_batched_tokens)
     torch.cuda.empty_cache()
@@ -53,15 +53,19 @@ def probe_num_blocks(
     free, total = torch.cuda.mem_get_info()
     stats = torch.cuda.memory_stats()
     peak, current = stats["allocated_bytes.all.peak"], stats["allocated_bytes.all.current"]
-    used = total - free
-    block_bytes = config.kv_bytes_per_block
-    budget = int(total * config.gpu_memory_utilization) - used - (peak - current)
-    num_blocks = max(0, budget // block_bytes)
+    return kv_budget(total, free, peak, current, config.gpu_memory_utilization)
+
+
+def kv_budget(
+    total: int, free: int, peak: int, current: int, utilization: float
+) -> tuple[int, dict]:
+    """``utilization x total`` less what is in use (weights, other processes) and the activation
+    peak above it: the KV cache's bytes, and the report. Pure arithmetic (tested on CPU)."""
+    budget = int(total * utilization) - (total - free) - (peak - current)
     report = dict(
         total_gib=total / 2**30,
         weights_gib=current / 2**30,
         activation_peak_gib=(peak - current) / 2**30,
-        kv_cache_gib=num_blocks * block_bytes / 2**30,
-        num_blocks=num_blocks,
+        kv_budget_gib=max(0, budget) / 2**30,
     )
-    return num_blocks, report
+    return max(0, budget), report

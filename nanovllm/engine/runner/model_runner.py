@@ -9,11 +9,16 @@ the device and returns at once (on CUDA); ``collect`` waits for that step's toke
 the engine may launch the next step (overlap scheduling): an input token written as a placeholder
 ``-(k + 1)`` (core/sequence.py) is the last launched step's sample row k, and is copied into the
 input ids on the device, so the host never waits for it.
+
+``config.seed`` seeds the sampler's generator, and also Python's ``random``, numpy and torch in the
+runner's process, as vLLM's workers do (the caller's process with one rank, each worker with more).
 """
 
 from __future__ import annotations
 
 import gc
+import logging
+import random
 import time
 from dataclasses import dataclass
 
@@ -21,15 +26,18 @@ import numpy as np
 import torch
 
 from nanovllm.attention import AttentionMetadata, get_backend, resolve_backend_name
-from nanovllm.config import Config
+from nanovllm.config import CPU_KVCACHE_BYTES, Config
 from nanovllm.engine.core.batch import SamplerOutput
 from nanovllm.engine.runner.executor import RunTiming
 from nanovllm.engine.runner.inputs import StepInputs
+from nanovllm.engine.runner.threads import default_cpu_threads, step_threads
 from nanovllm.layers.parallel import SINGLE, TensorParallel
 from nanovllm.layers.sampler import Sampler, Samples
 from nanovllm.models import get_model_class
 from nanovllm.utils.loader import load_model
 from nanovllm.utils.transfer import to_device
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,6 +61,11 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
         self.is_cuda = self.device.type == "cuda"
         if self.is_cuda:
             torch.cuda.set_device(self.device)
+        random.seed(config.seed)
+        np.random.seed(config.seed)
+        torch.manual_seed(config.seed)
+        # CPU: the threads of each step (runner/threads.py); CUDA: the host's threads untouched
+        self.cpu_threads = None if self.is_cuda else config.cpu_threads or default_cpu_threads()
         t0 = time.perf_counter()
         self.startup: dict[str, float] = {}  # seconds of each part of the start (bench.py prints)
         self.backend_name = resolve_backend_name(config.attention_backend, config.device)
@@ -80,10 +93,14 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
         self.num_kvcache_blocks = config.num_kvcache_blocks or self._auto_num_blocks()
         self.kv_cache = self.allocate_kv_cache(self.num_kvcache_blocks)
         self.startup["kv_cache_s"] = time.perf_counter() - t1  # the memory probe, then the cache
-        # torch_ref loops over host-side lengths, which a captured graph would freeze: eager only.
-        if self.is_cuda and not config.enforce_eager and self.backend_name != "torch_ref":
-            from nanovllm.engine.runner.cuda_graph import DecodeGraphs
+        # torch_ref and cpu_sdpa loop over host-side lengths, which a captured graph would
+        # freeze: eager only.
+        self.gemm_plan: list = []  # layers/skinny_plan.py's PlanRows: which GEMMs left cuBLAS
+        if self.is_cuda and not config.enforce_eager and self.backend_name == "triton":
+            from nanovllm.engine.runner.cuda_graph import DecodeGraphs, bucket_sizes
 
+            if config.skinny_gemm:
+                self._plan_gemms(bucket_sizes(min(config.max_num_seqs, 512)))
             self.graphs = DecodeGraphs(
                 self.model,
                 self.kv_cache,
@@ -94,6 +111,19 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
             )
             self.startup["graph_capture_s"] = self.graphs.capture_seconds
         self.startup = {k: round(v, 2) for k, v in self.startup.items()}
+
+    def _plan_gemms(self, buckets: list[int]) -> None:
+        """Before capture: the skinny-GEMM kernel where it beats cuBLAS (layers/skinny_plan.py)."""
+        from nanovllm.layers.linear import LinearBase
+        from nanovllm.layers.skinny_plan import plan_linears
+
+        t0 = time.perf_counter()
+        linears = [m for m in self.model.modules() if isinstance(m, LinearBase)]
+        self.gemm_plan = plan_linears(linears, buckets)
+        self.startup["gemm_plan_s"] = time.perf_counter() - t0
+        if self.tp.rank == 0:
+            for row in self.gemm_plan:
+                log.info("GEMM plan: %s", row)
 
     # ---- memory ----------------------------------------------------------------------------------
     def _kv_shape(self, num_blocks: int) -> tuple[int, ...]:
@@ -107,13 +137,33 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
         return alloc(self._kv_shape(num_blocks), dtype=self.dtype, device=self.device)
 
     def _auto_num_blocks(self) -> int:
-        if not self.is_cuda:
-            return self.config.default_cpu_num_blocks()
-        from nanovllm.engine.runner.memory import probe_num_blocks
+        """What the memory allows (the probe on CUDA, a fixed budget on CPU), capped at what the
+        configuration can use (``Config.auto_num_blocks``); the cap is logged and reported."""
+        if self.is_cuda:
+            from nanovllm.engine.runner.memory import probe_kv_budget
 
-        num_blocks, self.memory_report = probe_num_blocks(
-            self.config, self.allocate_kv_cache, self.forward_logits
-        )
+            budget, self.memory_report = probe_kv_budget(
+                self.config, self.allocate_kv_cache, self.forward_logits
+            )
+        else:
+            budget, self.memory_report = (
+                CPU_KVCACHE_BYTES,
+                {"kv_budget_gib": CPU_KVCACHE_BYTES / 2**30},
+            )
+        num_blocks, cap = self.config.auto_num_blocks(budget)
+        if not self.is_cuda:  # a fixed budget, not a measurement: always room for one sequence
+            num_blocks = max(num_blocks, self.config.max_blocks_per_seq)
+        self.memory_report.update(num_blocks=num_blocks, capped_at=cap)
+        self.memory_report["kv_cache_gib"] = num_blocks * self.config.kv_bytes_per_block / 2**30
+        if cap is not None and self.tp.rank == 0:
+            log.info(
+                "KV cache: %d blocks, capped at what max_num_seqs=%d x %d blocks per sequence "
+                "(+ prefix_cache_blocks) can use; the memory budget allowed %d",
+                num_blocks,
+                self.config.max_num_seqs,
+                self.config.max_blocks_per_seq,
+                budget // self.config.kv_bytes_per_block,
+            )
         return num_blocks
 
     # ---- one step --------------------------------------------------------------------------------
@@ -176,11 +226,12 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
         if self.is_cuda:
             events = tuple(torch.cuda.Event(enable_timing=True) for _ in range(3))
             events[0].record()
-        logits = self.forward_logits(inputs)
-        t1 = time.perf_counter()
-        if self.is_cuda:
-            events[1].record()
-        samples = self.sampler.sample(logits, inputs.sampling)
+        with step_threads(self.cpu_threads):
+            logits = self.forward_logits(inputs)
+            t1 = time.perf_counter()
+            if self.is_cuda:
+                events[1].record()
+            samples = self.sampler.sample(logits, inputs.sampling)
         self.last_tokens = samples.tokens
         host = samples.host_tensor()
         if self.is_cuda:
