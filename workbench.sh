@@ -13,10 +13,8 @@
 #     first: any torch>=2.4 already present is kept)
 #   - pip install -e ".[notebook]" (workbench) or -e ".[notebook,test,bridge]" (test mode), when
 #     missing (bridge: msgspec, pyzmq, prometheus_client, for the vLLM bridge's tests)
-#   - the teaching model (nanovllm.testing.teaching: a tiny Qwen3 trained on generated text, the
-#     default model of the notebooks and the workbench) is built once, in about a minute on two
-#     CPU cores, and cached in ~/.cache/nanovllm (or $NANOVLLM_CACHE); the build time is printed.
-#     Skipped in workbench mode when a model is given.
+#   - nothing is built: the default model of the notebooks and the workbench, the teaching model
+#     (nanovllm.teaching: a tiny Qwen3 trained on generated text), ships with the package
 #   - test mode only: the browser test needs /usr/bin/chromium. As root with apt-get it is installed
 #     (apt-get install chromium fonts-liberation); otherwise a line says the browser test will be
 #     skipped and why. GPU tests are skipped without CUDA, the tests marked vllm without vLLM
@@ -51,14 +49,12 @@ if [ "$mode" = test ]; then
                  "so the browser test will be skipped (install it: sudo apt-get install chromium fonts-liberation)" >&2
         fi
     fi
-    python -m nanovllm.testing || echo "workbench.sh: building the teaching model failed (above)" >&2
     exec python -m pytest "$@"
 fi
 
 python -c "import nanovllm, widgets, jupyterlab" 2>/dev/null || python -m pip install -e ".[notebook]"
 if [ -n "${1:-}" ]; then export NANOVLLM_MODEL="$1"; fi
 shift || true
-if [ -z "${NANOVLLM_MODEL:-}" ]; then python -m nanovllm.testing; fi
 
 port="${WORKBENCH_PORT:-8888}"
 ip="${WORKBENCH_IP:-127.0.0.1}"

@@ -68,10 +68,8 @@ def cpu_seconds(tree: bool) -> float:
 # ---- the models and the workload -----------------------------------------------------------------
 def model_path(name: str) -> str:
     if name == "teaching":
-        try:
-            from nanovllm.teaching import teaching_model_path
-        except ImportError:  # before the teaching package moved out of nanovllm.testing
-            from nanovllm.testing import teaching_model_path
+        from nanovllm.teaching import teaching_model_path
+
         return str(teaching_model_path())
     if name == "random26m":
         return str(random_26m_path())
@@ -112,7 +110,7 @@ def _text_prompts(lens: list[int], path: str) -> list[list[int]]:
     """The teaching corpus's lines, tokenized and joined, cut to each length."""
     from transformers import AutoTokenizer
 
-    from nanovllm.testing.corpus import corpus_lines
+    from nanovllm.teaching.corpus import corpus_lines
 
     tok = AutoTokenizer.from_pretrained(path)
     lines = iter(corpus_lines(50_000, seed=1))

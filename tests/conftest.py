@@ -1,5 +1,5 @@
-"""Shared fixtures: tiny random-weight checkpoints (equivalence and property tests) and the trained
-teaching model, each built once per machine (cached on disk)."""
+"""Shared fixtures: tiny random-weight checkpoints (equivalence and property tests, each built once
+per machine and cached on disk) and the trained teaching model (shipped with the package)."""
 
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ def second_model() -> str:
 
 @pytest.fixture(scope="session")
 def teaching_model() -> str:
-    """The trained teaching model (about a minute to build on two cores, the first time)."""
-    from nanovllm.testing import teaching_model_path
+    """The trained teaching model, shipped with the package (nothing to build)."""
+    from nanovllm.teaching import teaching_model_path
 
     return str(teaching_model_path())
 

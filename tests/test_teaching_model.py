@@ -1,12 +1,5 @@
-"""nanovllm.testing.teaching: the trained teaching model writes the text its corpus teaches.
-
-"Held out" here means: no line of the training corpus starts with the prompt (checked below on
-the very lines the default recipe trains on). For counting, the prompt starts at a number ending
-in 7, and no counting line starts at such a number; for the alphabet, the week and the year, at a
-letter / day / month no line starts with; for a times table, at the one row of each table no line
-starts at; for a templated sentence, with a number ending in 7, which no sentence of the corpus
-names. The single steps inside a prompt (46 -> 47, Tuesday -> Wednesday, 7 x 7 = 49) do occur in
-training: a successor or a product cannot be learned otherwise.
+"""nanovllm.teaching: the shipped teaching model is what its record says, loads in our engine and in
+transformers alike, and continues prompts nobody trained on (held_out.py says what that means).
 """
 
 from __future__ import annotations
@@ -14,6 +7,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import subprocess
+import sys
+from fnmatch import fnmatch
+from pathlib import Path
 
 import pytest
 
@@ -21,131 +18,151 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from nanovllm import LLM, SamplingParams  # noqa: E402
-from nanovllm.testing import corpus, teaching  # noqa: E402
-from nanovllm.testing.teaching import Recipe, make_teaching_model  # noqa: E402
+from nanovllm.teaching import MODEL_DIR, record, teaching_model_path  # noqa: E402
+from nanovllm.teaching.evaluate import continue_cases  # noqa: E402
+from nanovllm.teaching.facts import FACTS  # noqa: E402
+from nanovllm.teaching.held_out import Score, held_out_cases  # noqa: E402
+from nanovllm.teaching.recipe import Recipe  # noqa: E402
+from nanovllm.teaching.train import make_teaching_model  # noqa: E402
 
-KINDS = corpus.HELD_OUT_KINDS
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = {
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "teaching.json",
+}
+MAX_FILE_BYTES, MAX_TOTAL_BYTES = 2_000_000, 5_000_000
+CASES = held_out_cases()
 
 
 @pytest.fixture(scope="module")
-def llm(teaching_model):
-    with LLM(teaching_model, kvcache_block_size=16, attention_backend="torch_ref") as engine:
-        yield engine
+def llm():
+    with LLM(str(teaching_model_path()), kvcache_block_size=16, attention_backend="torch_ref") as e:
+        yield e
 
 
 @pytest.fixture(scope="module")
-def ours(llm) -> dict[str, list[tuple[list[int], list[int], list[int]]]]:
-    """Per kind: (prompt ids, expected continuation ids, our greedy ids), one generate call."""
-    cases = [(k, p, c) for k in KINDS for p, c in corpus.held_out_prompts(k)]
-    encode = llm.tokenizer.encode
-    expected = [encode(c) for _, _, c in cases]
-    params = [SamplingParams(temperature=0, max_tokens=len(e)) for e in expected]
-    outs = llm.generate([p for _, p, _ in cases], params, use_tqdm=False)
-    result: dict[str, list] = {k: [] for k in KINDS}
-    for (kind, prompt, _), want, out in zip(cases, expected, outs):
-        result[kind].append((encode(prompt), want, out["token_ids"]))
-    return result
+def ours(llm) -> list[tuple[list[int], str]]:
+    """Our greedy (token ids, text) for every held-out case, in one generate call."""
+    return continue_cases(llm, CASES)
 
 
-def test_a_dozen_held_out_prompts_of_each_kind_never_start_a_training_line():
-    lines = teaching._lines_for(Recipe())  # a superset of the lines the rows are packed from
-    cases = {kind: corpus.held_out_prompts(kind) for kind in KINDS}
-    longest = max(len(p.split()) for prompts in cases.values() for p, _ in prompts)
-    starts = {" ".join(line.split()[:n]) for line in lines for n in range(1, longest + 1)}
-    for kind, prompts in cases.items():
-        assert len(prompts) == 12 and len(set(prompts)) == 12, kind
-        for prompt, continuation in prompts:
-            assert continuation, (kind, prompt)
-            assert prompt not in starts, f"{kind}: a training line starts with {prompt!r}"
+def test_the_path_is_the_shipped_directory_with_nothing_to_build():
+    assert teaching_model_path() == MODEL_DIR and MODEL_DIR.parent.name == "teaching"
+    assert {f.name for f in MODEL_DIR.iterdir()} == SHIPPED
+    code = "import sys, nanovllm.teaching as t; t.teaching_model_path(); print(sorted(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "'torch'" not in out.stdout  # at once: not even torch is imported
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_greedy_continuations_of_held_out_prompts_are_exactly_right(ours, llm, kind):
-    wrong = [
-        (llm.tokenizer.decode(p), llm.tokenizer.decode(want), llm.tokenizer.decode(got))
-        for p, want, got in ours[kind]
-        if got != want
-    ]
-    assert not wrong, f"{len(wrong)} of 12 wrong (prompt, expected, got): {wrong}"
+def test_the_shipped_files_match_their_record_and_stay_small():
+    info = record.read(MODEL_DIR)
+    assert record.checksums(MODEL_DIR) == info["files"]  # sha256 and size of every file
+    assert set(info["files"]) == SHIPPED - {record.RECORD}
+    sizes = {f.name: f.stat().st_size for f in MODEL_DIR.iterdir()}
+    assert max(sizes.values()) < MAX_FILE_BYTES and sum(sizes.values()) < MAX_TOTAL_BYTES, sizes
+    assert info["recipe"] == dataclasses.asdict(Recipe()), "Recipe() is not the shipped recipe"
+    held = info["held_out"]
+    assert held["cases"] == len(CASES) and held["correct"] >= 0.97 * held["cases"], held
 
 
-def test_hugging_face_loads_it_and_its_greedy_output_equals_ours(teaching_model, ours):
+def test_pyproject_ships_the_files_and_git_tracks_them():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = setup["package-data"]["nanovllm.teaching"]
+    for name in SHIPPED:
+        assert any(fnmatch(f"model/{name}", p) for p in patterns), name
+    git = subprocess.run(
+        ["git", "ls-files", "nanovllm/teaching/model"], cwd=ROOT, capture_output=True, text=True
+    )
+    if git.returncode != 0:
+        pytest.skip("not a git checkout")
+    assert {Path(p).name for p in git.stdout.split()} == SHIPPED  # none of them git-ignored
+
+
+def test_held_out_continuations_are_at_least_97_percent_right(ours):
+    score = Score.of(CASES, [text for _, text in ours])
+    print(score.line())
+    assert score.fraction >= 0.97, (score.line(), score.wrong)
+    assert score.summary() == record.read(MODEL_DIR)["held_out"]  # the record is this figure
+
+
+def test_transformers_loads_it_and_greedy_generates_what_our_engine_does(llm, ours):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(teaching_model)
-    model, info = AutoModelForCausalLM.from_pretrained(teaching_model, output_loading_info=True)
+    tok = AutoTokenizer.from_pretrained(MODEL_DIR)
+    model, info = AutoModelForCausalLM.from_pretrained(
+        MODEL_DIR, dtype=torch.float32, output_loading_info=True
+    )
     assert not info["missing_keys"] and not info["unexpected_keys"], info
     model.eval()
-    for kind in KINDS:
-        for (prompt, _), (ids, want, got) in zip(corpus.held_out_prompts(kind), ours[kind]):
-            assert tok(prompt, add_special_tokens=False)["input_ids"] == ids
-            with torch.no_grad():
-                out = model.generate(torch.tensor([ids]), max_new_tokens=len(want), do_sample=False)
-            assert out[0, len(ids) :].tolist() == got, (kind, prompt)
+    checked = list(zip(CASES, ours))[::5]
+    assert {case.kind for case, _ in checked} == {case.kind for case in CASES}
+    for case, (ids, _) in checked:  # a fifth of them, every kind
+        prompt = tok(case.prompt, add_special_tokens=False)["input_ids"]
+        assert prompt == llm.tokenizer.encode(case.prompt, add_special_tokens=False)
+        with torch.no_grad():
+            out = model.generate(torch.tensor([prompt]), max_new_tokens=len(ids), do_sample=False)
+        assert out[0, len(prompt) :].tolist() == ids, case
 
 
 def test_text_round_trips_through_the_word_level_tokenizer(llm):
     tok = llm.tokenizer
-    for kind in KINDS:
-        for prompt, continuation in corpus.held_out_prompts(kind):
-            text = f"{prompt} {continuation}"
-            ids = tok.encode(text)
-            assert tok.decode(ids) == text
-            assert len(ids) == len(text.replace(",", " ,").replace(".", " .").split())
+    for case in CASES:
+        text = f"{case.prompt} {case.expected}"
+        assert tok.decode(tok.encode(text)) == text
+        assert tok.unk_token_id not in tok.encode(text), text
     assert tok.decode(tok.encode("A zebra")) == "A <|unk|>"
 
 
-def test_it_answers_the_questions_it_was_taught(llm):
-    """Not held out: the facts are memorized, in plain, question-and-answer and chat form."""
-    question, answer = corpus.FACTS[0]
-    chat = llm.tokenizer.apply_chat_template(
-        [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
-    )
-    outs = llm.generate([question, chat], SamplingParams(temperature=0, max_tokens=40))
+def test_it_answers_every_canonical_question_whole_in_plain_and_chat_form(llm):
+    """Not held out: the notebooks ask these, and assert the answers."""
     tok = llm.tokenizer
-    answer_ids = tok.encode(answer)
-    # the engine stops on either end token and keeps it in the token ids, not in the text (vLLM)
-    assert outs[0]["token_ids"] == [*answer_ids, tok.convert_tokens_to_ids("<|endoftext|>")]
-    assert outs[1]["token_ids"] == [*answer_ids, tok.convert_tokens_to_ids("<|im_end|>")]
-    # the text is what the answer adds to the prompt (vLLM's): a word-level join puts a space first
-    assert outs[1]["text"] == outs[0]["text"] == " " + answer and outs[1]["finish_reason"] == "stop"
-
-
-def test_the_checkpoint_is_a_plain_qwen3_with_its_recipe(teaching_model):
-    from pathlib import Path
-
-    path = Path(teaching_model)
-    raw = json.loads((path / "config.json").read_text())
-    assert raw["architectures"] == ["Qwen3ForCausalLM"] and raw["eos_token_id"] == [0, 2]
-    info = json.loads((path / "teaching.json").read_text())
-    assert info["key"] == Recipe().key() and path.name == f"teaching-{info['key']}"
-    assert info["recipe"] == dataclasses.asdict(Recipe())
-
-
-def test_the_cache_key_changes_when_the_recipe_changes():
-    base = Recipe()
-    assert base.key() == Recipe().key()  # stable: the second call finds the same directory
-    changed = [
-        dataclasses.replace(base, seed=1),
-        dataclasses.replace(base, steps=base.steps + 1),
-        dataclasses.replace(base, lr=base.lr / 2),
-        dataclasses.replace(base, config={**base.config, "hidden_size": 32}),
-        dataclasses.replace(base, config={**base.config, "num_hidden_layers": 3}),
+    questions = [f.questions[0] for f in FACTS]
+    chats = [
+        tok.apply_chat_template(
+            [{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True
+        )
+        for q in questions
     ]
-    keys = {base.key(), *(r.key() for r in changed)}
-    assert len(keys) == 1 + len(changed)
-    source = teaching._builder_source()  # the corpus generator, the trainer and the writers
-    assert base.key(source=source) == base.key()
-    assert base.key(source=source.replace(b"Monday", b"Lundi")) != base.key()
+    outs = llm.generate(questions + chats, SamplingParams(temperature=0, max_tokens=40))
+    ends = [tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")]
+    for i, fact in enumerate(FACTS):
+        for out, end in ((outs[i], ends[0]), (outs[len(FACTS) + i], ends[1])):
+            assert out["token_ids"] == [*tok.encode(fact.answer), end], (fact, out["text"])
+            # the text is what the answer adds to the prompt (vLLM's): a word-level join puts a
+            # space first
+            assert out.outputs[0].text == " " + fact.answer and out["finish_reason"] == "stop"
 
 
-@pytest.mark.slow
-def test_training_is_reproducible(tmp_path):
-    """The same (small) recipe twice gives byte-identical weights; another seed does not."""
+def test_the_checkpoint_is_a_plain_qwen3_in_bfloat16():
+    raw = json.loads((MODEL_DIR / "config.json").read_text())
+    assert raw["architectures"] == ["Qwen3ForCausalLM"] and raw["eos_token_id"] == [0, 2]
+    assert raw["torch_dtype"] == "bfloat16" == Recipe().dtype
+    config = json.loads((MODEL_DIR / "tokenizer_config.json").read_text())
+    assert "<|im_start|>assistant" in config["chat_template"]
+
+
+def test_the_command_line_shows_the_shipped_model(capsys):
+    from nanovllm.teaching.__main__ import main
+
+    main([])
+    out = capsys.readouterr().out
+    assert str(MODEL_DIR) in out and "model.safetensors" in out and "held-out" in out
+
+
+def test_training_is_reproducible_and_writes_a_shippable_checkpoint(tmp_path):
+    """A small recipe (a second or two) twice gives byte-identical weights, another seed does not;
+    the files are the shipped set, and their record matches them."""
     small = Recipe(steps=12, batch_size=2, seq_len=64)
 
     def digest(recipe, name):
         path = make_teaching_model(tmp_path / name, recipe, progress=False)
+        assert {f.name for f in path.iterdir()} == SHIPPED
+        assert record.checksums(path) == record.read(path)["files"]
         return hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
 
     first = digest(small, "a")

@@ -1,125 +1,77 @@
-"""Writing generated checkpoints in Hugging Face format, and caching them on disk.
+"""The on-disk cache of generated checkpoints: built once per machine, one build at a time.
 
 Contract:
-- `write_model(model, config, dtype, path)` saves a transformers model as safetensors with
-  config.json and generation_config.json that both transformers 4.x and 5.x (and our loader, which
-  reads config.json directly) understand; `write_tokenizer(tokenizer, path, chat_template)` does the
-  same for a fast tokenizer. Every file is world-readable (the cache may be shared).
 - `build_cached(name, build)` returns `cache_root() / name`, running `build(tmp_dir)` first when
-  it is missing. The directory appears atomically (built in a temp dir, then renamed), so
-  concurrent processes never see half a checkpoint; when two build at once, the first rename wins.
-  The cache root is `$NANOVLLM_CACHE` if set, else `~/.cache/nanovllm`.
+  no complete copy is there. The cache root is `$NANOVLLM_CACHE` if set, else
+  `~/.cache/nanovllm`.
+- One build at a time: the build runs under a file lock (`<root>/.<name>.lock`, `filelock`), so a
+  second process asking for the same name waits for the first and then returns its result
+  instead of building its own copy. The operating system drops the lock of a process that dies.
+- A directory is trusted only when complete: `build` writes into `<root>/.tmp-<name>`, the
+  `COMPLETE` marker is written last, and the directory is renamed into place (atomic). A build
+  that dies (killed, out of disk) leaves at most that temp directory, which the next build
+  removes; a directory without the marker is removed and built again.
 
-Used by `tiny.py` (random weights) and `teaching.py` (trained weights); the engine never imports it.
+The writers of the files themselves are in `nanovllm.teaching.hf_format`. Used by `tiny.py`
+(random weights); the engine never imports it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import tempfile
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+COMPLETE = ".complete"  # written last into a finished build; its presence is what is trusted
+WAIT_NOTICE_S = 2.0  # after this long waiting for another process's build, say so on stderr
 
 
 def cache_root() -> Path:
     return Path(os.environ.get("NANOVLLM_CACHE") or Path.home() / ".cache" / "nanovllm")
 
 
+def is_complete(path: Path) -> bool:
+    return (path / COMPLETE).is_file()
+
+
 def build_cached(name: str, build: Callable[[Path], Any]) -> Path:
     """`cache_root() / name`, built by `build(tmp_dir)` on first use (see the module docstring)."""
+    from filelock import FileLock, Timeout
+
     root = cache_root()
     final = root / name
-    if (final / "config.json").is_file():
+    if is_complete(final):
         return final
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name.split('-')[0]}-", dir=root))
+    lock = FileLock(root / f".{name}.lock")
     try:
-        build(tmp)
-        tmp.chmod(0o755)  # mkdtemp makes it 0700
-        os.rename(tmp, final)  # atomic; fails if another process got there first
-    except OSError:
-        if not (final / "config.json").is_file():
-            raise
+        lock.acquire(timeout=WAIT_NOTICE_S)
+    except Timeout:
+        print(f"nanovllm: waiting for another process to build {final}", file=sys.stderr)
+        lock.acquire()
+    try:
+        if not is_complete(final):  # else another process built it while this one waited
+            _build_into(final, build)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        lock.release()
     return final
 
 
-def write_model(model, config, dtype: str, path: Path) -> None:
-    """Save `model` as `dtype` (e.g. "float32") safetensors, config and generation config."""
-    import torch
-    from transformers import GenerationConfig
-    from transformers.utils import logging as hf_logging
-
-    model.to(getattr(torch, dtype))
-    eos = config.eos_token_id
-    model.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id,
-        eos_token_id=eos,
-        pad_token_id=eos[0] if isinstance(eos, list) else eos,
-        do_sample=False,
-    )
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # a "Writing model shards" bar per build is noise
+def _build_into(final: Path, build: Callable[[Path], Any]) -> None:
+    """Build in a temp directory and rename it to `final`; the caller holds the lock."""
+    tmp = final.with_name(f".tmp-{final.name}")
+    for leftover in (tmp, final):  # a dead build's temp dir; a final dir without the marker
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    tmp.mkdir()
     try:
-        model.save_pretrained(path, safe_serialization=True)
+        build(tmp)
+        (tmp / COMPLETE).write_text("")
+        for path in (tmp, *tmp.iterdir()):
+            path.chmod(0o755 if path.is_dir() else 0o644)  # the cache may be shared
+        os.rename(tmp, final)  # atomic: `final` appears whole or not at all
     finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
-    _portable_model_config(path, config, dtype)
-    _readable(path)
-
-
-def write_tokenizer(tokenizer, path: Path, chat_template: str) -> None:
-    tokenizer.save_pretrained(path)
-    _portable_tokenizer_config(path, chat_template)
-    _readable(path)
-
-
-def _readable(path: Path) -> None:
-    for file in path.iterdir():
-        file.chmod(0o644)  # safetensors writes 0600; a shared cache must be readable
-
-
-def _portable_model_config(path: Path, config, dtype: str) -> None:
-    """Add the keys real checkpoints carry and transformers 5 no longer writes.
-
-    transformers>=5 writes `dtype`, `rope_parameters` and (MoE) `num_local_experts`; released
-    config.json files (and transformers 4.x) use `torch_dtype`, a top-level `rope_theta`, a
-    `rope_scaling` dict without the theta (Llama 3) and `num_experts` (Qwen3-MoE). Keep both
-    spellings, so an engine reading config.json directly sees what a downloaded model shows.
-    """
-    file = path / "config.json"
-    data = json.loads(file.read_text())
-    rope = data.get("rope_parameters") or {}
-    data.setdefault("rope_theta", rope.get("rope_theta", getattr(config, "rope_theta", None)))
-    data["torch_dtype"] = dtype
-    scaled = rope.get("rope_type", "default") != "default"
-    data.setdefault(
-        "rope_scaling", {k: v for k, v in rope.items() if k != "rope_theta"} if scaled else None
-    )
-    if "num_local_experts" in data:
-        data.setdefault("num_experts", data["num_local_experts"])
-    file.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def _portable_tokenizer_config(path: Path, chat_template: str) -> None:
-    """Name the class `PreTrainedTokenizerFast` and inline the chat template, as 4.x expects.
-
-    transformers>=5 writes `tokenizer_class: TokenizersBackend` (unknown to 4.x) and puts the
-    template in chat_template.jinja; both versions read the inline form.
-    """
-    file = path / "tokenizer_config.json"
-    data = json.loads(file.read_text())
-    data["tokenizer_class"] = "PreTrainedTokenizerFast"
-    data["chat_template"] = chat_template
-    specials = data.pop("extra_special_tokens", None) or data.get("additional_special_tokens")
-    data["additional_special_tokens"] = list(specials or [IM_START, IM_END])
-    data.pop("backend", None)
-    file.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    (path / "chat_template.jinja").unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)

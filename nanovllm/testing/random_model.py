@@ -214,8 +214,8 @@ def make_random_model(
     import torch
     from safetensors.torch import save_file
 
-    from nanovllm.testing.checkpoint import write_tokenizer
-    from nanovllm.testing.tiny import CHAT_TEMPLATE, _build_tokenizer
+    from nanovllm.teaching.hf_format import CHAT_TEMPLATE, write_tokenizer
+    from nanovllm.testing.tiny import _build_tokenizer
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,8 @@ Contract:
   `extra_corpus=MULTIBYTE_CORPUS` (tokenizer_text.py) adds non-ASCII text to the training text, so
   the vocabulary holds multi-byte characters, some as one token and some split over several.
 - `tiny_model_path(**overrides)` builds once into a cache dir and reuses it (through
-  `checkpoint.build_cached`: the directory appears atomically, so concurrent test processes never
-  see half a checkpoint).
+  `checkpoint.build_cached`: one build at a time under a file lock, and the directory appears
+  atomically, so concurrent test processes build once and never see half a checkpoint).
 
 Nothing here is imported by the engine; tests and notebooks use it when `NANOVLLM_MODEL` is unset.
 """
@@ -27,11 +27,19 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nanovllm.testing.checkpoint import build_cached, write_model, write_tokenizer
+from nanovllm.teaching import hf_format
+from nanovllm.teaching.hf_format import (
+    CHAT_TEMPLATE,
+    ENDOFTEXT,
+    IM_END,
+    IM_START,
+    write_model,
+    write_tokenizer,
+)
+from nanovllm.testing.checkpoint import build_cached
 from nanovllm.testing.families import HF_CLASSES, TINY_FAMILY_CONFIGS, check_family
 from nanovllm.testing.tokenizer_text import CORPUS
 
-ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)  # trained first, so their ids are 0, 1, 2
 TOKENIZER_VOCAB_SIZE = 448
 
@@ -56,13 +64,6 @@ TINY_CONFIG: dict[str, Any] = {
 
 WEIGHT_STD = 0.2  # linear and embedding weights; logits then have std ~1.5 over the vocab
 NORM_STD = 0.1  # norm weights are 1 + NORM_STD * randn, so q_norm / k_norm are not the identity
-
-CHAT_TEMPLATE = (
-    "{%- for message in messages %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
 
 
 def make_tiny_model(
@@ -119,8 +120,8 @@ def _cache_key(seed: int, overrides: dict[str, Any]) -> str:
     import transformers
 
     here = Path(__file__).parent  # editing this builder, its families or the writers: a new key
-    files = ("tiny.py", "families.py", "checkpoint.py", "tokenizer_text.py")
-    source = b"".join((here / f).read_bytes() for f in files)
+    files = [here / f for f in ("tiny.py", "families.py", "checkpoint.py", "tokenizer_text.py")]
+    source = b"".join(Path(f).read_bytes() for f in [*files, hf_format.__file__])
     blob = json.dumps([seed, overrides, transformers.__version__], sort_keys=True, default=repr)
     return hashlib.sha256(source + blob.encode()).hexdigest()[:16]
 
