@@ -398,7 +398,7 @@ def plot_titled(page, prefix: str, timeout: float = 20):
 def pick_a_request_and_click_a_block(page, tmp_path: Path) -> None:
     """Pick the newest request in the dropdown: its block table is drawn (bars and the physical
     blocks' squares); then click a block of the grid: the request picked is one of its owners."""
-    picker = page.locator(".nanovllm-block-table .widget-dropdown select").first
+    picker = page.locator(".nanovllm-view-block_table .widget-dropdown select").first
     option = picker.locator("option").nth(1).inner_text()  # the newest request
     picker.select_option(label=option)
     label = option.replace("\xa0", " ").strip()  # ipywidgets writes spaces as no-break spaces
@@ -415,7 +415,7 @@ def pick_a_request_and_click_a_block(page, tmp_path: Path) -> None:
     for view, locator in zip(
         VIEW_SHOTS,
         (
-            page.locator(".nanovllm-block-table"),
+            page.locator(".nanovllm-view-block_table"),
             page.locator(".nanovllm-requests"),
             plot_titled(page, "Prefix cache"),
         ),
