@@ -17,6 +17,7 @@ REGISTRY = (
     ("timeline", "TimelineView"),
     ("metrics", "MetricsPanel"),
     ("timing", "TimingView"),
+    ("token_budget", "TokenBudgetView"),
     ("block_table", "BlockTableView"),
     ("requests", "RequestsPanel"),
     ("prefix_tree", "PrefixTreeView"),
