@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -158,11 +159,24 @@ def free_port() -> int:
 
 @pytest.fixture
 def lab(tmp_path):
-    """A JupyterLab server on 127.0.0.1 with throwaway config/runtime/workspace dirs; yields its
-    URL. Killed with its whole process group (kernels included) at the end."""
+    """A JupyterLab server of a folder holding the test's notebook; yields its URL."""
     root = tmp_path / "root"
     root.mkdir()
     write_notebook(root / "workbench.ipynb")
+    yield from serve(tmp_path, root)
+
+
+@pytest.fixture
+def lab_notebooks(tmp_path):
+    """A JupyterLab server of a copy of notebooks/ (what the page saves goes to the copy)."""
+    root = tmp_path / "root"
+    shutil.copytree(NOTEBOOKS, root / "notebooks")
+    yield from serve(tmp_path, root)
+
+
+def serve(tmp_path: Path, root: Path):
+    """A JupyterLab server on 127.0.0.1 serving ``root``, with throwaway config/runtime/workspace
+    dirs; yields its URL. Killed with its whole process group (kernels included) at the end."""
     news = (
         tmp_path
         / "config/lab/user-settings/@jupyterlab/apputils-extension/notification.jupyterlab-settings"
@@ -623,3 +637,65 @@ def test_a_figure_whose_page_model_was_lost_is_renewed(lab, tmp_path):
             raise
         finally:
             browser.close()
+
+
+# What a learner sees after Run All: no cell failed, no widget failed to display.
+NOTEBOOK_STATE = """() => {
+  const nb = window.jupyterapp.shell.currentWidget.content;
+  const running = (c) => (c.node.querySelector('.jp-InputPrompt')?.textContent ?? '').includes('*');
+  const code = nb.widgets.filter((c) => c.model.type === 'code');
+  const errors = nb.node.querySelectorAll('[data-mime-type="application/vnd.jupyter.error"]');
+  return {done: code.every((c) => c.model.executionCount !== null && !running(c)),
+          errors: [...errors].map((e) => e.innerText.slice(0, 300))};
+}"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["05_step_by_step", "08_inside_the_cache"])
+def test_a_notebook_run_all_as_a_learner_sees_it(lab_notebooks, tmp_path, name):
+    """Run All in the browser: every cell runs, no error output, no blank figure (notebook 08's
+    block table, after every request finished, draws the picked request's last table); the page
+    is saved as /tmp/notebook_<name>_<k>.png, screen by screen, to look at."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.goto(f"{lab_notebooks}/lab/tree/notebooks/{name}.ipynb?reset")
+            wait_until(page, lambda: page.evaluate(KERNEL_STATUS) == "idle", 120, "a kernel")
+            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            page.wait_for_timeout(2000)
+            state = wait_until(
+                page, lambda: (st := page.evaluate(NOTEBOOK_STATE))["done"] and st, 400, "Run All"
+            )
+            assert not state["errors"], state["errors"]
+            page.wait_for_timeout(3000)  # the last frames drawn
+            assert page.get_by_text("Error displaying widget").count() == 0
+            plots = page.evaluate(BLANK_PLOTS)
+            assert not plots["blank"], plots
+            print(f"{name}: {plots['count']} plotly figures drawn, none blank")
+            if name == "08_inside_the_cache":
+                table = page.locator(".nanovllm-view-block_table .gtitle").first
+                assert "its last with blocks" in table.text_content()
+                assert page.locator(".nanovllm-view-block_table .barlayer .point").count() > 0
+            scroller = ".jp-WindowedPanel-outer"
+            height = page.evaluate(f"document.querySelector('{scroller}').scrollHeight")
+            for k, top in enumerate(range(0, height, 1500)):
+                page.evaluate(f"document.querySelector('{scroller}').scrollTop = {top}")
+                page.wait_for_timeout(700)
+                page.screenshot(path=str(tmp_path / f"{name}_{k}.png"))
+                shutil.copyfile(tmp_path / f"{name}_{k}.png", f"/tmp/notebook_{name}_{k}.png")
+        except BaseException:
+            report_failure(page, tmp_path)
+            raise
+        finally:
+            browser.close()
+
+
+# Plotly figures on the page, and those drawn with no trace (a blank figure).
+BLANK_PLOTS = """() => {
+  const plots = [...document.querySelectorAll('.js-plotly-plot')];
+  return {count: plots.length, blank: plots.filter((p) => p._fullLayout && Array.isArray(p.data)
+    && p.data.length === 0).map((p) => p.querySelector('.gtitle')?.textContent ?? '?')};
+}"""
