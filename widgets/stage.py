@@ -79,9 +79,13 @@ class Stage:
             self.status.say(why, True, traceback.format_exc())
         self.observer_time += time.perf_counter() - started
 
-    def context(self, text: Callable | None = None) -> DrawContext:
+    def context(self) -> DrawContext:
+        """What the views draw: the shown step's frames, or, with none kept (after a reset), the
+        cache as it is now."""
+        empty = self.history.last_step is None and not self.closed
+        now = self.frames.snapshot() if empty else None
         return DrawContext.of_history(
-            self.history, self.selection, self.options.window, text or self.text
+            self.history, self.selection, self.options.window, self.text, now
         )
 
     def draw_frame(self) -> None:

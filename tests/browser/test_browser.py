@@ -679,6 +679,8 @@ def test_a_notebook_run_all_as_a_learner_sees_it(lab_notebooks, tmp_path, name):
                 table = page.locator(".nanovllm-view-block_table .gtitle").first
                 assert "its last with blocks" in table.text_content()
                 assert page.locator(".nanovllm-view-block_table .barlayer .point").count() > 0
+                labels = page.evaluate(TREE_LABELS)  # every "#k" the kernel sent is drawn
+                assert labels["drawn"] == labels["sent"] and labels["sent"], labels
             scroller = ".jp-WindowedPanel-outer"
             height = page.evaluate(f"document.querySelector('{scroller}').scrollHeight")
             for k, top in enumerate(range(0, height, 1500)):
@@ -691,6 +693,15 @@ def test_a_notebook_run_all_as_a_learner_sees_it(lab_notebooks, tmp_path, name):
             raise
         finally:
             browser.close()
+
+
+# The prefix tree's node labels: those in the figure's data, and those drawn.
+TREE_LABELS = """() => {
+  const p = document.querySelector('.nanovllm-figure-prefix_tree .js-plotly-plot');
+  return {sent: p.data[2].text.filter((t) => t.trim()),
+          drawn: [...p.querySelectorAll('.textpoint text')].map((t) => t.textContent)
+                   .filter((t) => t.trim())};
+}"""
 
 
 # Plotly figures on the page, and those drawn with no trace (a blank figure).

@@ -7,7 +7,7 @@ import asyncio
 import json
 
 import numpy as np
-from widget_helpers import GREEDY_12, LONG, PROMPT, grid_values, header, pressure
+from widget_helpers import GREEDY_12, LONG, PROMPT, grid_values, header, pressure, until
 
 import widgets
 
@@ -69,7 +69,7 @@ def test_views_catch_up_once_a_generate_cell_returns(wb):
         wb.gate.interval = 0.2  # the first step draws; the rest wait for the gate's timer
         wb.llm.generate([PROMPT], GREEDY_12, use_tqdm=False)  # synchronous, as in a cell
         assert wb.gate.pending
-        await asyncio.sleep(0.35)  # the kernel's loop is free again
+        await until(lambda: not wb.gate.pending, timeout=wb.gate.gap + 5)  # the loop is free
 
     asyncio.run(cell())
     assert not wb.gate.pending and header(wb) == f"<div><b>Step {wb.history.last_step}"

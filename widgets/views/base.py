@@ -81,13 +81,14 @@ class DrawContext:
 
     @classmethod
     def of_history(
-        cls, history: History, selection: Selection, window: int, text=_no_text
+        cls, history: History, selection: Selection, window: int, text=_no_text, now=None
     ) -> DrawContext:
-        """The context of the step the selection shows (the latest unless time travelling)."""
+        """The context of the step the selection shows (the latest unless time travelling);
+        with no step kept, of ``now`` (a snapshot of the cache as it is, if given)."""
         selection.forget_pinned_before(history.first_step)
         step = selection.shown_step(history.last_step)
         if step is None:
-            return cls(selection=selection, text=text)
+            return cls(snapshot=now, selection=selection, text=text)
         return cls(
             step=step,
             frame=history.at(step),

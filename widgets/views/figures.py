@@ -172,6 +172,12 @@ def state_heatmap(name: str, colors: tuple[str, ...], names: tuple[str, ...], **
     )
 
 
+def step_labels(steps) -> list[str]:
+    """Steps as the labels of a category axis. Given numbers, plotly places them by value, so a
+    step left out (an idle record) would leave a gap; given text, one after the other."""
+    return [str(int(s)) for s in steps]
+
+
 def figure_box(name: str, fig: go.FigureWidget) -> W.Box:
     """A box holding only ``fig``, marked for the page (pacing.py's blank check)."""
     box = W.Box([fig])

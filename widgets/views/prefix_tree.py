@@ -39,6 +39,9 @@ from .figures import WIDE_FIGURE_WIDTH, figure, lines, markers
 
 MAX_NODES = 400  # above this, only the skeleton's markers
 MAX_LABELS = 120  # above this, no eviction labels next to the cached-free nodes
+# No label is a space, not "": plotly.js removes the text element of a point whose text is empty
+# and never makes it again, so a node unlabelled once stayed unlabelled when it got a "#k".
+NO_LABEL = " "
 LEGEND = (
     "#k: cached-free, k-th in line to be evicted (#0 next) · ×n: n requests share the block"
     " · dotted: its parent block was evicted"
@@ -128,7 +131,7 @@ class PrefixTreeView(View):
             marks.x = [pos[h][0] for h in shown]
             marks.y = [pos[h][1] for h in shown]
             marks.marker.color = [BLOCK_STATE_COLORS[_state(n)] for n in nodes]
-            marks.text = [_label(n) if labels else "" for n in nodes]
+            marks.text = [_label(n) if labels else NO_LABEL for n in nodes]
             marks.hovertext = [self._hover(tree, n) for n in nodes]
             self.figure.layout.xaxis.visible = bool(tree.nodes)  # no empty axis
             self.figure.layout.yaxis.visible = bool(tree.nodes)
@@ -181,4 +184,4 @@ def _state(n: TreeNode) -> int:
 def _label(n: TreeNode) -> str:
     if n.cached_free:
         return f"#{n.eviction}"
-    return f"×{n.ref_count}" if n.ref_count > 1 else ""
+    return f"×{n.ref_count}" if n.ref_count > 1 else NO_LABEL

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..model.states import STATE_NAMES, timeline_window
 from .base import DrawContext, View, ViewSetup
-from .figures import FIGURE_WIDTH, figure, json_grid, markers, state_heatmap
+from .figures import FIGURE_WIDTH, figure, json_grid, markers, state_heatmap, step_labels
 
 STATE_COLORS = ("#cbd5e1", "#8b5cf6", "#3b82f6", "#93c5fd", "#fca5a5", "#10b981")
 _NAMES = np.array([*STATE_NAMES, ""], dtype=object)  # code -> name; the last entry is for NaN
@@ -76,10 +76,13 @@ class TimelineView(View):
         text = _NAMES[np.where(np.isnan(g.z), len(STATE_NAMES), g.z).astype(np.int64)]
         with self.figure.batch_update():
             grid, pre = self.figure.data
-            grid.x, grid.y, grid.z, grid.text = g.steps, labels, json_grid(g.z), text
-            pre.x = [s for s, _ in g.preemptions]
+            grid.x, grid.y, grid.z, grid.text = step_labels(g.steps), labels, json_grid(g.z), text
+            pre.x = step_labels(s for s, _ in g.preemptions)
             pre.y = [f"seq {i}" for _, i in g.preemptions]
             self.figure.layout.height = max(220, 90 + 18 * len(g.ids))
+            self.figure.layout.xaxis.visible = self.figure.layout.yaxis.visible = bool(g.ids)
             self.figure.layout.title.text = (
-                "Sequence states" if ctx.step is None else f"Sequence states up to step {ctx.step}"
+                "Sequence states: no steps yet"
+                if ctx.step is None
+                else f"Sequence states up to step {ctx.step}"
             )

@@ -22,7 +22,7 @@ from plotly.subplots import make_subplots
 
 from ..model.states import is_idle, value_of
 from .base import DrawContext, View
-from .figures import WIDE_FIGURE_WIDTH, Figure, bars
+from .figures import WIDE_FIGURE_WIDTH, Figure, bars, step_labels
 
 PARTS = ("schedule", "prepare", "forward", "sample", "postprocess")
 # five parts and two token kinds, seven colours no two alike (forward teal, decode tokens blue)
@@ -77,7 +77,7 @@ class TimingView(View):
 
     def draw(self, ctx: DrawContext) -> None:
         a, phases = self.window_arrays(ctx.frames)
-        steps = a[:, 0].astype(np.int64)  # numpy arrays: validated and sent without a per-item pass
+        steps = step_labels(a[:, 0])  # the values as numpy arrays: sent without a per-item pass
         with self.figure.batch_update():
             share = 100 / np.maximum(a[:, 3 : 3 + len(PARTS)].sum(axis=1), 1e-12)
             for k, trace in enumerate(self.figure.data[: len(PARTS)]):

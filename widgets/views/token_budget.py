@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import DrawContext, View
-from .figures import WIDE_FIGURE_WIDTH, bars, figure
+from .figures import WIDE_FIGURE_WIDTH, bars, figure, step_labels
 from .timing import DECODE_COLOR, PREFILL_COLOR, steps_shown
 
 LEFT_COLOR = "#e5e7eb"
@@ -51,7 +51,7 @@ class TokenBudgetView(View):
     def draw(self, ctx: DrawContext) -> None:
         records = steps_shown(ctx.frames)
         budget = self.setup.token_budget or 0
-        steps = np.array([r.step for r in records], dtype=np.int64)
+        steps = step_labels(r.step for r in records)
         decode = np.array([r.num_decode_tokens for r in records], dtype=np.int64)
         prefill = np.array([r.num_prefill_tokens for r in records], dtype=np.int64)
         left = np.maximum(budget - decode - prefill, 0)

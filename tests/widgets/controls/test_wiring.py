@@ -24,6 +24,9 @@ def test_add_form_and_reset(wb):
     assert len(wb.history) == 0 and wb.recorder.steps.empty and wb.recorder.events.empty
     assert c.slider.disabled and wb.metrics_panel.html == wb.metrics_panel.empty_html()
     assert list(wb.timeline_view.figure.data[0].x) == [] and wb.llm.get_metrics()["steps"] == 0
+    # no step kept: every view draws the cache as it is now, none what was there before the reset
+    assert wb.block_view.figure.layout.title.text == "KV cache blocks now"
+    assert wb.requests_panel.rows == [] and wb.requests_panel.header.value == "<b>0 requests</b>"
     old = wb.llm
     wb.reset(rebuild=True)
     assert old.closed and not wb.llm.closed and wb.llm is not old
@@ -41,7 +44,7 @@ def test_slider_scrubs_back_and_every_view_shows_that_step(wb):
     wb.controls.slider.value = 2
     assert wb.shown_step == 2 and wb.selection.pinned == 2
     assert grid_values(wb) == seen[2]
-    assert max(wb.timeline_view.figure.data[0].x) == 2 and max(wb.timing_view.figure.data[0].x) == 2
+    assert wb.timeline_view.figure.data[0].x[-1] == wb.timing_view.figure.data[0].x[-1] == "2"
     assert "<b>Step 2</b> (time travel" in wb.metrics_panel.html
     assert (
         "requests added</td><td style='padding:1px 6px;border-bottom:1px solid #eee;"

@@ -3,7 +3,6 @@ states, its markers the preemptions; an abort's idle record is no column; a clic
 
 from __future__ import annotations
 
-import numpy as np
 from plotly.callbacks import Points
 from widget_helpers import expected_states, figure_states, pressure
 
@@ -30,7 +29,7 @@ def test_timeline_rows_equal_the_recorded_events(tiny_model):
     marks = wb.timeline_view.figure.data[1]
     pre = rec.events[rec.events.after == "PREEMPTED"]
     assert sorted(zip(marks.x, marks.y, strict=True)) == sorted(
-        (s, f"seq {q}") for s, q in zip(pre.step, pre.seq_id, strict=True)
+        (str(s), f"seq {q}") for s, q in zip(pre.step, pre.seq_id, strict=True)
     )
     finished = rec.events[rec.events.after == "FINISHED"]
     assert all(
@@ -47,11 +46,11 @@ def test_the_step_after_an_abort_is_not_a_column_of_idle_requests(wb):
     idle = wb.history.last_step  # the abort's record
     assert "no step ran: only these events" in wb.metrics_panel.html  # shown as what it is
     wb.step(2)
-    steps = np.asarray(wb.timeline_view.figure.data[0].x).tolist()
+    steps = [int(s) for s in wb.timeline_view.figure.data[0].x]
     assert idle not in steps and steps == [s for s in range(idle + 3) if s != idle]
     assert IDLE not in {c for (_, s), c in figure_states(wb).items() if s > idle - 1}
     assert figure_states(wb)[ids[1], idle - 1] == FINISHED  # aborted after its last step
-    assert idle not in np.asarray(wb.timing_view.figure.data[0].x).tolist()
+    assert str(idle) not in wb.timing_view.figure.data[0].x
 
 
 def test_a_click_on_a_row_picks_that_request(wb):

@@ -23,7 +23,7 @@ def test_the_bars_are_the_steps_decodes_chunks_and_what_is_left(tiny_model):
         decodes, chunks, left = (np.asarray(t.y).tolist() for t in view.figure.data)
         steps = wb.recorder.steps
         ran = steps[steps.num_tokens > 0]
-        assert np.asarray(view.figure.data[0].x).tolist() == ran.step.tolist()
+        assert list(view.figure.data[0].x) == [str(s) for s in ran.step]
         assert decodes == ran.decode_tokens.tolist() and chunks == ran.prefill_tokens.tolist()
         assert left == [64 - d - c for d, c in zip(decodes, chunks)] and min(left) >= 0
         assert any(d and c for d, c in zip(decodes, chunks))  # a mixed step shares the budget
