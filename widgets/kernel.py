@@ -30,10 +30,10 @@ _key: tuple | None = None
 
 
 def default_model() -> str:
-    """``$NANOVLLM_MODEL`` if set, else the teaching model (trained once, cached on disk)."""
+    """``$NANOVLLM_MODEL`` if set, else the teaching model (shipped with the package)."""
     if os.environ.get("NANOVLLM_MODEL"):
         return os.environ["NANOVLLM_MODEL"]
-    from nanovllm.testing import teaching_model_path
+    from nanovllm.teaching import teaching_model_path
 
     return str(teaching_model_path())
 
