@@ -21,7 +21,7 @@
 #     (NANOVLLM_VLLM_PYTHON: the Python that has it; README, "A real vLLM").
 #
 # JupyterLab (workbench mode):
-#   URL    http://127.0.0.1:8888/lab?token=nanovllm  (printed at start)
+#   URL    http://127.0.0.1:8888/lab/tree/notebooks/05_step_by_step.ipynb?token=nanovllm  (printed)
 #   port   WORKBENCH_PORT   (default 8888)
 #   host   WORKBENCH_IP     (default 127.0.0.1, loopback only; 0.0.0.0 to listen on all interfaces)
 #   token  JUPYTER_TOKEN    (default "nanovllm"; set it to your own secret when not on loopback)
@@ -70,7 +70,8 @@ fi
 root=(); [ "$(id -u)" = 0 ] && root=(--allow-root)  # JupyterLab refuses root without it
 host="$ip"; [ "$ip" = 0.0.0.0 ] && host=127.0.0.1
 echo "=================================================================="
-echo " nano-vLLM Workbench: http://$host:$port/lab?token=$JUPYTER_TOKEN"
+# the notebook's own URL: /lab alone opens whatever the last session had open (a Launcher at first)
+echo " nano-vLLM Workbench: http://$host:$port/lab/tree/notebooks/05_step_by_step.ipynb?token=$JUPYTER_TOKEN"
 echo " (port: WORKBENCH_PORT, token: JUPYTER_TOKEN; Ctrl-C twice stops it)"
 echo "=================================================================="
 exec python -m jupyterlab "${root[@]}" --ip="$ip" --port="$port" --port-retries=0 \

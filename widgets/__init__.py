@@ -8,23 +8,33 @@
     wb                                # the dashboard: controls on top, views below
     wb.recorder.steps                 # everything shown, as DataFrames
 
-Views only observe: they read ``StepRecord``s and ``EngineSnapshot``s, never engine internals.
+The package, by role::
+
+    workbench.py   the public facade (Workbench)      kernel.py   the kernel's one workbench
+    stage.py       what is shown, and when            driver.py   what moves the engine
+    pacing.py      the one redraw gate                dashboard.py  the views' layout and loops
+    options.py     the workbench's own options        replay.py   what-if replay, shown
+    model/         data, no widgets: history, frames (the step observer), selection, timeline
+                   states, breakpoints, texts, grid cells
+    views/         one file per view behind one interface (base.py: View, DrawContext), the figure
+                   helper (figures.py) and the registry (views/__init__.py)
+    controls/      the buttons and forms (toolbar, fields, status line, replay form) and the wiring
+
+Views only observe: they draw from a ``DrawContext`` (StepRecords, EngineSnapshots, metrics), never
+from an engine.
 """
 
-from ._blocks import BlockView
-from ._controls import Controls
-from ._history import Frame, History, Throttle
-from ._metrics import MetricsPanel
-from ._singleton import (
-    TEACHING_DEFAULTS,
-    WORKBENCH_OPTIONS,
-    close_workbench,
-    current_workbench,
-    workbench,
-)
-from ._timeline import STATE_NAMES, SequenceTimeline, StatusTracker, TimelineView
-from ._timing import TimingView
-from ._workbench import Workbench
+from .controls.toolbar import Controls
+from .kernel import TEACHING_DEFAULTS, close_workbench, current_workbench, workbench
+from .model.history import Frame, History
+from .model.states import STATE_NAMES, SequenceTimeline, StatusTracker
+from .options import WORKBENCH_OPTIONS
+from .pacing import RedrawGate
+from .views.blocks import BlockView
+from .views.metrics import MetricsPanel
+from .views.timeline import TimelineView
+from .views.timing import TimingView
+from .workbench import Workbench
 
 __all__ = [
     "workbench",
@@ -43,5 +53,5 @@ __all__ = [
     "Controls",
     "History",
     "Frame",
-    "Throttle",
+    "RedrawGate",
 ]

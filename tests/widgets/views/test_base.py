@@ -1,0 +1,99 @@
+"""The views' one interface (widgets/views/base.py): the registry's views all draw from a
+``DrawContext`` (no engine in it), a view that fails shows it while the others go on, and the
+status line says which."""
+
+from __future__ import annotations
+
+import numpy as np
+from widget_helpers import SCRIPT, pressure
+
+from nanovllm.engine.observe.prefix_tree import prefix_tree
+from nanovllm.engine.observe.snapshot import EngineSnapshot
+from widgets.model.history import Frame, History
+from widgets.model.selection import Selection
+from widgets.views import REGISTRY, DrawContext, View, ViewSetup, view_classes
+
+
+def test_the_registry_names_each_view_once():
+    classes = view_classes()
+    assert len(classes) == len(REGISTRY) and all(issubclass(c, View) for c in classes)
+    for key in ("name", "attribute"):
+        assert len({getattr(c, key) for c in classes}) == len(classes)
+    assert {c.column for c in classes} <= {"left", "right", "wide"}
+
+
+def test_a_failing_view_shows_its_error_and_the_others_still_draw(wb, monkeypatch):
+    pressure(wb, 2)
+    wb.step(2)
+
+    def broken(ctx):
+        raise ValueError("a bug in the timing view")
+
+    monkeypatch.setattr(wb.timing_view, "draw", broken)
+    wb.step(1)
+    view = wb.timing_view
+    assert view.error == "ValueError: a bug in the timing view"
+    assert view.failure.layout.display == "block" and "<details" in view.failure.value
+    assert "Traceback" in view.failure.value and "broken" in view.failure.value  # on demand
+    status = wb.controls.status.value
+    assert "the timing view failed: ValueError: a bug in the timing view" in status
+    assert "Step 2</b>" in wb.metrics_panel.html  # the others drew step 2
+    assert wb.block_view.figure.layout.title.text.startswith("KV cache blocks after step 2")
+    monkeypatch.undo()  # fixed: the failure line and the status error go
+    wb.step(1)
+    assert view.error is None and view.failure.layout.display == "none"
+    assert "failed" not in wb.controls.status.value
+
+
+def test_an_error_in_the_workbenchs_observer_is_shown_not_swallowed(wb, monkeypatch):
+    """A History that cannot take a step (here a broken append) is said in the status line with
+    its traceback, and the engine goes on."""
+    pressure(wb, 1)
+
+    def broken(frame):
+        raise IndexError("pop from an empty deque")
+
+    monkeypatch.setattr(wb.history, "append", broken)
+    wb.llm.step()
+    status = wb.controls.status.value
+    assert "could not record step 0: IndexError: pop from an empty deque" in status
+    assert "<details" in status and "Traceback" in status
+
+
+def test_every_view_draws_from_data_alone():
+    """A context built from hand-made records and snapshot, with no engine anywhere: what a
+    vLLM KV-event subscriber (issue 26) will hand the same view classes."""
+    h = History()
+    for r in SCRIPT:
+        h.append(Frame(r, _snapshot(r.step + 1), {"requests_added": 3}))
+    setup = ViewSetup(num_blocks=8, block_size=16, window=10, token_budget=64)
+    ctx = DrawContext.of_history(h, Selection(picked=1), window=10)
+    for cls in view_classes():
+        view = cls(setup)
+        assert view.draw_safely(ctx) is None, (cls.__name__, view.error)
+    tree_only = DrawContext(step=3)  # a source with a prefix tree and nothing else
+    tree_only.prefix_tree = prefix_tree(_snapshot(4))
+    view = dict((c.name, c) for c in view_classes())["prefix_tree"](setup)
+    view.draw(tree_only)
+    assert len(view.figure.data[2].x) == 3 and "3 hashed blocks" in view.figure.layout.title.text
+
+
+def _snapshot(step: int) -> EngineSnapshot:
+    """Eight blocks: a chain of three (0 -> 1 -> 2) held by seq 1, the rest free."""
+    n = 8
+    has_hash = np.array([True, True, True] + [False] * 5)
+    return EngineSnapshot(
+        step=step,
+        block_size=16,
+        block_state=np.array([1, 1, 1, 0, 0, 0, 0, 0], np.uint8),
+        ref_count=np.array([1, 1, 1, 0, 0, 0, 0, 0], np.int32),
+        has_hash=has_hash,
+        owners={0: (1,), 1: (1,), 2: (1,)},
+        token_range={0: (0, 16), 1: (16, 32), 2: (32, 48)},
+        sequences=(),
+        block_hash=np.array([11, 12, 13, 0, 0, 0, 0, 0], np.uint64),
+        parent_hash=np.array([0, 11, 12, 0, 0, 0, 0, 0], np.uint64),
+        has_parent=np.array([False, True, True] + [False] * 5),
+        free_order=np.arange(3, n, dtype=np.int32),
+        time=float(step),
+    )

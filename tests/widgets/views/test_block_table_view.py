@@ -1,0 +1,92 @@
+"""The block-table view (widgets/views/block_table.py) and its data (observe/block_table.py):
+the entries equal the sequence's ``block_table``, fills the tokens each block holds, hashes the
+chain computed by hand with ``chain_hash``; the grid outlines the same blocks."""
+
+from __future__ import annotations
+
+import pytest
+
+from nanovllm import LLM, SamplingParams
+from nanovllm.engine.core.block_manager import chain_hash
+from nanovllm.engine.observe.block_table import block_table
+
+BS = 16
+SYSTEM = list(range(100, 140))  # 40 tokens: two full blocks and 8 over
+QUESTIONS = [list(range(200 + 20 * k, 212 + 20 * k)) for k in range(3)]  # 12 tokens each
+GREEDY = SamplingParams(temperature=0, max_tokens=10, ignore_eos=True)
+
+
+def hand_chain(tokens: list[int], num_blocks: int) -> list[int]:
+    """The chained hashes of the first ``num_blocks`` full blocks, by hand."""
+    hashes, prev = [], None
+    for i in range(num_blocks):
+        prev = chain_hash(prev, tokens[i * BS : (i + 1) * BS])
+        hashes.append(prev)
+    return hashes
+
+
+@pytest.fixture
+def llm(tiny_model):
+    engine = LLM(tiny_model, kvcache_block_size=BS, num_kvcache_blocks=48, max_model_len=256)
+    yield engine
+    engine.close()
+
+
+def test_block_table_equals_the_sequences_table(llm):
+    ids = [llm.add_request(SYSTEM + q, GREEDY) for q in QUESTIONS[:1]]
+    llm.step()  # the first request's blocks are committed: the next ones hit them
+    ids += [llm.add_request(SYSTEM + q, GREEDY) for q in QUESTIONS[1:]]
+    for _ in range(6):
+        llm.step()
+        snap = llm.snapshot()
+        for i in ids:
+            seq = llm.request_sequences(i)[0]
+            entries = block_table(snap, i)
+            assert [e.physical for e in entries] == seq.block_table
+            assert [e.logical for e in entries] == list(range(len(seq.block_table)))
+            assert [e.fill for e in entries] == [
+                len(seq.token_ids[k * BS : (k + 1) * BS]) for k in range(len(seq.block_table))
+            ]
+            bm = llm.block_manager
+            assert [e.ref_count for e in entries] == [
+                bm.blocks[j].ref_count for j in seq.block_table
+            ]
+            assert all(set(e.owners) >= {i} for e in entries)
+            full = seq.num_computed_tokens // BS
+            chain = hand_chain(seq.token_ids, full)
+            assert [e.hash for e in entries[:full]] == chain
+            assert [e.parent_hash for e in entries[:full]] == [None, *chain[:-1]]
+            assert all(e.hash is None for e in entries[full:])
+    shared = block_table(snap, ids[1])[:2]  # the system prompt's full blocks, found in the cache
+    assert [e.physical for e in shared] == [e.physical for e in block_table(snap, ids[0])[:2]]
+    assert all(e.ref_count == 3 and len(e.owners) == 3 for e in shared)
+
+
+def test_picked_request_is_drawn_and_outlined(wb):
+    a = wb.add_request(SYSTEM + QUESTIONS[0], max_tokens=24, ignore_eos=True)
+    wb.step(2)
+    b = wb.add_request(SYSTEM + QUESTIONS[1], max_tokens=24, ignore_eos=True)
+    wb.step(3)
+    view = wb.block_table_view
+    assert [v for _, v in view.picker.options] == [None, b, a]  # newest first
+    assert view.picker.label == "(pick a request)"  # shown, not an empty box
+    view.picker.value = b  # as the browser sets it
+    seq = wb.llm.request_sequences(b)[0]
+    assert [e.physical for e in view.entries] == seq.block_table
+    assert wb.selection.picked == b  # the dropdown's choice is the one Selection
+    cap, used, done, arrows, phys = view.figure.data
+    assert len(cap.y) == len(seq.block_table)
+    assert list(used.x) == [e.fill / view.setup.block_size for e in view.entries]
+    assert sorted(int(t) for t in phys.text) == sorted(seq.block_table)
+    assert f"seq {b}" in view.figure.layout.title.text
+    grid = wb.block_view
+    outline = wb.block_view.figure.data[2]
+    assert sorted(zip(outline.x, outline.y)) == sorted(grid.position(j) for j in seq.block_table)
+    wb.step(2)  # live: the table follows the request as it grows
+    seq = wb.llm.request_sequences(b)[0]
+    assert [e.physical for e in view.entries] == seq.block_table
+    assert sum(e.fill for e in view.entries) == seq.num_tokens
+    # a hover holds the block's text, decoded from its tokens
+    text = wb.llm.tokenizer.decode(seq.token_ids[:BS])
+    assert repr(text)[:40].replace("'", "&#x27;") in used.hovertext[0]
+    assert "→ physical block" in used.hovertext[0] and "&rarr;" not in used.hovertext[0]

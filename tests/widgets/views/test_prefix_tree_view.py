@@ -1,0 +1,157 @@
+"""The prefix-cache tree (widgets/views/prefix_tree.py) and its data (observe/prefix_tree.py):
+the nodes are the hashes the cache holds, the edges the hash chain's parent links computed
+independently; cached-free blocks keep their edge; eviction positions equal the free list's
+order; a shared prompt is one trunk."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nanovllm import LLM, SamplingParams
+from nanovllm.engine.core.block_manager import chain_hash
+from nanovllm.engine.observe.prefix_tree import layout, prefix_tree, skeleton
+from nanovllm.engine.observe.snapshot import EngineSnapshot
+
+BS = 16
+SYSTEM = list(range(100, 140))  # 40 tokens: two full blocks and 8 over
+QUESTIONS = [list(range(200 + 20 * k, 212 + 20 * k)) for k in range(3)]  # 12 tokens each
+GREEDY = SamplingParams(temperature=0, max_tokens=10, ignore_eos=True)
+
+
+def hand_chain(tokens: list[int], num_blocks: int) -> list[int]:
+    """The chained hashes of the first ``num_blocks`` full blocks, by hand."""
+    hashes, prev = [], None
+    for i in range(num_blocks):
+        prev = chain_hash(prev, tokens[i * BS : (i + 1) * BS])
+        hashes.append(prev)
+    return hashes
+
+
+@pytest.fixture
+def llm(tiny_model):
+    engine = LLM(tiny_model, kvcache_block_size=BS, num_kvcache_blocks=48, max_model_len=256)
+    yield engine
+    engine.close()
+
+
+def expected_edges(llm, outputs) -> tuple[set[int], set[tuple[int, int]]]:
+    """The cache's hashes, and the hash chain's parent links between them, from the outputs'
+    tokens (every computed full block: all tokens but the last sampled one)."""
+    held = {b.hash for b in llm.block_manager.blocks if b.hash is not None}
+    edges = set()
+    for out in outputs:
+        tokens = out.prompt_token_ids + out.outputs[0].token_ids
+        chain = hand_chain(tokens, (len(tokens) - 1) // BS)
+        edges |= {(p, h) for p, h in zip(chain, chain[1:]) if p in held and h in held}
+    return held, edges
+
+
+def test_prefix_tree_edges_are_the_hash_chains_links(llm):
+    outs = llm.generate([SYSTEM + QUESTIONS[0]], GREEDY, use_tqdm=False)
+    outs += llm.generate([SYSTEM + q for q in QUESTIONS[1:]], GREEDY, use_tqdm=False)
+    snap = llm.snapshot()
+    tree = prefix_tree(snap)
+    held, edges = expected_edges(llm, outs)
+    assert set(tree.nodes) == held
+    assert set(tree.edges) == edges and edges  # all cached-free now: every edge survived
+    assert all(n.cached_free for n in tree.nodes.values())
+    trunk = hand_chain(SYSTEM, 2)
+    assert tree.roots == [trunk[0]]  # one trunk: the system prompt's first block
+    assert tree.children[trunk[0]] == [trunk[1]]
+    assert len(tree.children[trunk[1]]) == len(QUESTIONS)  # a branch per question
+    free = list(llm.block_manager.free)
+    for n in tree.nodes.values():
+        [block] = n.blocks
+        assert n.eviction == free.index(block)
+    pos = layout(tree)
+    leaves = [h for h in tree.nodes if not tree.children.get(h)]
+    assert sorted(pos[h][1] for h in leaves) == list(range(len(leaves)))  # a row per leaf
+    for parent, child in tree.edges:
+        assert pos[child][0] == pos[parent][0] + 1
+        kids = [pos[k][1] for k in tree.children[parent]]
+        assert min(kids) <= pos[parent][1] <= max(kids)
+    assert {pos[h][0] for h in trunk} == {0, 1}
+
+
+def test_prefix_tree_follows_requests(llm):
+    rid = llm.add_request(SYSTEM + QUESTIONS[0], GREEDY)
+    llm.step()
+    live = prefix_tree(llm.snapshot())  # 52 prompt tokens: three full blocks, in use
+    assert [n.ref_count for n in live.nodes.values()] == [1, 1, 1]
+    assert all(n.eviction is None for n in live.nodes.values())
+    while llm.has_unfinished():
+        llm.step()
+    out = llm.get_output(rid)
+    tree = prefix_tree(llm.snapshot())
+    held, edges = expected_edges(llm, [out])
+    assert set(tree.edges) == edges and len(edges) == len(tree.nodes) - 1
+    order = sorted(tree.nodes, key=lambda h: tree.nodes[h].eviction)
+    chain = hand_chain(out.prompt_token_ids + out.outputs[0].token_ids, len(tree.nodes))
+    assert order == chain[::-1]  # freed tail first, so the tail is evicted first
+    # unrelated prompts that need more than the never-used blocks: the first to go are the
+    # ones the tree says are evicted first
+    big = [[1 + j] + [300 + k % 200 for k in range(n - 1)] for j, n in enumerate((250, 250, 224))]
+    llm.generate(big, SamplingParams(max_tokens=1), use_tqdm=False)
+    after = prefix_tree(llm.snapshot())
+    gone = [h for h in order if h not in after.nodes]
+    assert gone and gone == order[: len(gone)]
+    assert all(p in after.nodes and c in after.nodes for p, c in after.edges)
+    assert not llm.check_integrity()
+
+
+def test_prefix_tree_view_draws_the_tree(wb):
+    wb.add_request(SYSTEM + QUESTIONS[0], max_tokens=4, ignore_eos=True)
+    wb.step(2)
+    for q in QUESTIONS[1:]:
+        wb.add_request(SYSTEM + q, max_tokens=4, ignore_eos=True)
+    wb.step(20)
+    view = wb.prefix_tree_view
+    edges, orphans, marks = view.figure.data
+    tree = prefix_tree(wb.llm.snapshot())
+    assert len(marks.x) == len(tree.nodes) == len(view.tree.nodes)
+    assert len(edges.x) == 3 * len(tree.edges)
+    free = [n for n in tree.nodes.values() if n.cached_free]
+    assert sorted(t for t in marks.text if t.startswith("#")) == sorted(
+        f"#{n.eviction}" for n in free
+    )
+    title = view.figure.layout.title.text
+    assert f"{len(free)} cached-free, 1 chain<br>" in title  # not "1 chains"
+    assert "#k: cached-free, k-th in line to be evicted" in title  # the labels, explained
+    assert marks.textfont.size >= 11 and view.figure.layout.yaxis.title.text
+
+
+def test_skeleton_of_a_large_tree_keeps_branches_and_leaves():
+    """A synthetic cache of 4096 blocks: 256 chains of 15 blocks below a 1-block trunk."""
+    n, chains, length = 4096, 256, 15
+    hashes = np.zeros(n, np.uint64)
+    parents = np.zeros(n, np.uint64)
+    has_parent = np.zeros(n, bool)
+    hashes[0] = 1
+    b = 1
+    for c in range(chains):
+        prev = 1
+        for k in range(length):
+            hashes[b] = 1000 + 100 * c + k
+            parents[b], has_parent[b] = prev, True
+            prev, b = int(hashes[b]), b + 1
+    snap = EngineSnapshot(
+        step=0,
+        block_size=256,
+        block_state=np.ones(n, np.uint8),
+        ref_count=np.ones(n, np.int32),
+        has_hash=np.arange(n) < b,
+        owners={},
+        token_range={},
+        sequences=(),
+        block_hash=hashes,
+        parent_hash=parents,
+        has_parent=has_parent,
+        free_order=np.zeros(0, np.int32),
+    )
+    tree = prefix_tree(snap)
+    assert len(tree.nodes) == b and len(tree.edges) == b - 1
+    keep = skeleton(tree)
+    assert len(keep) == 1 + 2 * chains  # trunk, each branch's first node and its leaf
+    pos = layout(tree)
+    assert len({pos[h][1] for h in tree.nodes if not tree.children.get(h)}) == chains

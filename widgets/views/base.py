@@ -1,0 +1,220 @@
+"""The one interface of the dashboard's views, and the one thing they draw from.
+
+::
+
+    DrawContext   data only: the step shown, its frame, a snapshot, the metrics, the frames of the
+                  window, the Selection, a text source; what several views derive from these
+                  (the picked request's table, the prefix tree, the request rows) computed once
+        |
+        v
+    View.draw(ctx)     every view, one signature; errors stay in the view (draw_safely)
+    View.widget        what the dashboard lays out: a failure line above the view's body
+    View.figure        its live figure, if it has one: freeze() copies it, renew() replaces it
+    View.on_click      set by the dashboard: clicks leave a view as ``Click``s (pick a request,
+                       pick among a cell's blocks, abort a request), never as calls into the engine
+
+A view never sees an engine: the workbench builds each context from its History
+(``DrawContext.of_history``), and another source (a vLLM KV-event subscriber, issue 26) can build
+one from its own data: only the fields a view reads need to be there. A view keeps no state that a
+controller must feed or clear; what it remembers is what it last drew (to skip equal redraws).
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+from html import escape
+from typing import ClassVar
+
+import ipywidgets as W
+
+from nanovllm.engine.observe.prefix_tree import PrefixTree, prefix_tree
+from nanovllm.engine.observe.request_rows import RequestRow, request_row
+from nanovllm.engine.observe.snapshot import EngineSnapshot
+
+from ..model.history import Frame, History
+from ..model.selection import PickedTable, Selection, picked_table
+from ..model.states import is_idle
+from .figures import Figure, figure_box
+from .frozen import FrozenFigure
+
+LOOK_BACK = 2000  # kept frames searched for the picked request's last table
+
+
+@dataclass(frozen=True)
+class ViewSetup:
+    """What the views are drawn for, fixed for one engine."""
+
+    num_blocks: int
+    block_size: int
+    window: int = 100  # the steps the per-step views show
+    token_budget: int | None = None  # max_num_batched_tokens
+
+
+@dataclass(frozen=True)
+class Click:
+    """What a click in a view asks for: ``kind`` "request" (pick ``ids[0]``), "blocks" (pick an
+    owner of these blocks, a grid cell's) or "abort" (abort ``ids[0]``)."""
+
+    kind: str
+    ids: tuple[int, ...]
+
+
+def _no_text(seq_id: int, start: int, end: int) -> str | None:
+    return None
+
+
+@dataclass
+class DrawContext:
+    step: int | None = None  # the step shown (None: nothing recorded yet)
+    frame: Frame | None = None  # its frame
+    snapshot: EngineSnapshot | None = None  # after that step, or the nearest earlier one kept
+    totals: Frame | None = None  # the frame whose metrics to show (that step's or earlier)
+    frames: tuple[Frame, ...] = ()  # the window: the last ``window`` frames up to ``step``
+    selection: Selection = field(default_factory=Selection)
+    last_step: int | None = None  # the newest step recorded (the live one)
+    text: Callable[[int, int, int], str | None] = _no_text  # (seq id, start, end) -> its text
+    earlier: Callable[[int], Iterable[Frame]] | None = None  # kept frames from a step, backwards
+
+    @classmethod
+    def of_history(
+        cls, history: History, selection: Selection, window: int, text=_no_text, now=None
+    ) -> DrawContext:
+        """The context of the step the selection shows (the latest unless time travelling);
+        with no step kept, of ``now`` (a snapshot of the cache as it is, if given)."""
+        selection.forget_pinned_before(history.first_step)
+        step = selection.shown_step(history.last_step)
+        if step is None:
+            return cls(snapshot=now, selection=selection, text=text)
+        return cls(
+            step=step,
+            frame=history.at(step),
+            snapshot=history.snapshot_at(step),
+            totals=history.nearest(step, "metrics"),
+            frames=tuple(history.window(step, window)),
+            selection=selection,
+            last_step=history.last_step,
+            text=text,
+            earlier=lambda s: history.back_from(s, LOOK_BACK),
+        )
+
+    @property
+    def live(self) -> bool:
+        return self.selection.pinned is None
+
+    @cached_property
+    def step_time(self) -> float | None:
+        """When the last step at or before the shown one that ran anything ended (an idle
+        record's time is when its events were handed over, not a step's)."""
+        ran = [f for f in self.frames if not is_idle(f.record)]
+        if ran:
+            return ran[-1].record.time
+        return self.snapshot.time if self.snapshot is not None else None
+
+    @cached_property
+    def picked(self) -> PickedTable:
+        """The picked request's block table (its last kept one, when it holds no blocks now)."""
+        back = self.earlier(self.step) if self.earlier and self.step is not None else ()
+        return picked_table(self.snapshot, self.selection.picked, back)
+
+    @cached_property
+    def prefix_tree(self) -> PrefixTree | None:
+        snap = self.snapshot
+        return None if snap is None or snap.block_hash is None else prefix_tree(snap)
+
+    @cached_property
+    def request_rows(self) -> list[RequestRow] | None:
+        """A row per sequence of the snapshot, newest first. Latencies are measured up to the
+        last step shown, not to when the snapshot was taken: paused, nothing grows."""
+        if self.snapshot is None:
+            return None
+        seqs = sorted(self.snapshot.sequences, key=lambda s: s.seq_id, reverse=True)
+        return [request_row(s, self.step_time) for s in seqs]
+
+
+class View:
+    """Base of the dashboard's views: subclasses set the class attributes, ``build()`` their
+    body (calling ``boxed(figure)`` for a live figure) and ``draw(ctx)``."""
+
+    name: ClassVar[str]  # how freeze(), renew() and the page's reports name it
+    attribute: ClassVar[str]  # the Workbench attribute that gives it (``wb.block_view``)
+    column: ClassVar[str] = "wide"  # "left", "right" (a row beside the left column) or "wide"
+    figure: Figure | None = None
+
+    def __init__(self, setup: ViewSetup):
+        self.setup = setup
+        self.on_click: Callable[[Click], None] | None = None
+        self.error: str | None = None  # the last draw's failure, shown above the view
+        self._quiet = False
+        self.failure = W.HTML("", layout=W.Layout(display="none"))
+        self.failure.add_class("nanovllm-view-failure")
+        self.widget = W.VBox([self.failure, self.build()])
+        self.widget.add_class(f"nanovllm-view-{self.name}")
+
+    def build(self) -> W.Widget:
+        raise NotImplementedError
+
+    def draw(self, ctx: DrawContext) -> None:
+        raise NotImplementedError
+
+    def draw_safely(self, ctx: DrawContext) -> str | None:
+        """``draw``; a failure is shown in the view (the traceback on demand) and returned as a
+        line for the status bar, and the other views go on."""
+        try:
+            self.draw(ctx)
+        except Exception as e:  # a view's bug must not take the dashboard down
+            self.error = f"{type(e).__name__}: {e}"
+            details = escape("".join(traceback.format_exception(e)))
+            self.failure.value = (
+                "<details style='color:#b91c1c;font-size:12px'><summary>"
+                f"this view failed to draw step {ctx.step}: {escape(self.error)} "
+                f"(click for the traceback)</summary><pre>{details}</pre></details>"
+            )
+            self.failure.layout.display = "block"
+            return self.error
+        if self.error is not None:
+            self.error, self.failure.value = None, ""
+            self.failure.layout.display = "none"
+        return None
+
+    # ---- the live figure ------------------------------------------------------------------------
+    def boxed(self, fig: Figure) -> W.Box:
+        """Make ``fig`` this view's live figure, in the box the page finds it by."""
+        self.figure, self.box = fig, figure_box(self.name, fig)
+        self.wire()
+        return self.box
+
+    def wire(self) -> None:
+        """Register the figure's click handlers (again after ``renew``); none by default."""
+
+    def freeze(self, ctx: DrawContext) -> FrozenFigure:
+        """A static copy of the figure as drawn now (see frozen.py)."""
+        if self.figure is None:
+            raise TypeError(f"the {self.name} view has no figure to freeze")
+        return FrozenFigure.of(self.name, ctx.step, self.figure, ctx.snapshot)
+
+    def renew(self) -> None:
+        """A new figure widget with the same data and layout in the same box: for a figure
+        whose page model lost its messages (pacing.py's blank check)."""
+        old = self.figure
+        self.figure = Figure(old)
+        self.box.children = (self.figure,)
+        old.close()
+        self.wire()
+
+    # ---- clicks ---------------------------------------------------------------------------------
+    def emit(self, kind: str, *ids: int) -> None:
+        if self.on_click is not None and not self._quiet:
+            self.on_click(Click(kind, tuple(ids)))
+
+    @contextmanager
+    def quiet(self):
+        """Change the view's own controls from code without emitting a click."""
+        self._quiet, was = True, self._quiet
+        try:
+            yield
+        finally:
+            self._quiet = was
