@@ -26,6 +26,7 @@ from nanovllm.errors import (
 )
 from nanovllm.generation_config import read_sampling_defaults
 from nanovllm.model_spec import ModelSpec, MoESpec, RopeScaling
+from nanovllm.speculative_config import SpeculativeConfig
 
 __all__ = ["Config", "ModelSpec", "MoESpec", "RopeScaling", "resolve_device", "resolve_dtype"]
 
@@ -90,6 +91,9 @@ class Config:
     # CPU: the torch threads each step runs on (engine/runner/threads.py); None: all the cores
     # torch would use but one, at least one, as vLLM's CPU worker does
     cpu_threads: int | None = None
+    # speculative decoding (vLLM's dict, validated by from_model): n-gram drafts verified by the
+    # model in each decode step (nanovllm/speculative_config.py, engine/spec/); None: off
+    speculative_config: SpeculativeConfig | None = None
 
     def __post_init__(self) -> None:
         self._check_positive("max_num_batched_tokens", "max_num_seqs", "max_model_len")
@@ -162,6 +166,7 @@ class Config:
             self._check_positive("cpu_threads")
         self._check_tensor_parallel()
         self._check_sliding_window()
+        self._check_speculative()
         if self.num_kvcache_blocks is not None:
             self._check_kv_cache_fits(self.num_kvcache_blocks)
 
@@ -187,6 +192,38 @@ class Config:
                     f"tensor_parallel_size={tp} does not divide the model's {what}={n}; "
                     f"pass one of {divisors}"
                 )
+
+    def _check_speculative(self) -> None:
+        spec = self.speculative_config
+        if spec is None:
+            return
+        if not isinstance(spec, SpeculativeConfig):
+            raise ConfigError(
+                f"speculative_config={spec!r} must be a dict (LLM(..., speculative_config="
+                '{"method": "ngram", "num_speculative_tokens": 3})) or a SpeculativeConfig'
+            )
+        k = spec.num_speculative_tokens
+        # the shortest sequence that decodes has 2 tokens (1 prompt + 1 generated) and a draft
+        # must end before max_model_len: k <= max_model_len - 3
+        if k > self.max_model_len - 3:
+            raise ConfigError(
+                f"speculative_config num_speculative_tokens={k} is too large for max_model_len="
+                f"{self.max_model_len} (no sequence could hold a draft that long); pass "
+                f"num_speculative_tokens<={max(1, self.max_model_len - 3)} or a larger "
+                "max_model_len"
+            )
+        if k + 1 > self.max_num_batched_tokens:
+            raise ConfigError(
+                f"speculative_config num_speculative_tokens={k}: a decode with its draft computes "
+                f"{k + 1} tokens, more than max_num_batched_tokens={self.max_num_batched_tokens}; "
+                f"pass num_speculative_tokens<={self.max_num_batched_tokens - 1}"
+            )
+        if self.tensor_parallel_size > 1:
+            raise ConfigError(
+                "speculative decoding runs on one rank only (its verification samples on rank "
+                f"0's runner); with tensor_parallel_size={self.tensor_parallel_size} pass "
+                "tensor_parallel_size=1, or leave speculative_config out"
+            )
 
     def _check_sliding_window(self) -> None:
         window = self.spec.sliding_window
@@ -270,6 +307,10 @@ class Config:
             raise ModelLoadError(f"cannot read {config_file}: {e!r}") from e
         overrides = config_keywords(overrides)
         _check_keywords(overrides)
+        if "speculative_config" in overrides:
+            overrides["speculative_config"] = SpeculativeConfig.from_value(
+                overrides["speculative_config"]
+            )
         source = overrides.get("generation_config", "auto")
         overrides["sampling_defaults"] = tuple(read_sampling_defaults(path, source).items())
         overrides["device"] = resolve_device(overrides.get("device", "auto"))

@@ -67,7 +67,6 @@ NEAREST = {  # vLLM keyword -> the nearest thing this engine has
     "llm.get_default_sampling_params() changed before use",
     "max_logprobs": "SamplingParams(logprobs=k) takes any k",
     "enable_lora": "no LoRA: merge the adapter into the weights",
-    "speculative_config": "no speculative decoding",
     "limit_mm_per_prompt": "text prompts only",
     "task": "text generation only",
     "runner": "text generation only",

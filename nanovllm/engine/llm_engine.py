@@ -58,6 +58,7 @@ from nanovllm.config import Config
 from nanovllm.engine.core.batch import ScheduledBatch, StepOutcome
 from nanovllm.engine.core.block_manager import BlockManager
 from nanovllm.engine.core.detokenizer import StopChecker
+from nanovllm.engine.core.drafts import Drafter
 from nanovllm.engine.core.events import StepRecord, StepTiming, step_record
 from nanovllm.engine.core.scheduler import Scheduler
 from nanovllm.engine.core.sequence import FinishReason, Sequence, SequenceStatus
@@ -67,6 +68,7 @@ from nanovllm.engine.observe.snapshot import EngineSnapshot, take_snapshot
 from nanovllm.engine.requests import RequestTable, check_request, new_sequences
 from nanovllm.engine.runner.executor import Executor, Launched
 from nanovllm.engine.runner.inputs import prepare_inputs
+from nanovllm.engine.spec import make_proposer
 from nanovllm.errors import (
     EngineClosedError,
     ModelLoadError,
@@ -143,6 +145,7 @@ class LLMEngine:
             max_model_len=cfg.max_model_len,
             eos_token_ids=cfg.eos_token_ids,
             stop_checker=StopChecker(self.tokenizer),
+            drafter=_drafter(cfg),
         )
         self.sequences: dict[int, Sequence] = {}  # unfinished, and finished but not yet collected
         self.requests = RequestTable(self.sequences)  # request id -> its samples' sequences
@@ -324,7 +327,10 @@ class LLMEngine:
           WorkerGroup runs each step to the end at launch);
         - "nothing ahead": no running sequence needs a token after its pending one (the next step
           would compute nothing; a finish on max_tokens is known already);
-        - "penalties": a sample row has penalties, and the next step counts its tokens on the host.
+        - "penalties": a sample row has penalties, and the next step counts its tokens on the host;
+        - "speculation": speculative decoding is on, and the next step's drafts are proposed from
+          this step's tokens (so speculation runs without overlap: each step is finished, then
+          the next scheduled).
 
         Besides these, the first call only launches (nothing is in flight), a step that schedules
         nothing is finished at once, and with ``overlap_scheduling`` off every call is ``step()``.
@@ -335,6 +341,8 @@ class LLMEngine:
             return "nothing ahead"
         if any(step.batch.seqs[i].params.has_penalties for i in step.batch.sample_rows):
             return "penalties"
+        if self.scheduler.drafter is not None:
+            return "speculation"
         return None
 
     @_observed
@@ -462,6 +470,14 @@ def make_executor(config: Config) -> Executor:
     from nanovllm.engine.parallel.worker_group import WorkerGroup
 
     return WorkerGroup(config)
+
+
+def _drafter(config: Config) -> Drafter | None:
+    """Speculative decoding's draft source for the scheduler, or None when it is off."""
+    spec = config.speculative_config
+    if spec is None:
+        return None
+    return Drafter(make_proposer(spec), spec.num_speculative_tokens)
 
 
 def _raised_by_signal_handler(error: BaseException) -> bool:

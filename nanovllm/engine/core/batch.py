@@ -5,10 +5,13 @@ scheduler, the runner and the engine. No torch, no numpy.
 
     Scheduler.schedule() -> ScheduledBatch        row i: seqs[i] computes num_new_tokens[i] tokens
                                                   from position starts[i]; reaches_end[i] when
-                                                  that chunk ends at the sequence's last token
+                                                  that chunk ends at the sequence's last token;
+                                                  drafts[i]: decode row i's draft tokens
+                                                  (speculative decoding), after its last token
     Scheduler.advance(batch)                      the batch is launched: tokens count as computed
     executor.collect(...) -> SamplerOutput        one row per sample row: row k belongs to batch
-                                                  row sample_rows[k]
+                                                  row sample_rows[k] (with a draft: the target's
+                                                  token at each of its positions, in targets[k])
     Scheduler.postprocess(batch, sampler_output)  -> StepOutcome: the tokens written, the
                                                   finishes, the events (core/events.py turns
                                                   batch + outcome into the StepRecord)
@@ -30,7 +33,7 @@ from nanovllm.engine.core.sequence import Sequence, SequenceEvent
 
 class Phase(str, Enum):
     PREFILL = "prefill"  # only prompt chunks (or recomputes after preemption)
-    DECODE = "decode"  # only decodes, one token each
+    DECODE = "decode"  # only decodes: one token each, plus its draft tokens if it has any
     MIXED = "mixed"  # both
     IDLE = "idle"  # nothing scheduled
 
@@ -59,6 +62,10 @@ class ScheduledBatch:
     starts: list[int] = field(default_factory=list)
     is_decode: list[bool] = field(default_factory=list)
     reaches_end: list[bool] = field(default_factory=list)  # so this row samples a token
+    # batch row -> the draft tokens that decode row verifies (speculative decoding; rows without
+    # a draft are absent): they follow the sequence's last token and count in num_new_tokens
+    # (1 + len(draft))
+    drafts: dict[int, tuple[int, ...]] = field(default_factory=dict)
     preempted_ids: list[int] = field(default_factory=list)
     admitted_ids: list[int] = field(default_factory=list)
     prefix_hit_tokens: int = 0
@@ -87,7 +94,13 @@ class ScheduledBatch:
 
     @property
     def num_decode_tokens(self) -> int:
-        return sum(self.is_decode)  # a decode computes exactly one token
+        if not self.has_drafts:
+            return sum(self.is_decode)  # a decode computes exactly one token
+        return sum(n for n, d in zip(self.num_new_tokens, self.is_decode) if d)
+
+    @property
+    def has_drafts(self) -> bool:
+        return bool(self.drafts)
 
     @property
     def phase(self) -> Phase:
@@ -104,6 +117,9 @@ class SamplerOutput:
     top_logprobs: list[dict[int, float] | None]
     finite: list[bool]  # False: the row's logits held NaN/inf, so its request fails
     ranks: list[int | None] = field(default_factory=list)  # sampled token's vocab rank (1 = top)
+    # speculative decoding: per sample row, the target's token at each of its 1 + len(draft)
+    # positions (token_ids[k] is targets[k][0]); None when no row had a draft
+    targets: list[tuple[int, ...]] | None = None
 
     @classmethod
     def of_tokens(cls, token_ids: list[int]) -> SamplerOutput:
@@ -120,7 +136,12 @@ class StepOutcome:
     ``new_token_ids[i]`` are the tokens batch row i added to its sequence, in order: none for a
     prompt chunk that stops short of the end, for a row whose sequence finished before (a wasted
     row) or failed in this step; one for a sample row. A decode that verifies drafted tokens
-    (speculative decoding) adds every token it accepts to its row's tuple.
+    (speculative decoding) adds every token it accepts to its row's tuple, then the target's own
+    (engine/spec/verify.py), up to the token that finishes it.
+
+    ``num_accepted[i]``: how many of row i's draft tokens the target accepted;
+    ``rolled_back_slots[i]``: the KV-cache slots row i wrote for rejected draft tokens, given back
+    (their blocks freed when nothing else lives in them). Both empty when no row had a draft.
     """
 
     new_token_ids: tuple[tuple[int, ...], ...]  # one tuple per batch row
@@ -132,3 +153,5 @@ class StepOutcome:
     num_running: int  # the scheduler's queues once the step is done
     num_waiting: int
     time: float  # time.perf_counter() when postprocess began: first-token times are stamped with it
+    num_accepted: tuple[int, ...] = ()
+    rolled_back_slots: tuple[tuple[int, ...], ...] = ()

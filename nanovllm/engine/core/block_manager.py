@@ -11,6 +11,12 @@ instead of recomputing. A block whose ref count drops to zero keeps its hash and
 least-recently-freed order.
 
 Block states: free (ref 0, no hash), cached-free (ref 0, hashed), used (ref 1), shared (ref > 1).
+
+Lookahead slots (speculative decoding): a decode with k draft tokens grows its table to cover
+them; once the step is verified, ``rollback`` frees the blocks past the tokens it keeps (the
+rejected drafts' slots inside a kept block are simply overwritten by the next step). Such blocks
+were never full of computed tokens, so they hold no hash: the prefix cache only ever covers
+accepted tokens. Between steps no sequence holds a block past its last token.
 """
 
 from __future__ import annotations
@@ -162,6 +168,20 @@ class BlockManager:
         block.ref_count = 1
         return block_id
 
+    def rollback(self, seq: Sequence, num_tokens: int) -> list[int]:
+        """Free ``seq``'s blocks past the first ``num_tokens`` tokens (lookahead blocks of
+        rejected draft tokens); returns their ids. They were taken this step, so they are used by
+        ``seq`` alone and unhashed."""
+        keep = self.blocks_needed(num_tokens)
+        freed = seq.block_table[keep:]
+        for block_id in reversed(freed):
+            block = self.blocks[block_id]
+            assert block.ref_count == 1 and block.hash is None, f"lookahead {block} is shared"
+            block.ref_count = 0
+            self.free[block_id] = None
+        del seq.block_table[keep:]
+        return freed
+
     # ---- after compute ---------------------------------------------------------------------------
     def commit(self, seq: Sequence) -> None:
         """Register the sequence's newly full, computed blocks in the prefix cache."""
@@ -253,6 +273,16 @@ class BlockManager:
                     refs[bid] += 1
                 if seq.num_computed_tokens > len(seq.block_table) * self.block_size:
                     problems.append(f"seq {seq.seq_id} computed more tokens than its blocks hold")
+                if len(seq.block_table) > self.blocks_needed(seq.num_tokens):
+                    problems.append(
+                        f"seq {seq.seq_id} holds {len(seq.block_table)} blocks for "
+                        f"{seq.num_tokens} tokens: lookahead slots were not rolled back"
+                    )
+                if seq.num_hashed_blocks * self.block_size > seq.num_computed_tokens:
+                    problems.append(
+                        f"seq {seq.seq_id} registered {seq.num_hashed_blocks} blocks in the prefix "
+                        f"cache but computed only {seq.num_computed_tokens} tokens"
+                    )
             for block, expected in zip(self.blocks, refs):
                 if block.ref_count != expected:
                     problems.append(

@@ -90,6 +90,15 @@ class StepRecord:
     time: float = 0.0  # time.perf_counter() at the end of the step
     # (seq_id, completion token ids) of the sequences that finished: nano-vllm's step() output
     finished_outputs: tuple[tuple[int, list[int]], ...] = ()
+    # per scheduled sequence, every token it appended, in order (``tokens`` holds the last one):
+    # more than one when a decode's draft tokens were accepted
+    new_token_ids: tuple[tuple[int, ...], ...] = ()
+    # speculative decoding, per scheduled sequence (all three empty when no row had a draft):
+    # the draft tokens it verified (() when none), how many of them the target accepted, and the
+    # KV-cache slots of the rejected ones, rolled back (rewritten or freed)
+    drafts: tuple[tuple[int, ...], ...] = ()
+    num_accepted: tuple[int, ...] = ()
+    rolled_back_slots: tuple[tuple[int, ...], ...] = ()
 
     @cached_property
     def scheduled(self) -> tuple[ScheduledEntry, ...]:
@@ -102,12 +111,36 @@ class StepRecord:
 
     @cached_property
     def new_tokens(self) -> tuple[tuple[int, int], ...]:
-        """(seq_id, token) for each token sampled this step."""
-        return tuple((i, t) for i, t in zip(self.seq_ids, self.tokens) if t is not None)
+        """(seq_id, token) for each token generated this step (several per sequence when a
+        draft was accepted)."""
+        if not self.drafts:
+            return tuple((i, t) for i, t in zip(self.seq_ids, self.tokens) if t is not None)
+        return tuple((i, t) for i, ts in zip(self.seq_ids, self.new_token_ids) for t in ts)
 
     @property
     def num_generated(self) -> int:
-        return len(self.tokens) - self.tokens.count(None)
+        if not self.drafts:
+            return len(self.tokens) - self.tokens.count(None)
+        return sum(map(len, self.new_token_ids))
+
+    # ---- speculative decoding (vLLM's spec_decode counters, for this step) --------------------
+    @property
+    def num_drafts(self) -> int:
+        """Sequences that verified a draft."""
+        return sum(1 for d in self.drafts if d)
+
+    @property
+    def num_draft_tokens(self) -> int:
+        return sum(map(len, self.drafts))
+
+    @property
+    def num_accepted_tokens(self) -> int:
+        return sum(self.num_accepted)
+
+    @property
+    def num_rejected(self) -> tuple[int, ...]:
+        """Per scheduled sequence, its draft tokens the target rejected."""
+        return tuple(len(d) - a for d, a in zip(self.drafts, self.num_accepted))
 
     @property
     def num_tokens(self) -> int:
@@ -136,9 +169,10 @@ def step_record(
 ) -> StepRecord:
     """The record of one step: ``batch`` as scheduled, ``outcome`` as postprocessed (or the empty
     outcome of a step that sampled nothing), ``cache`` once it is done. A row's token is the last
-    one it added (the only one, until a decode can accept several)."""
+    one it added (several when a decode's draft tokens were accepted)."""
     events = batch.events + outcome.events
     decode_tokens = batch.num_decode_tokens
+    spec = batch.has_drafts and bool(outcome.num_accepted)
     return StepRecord(
         step=batch.step,
         seq_ids=tuple([s.seq_id for s in batch.seqs]),
@@ -166,4 +200,8 @@ def step_record(
         expert_tokens=expert_tokens,
         time=time.perf_counter(),
         finished_outputs=outcome.finished_outputs,
+        new_token_ids=outcome.new_token_ids,
+        drafts=tuple([batch.drafts.get(i, ()) for i in range(len(batch.seqs))]) if spec else (),
+        num_accepted=outcome.num_accepted if spec else (),
+        rolled_back_slots=outcome.rolled_back_slots if spec else (),
     )

@@ -24,6 +24,13 @@ so it is not scheduled again; one that stops on a token costs one wasted row in 
 and every state change, is decided here and recorded as a ``SequenceEvent``; ``schedule`` hands the
 events so far to its batch and ``postprocess`` the rest to its outcome. A sequence's first-token and
 finish times are written here too, once each.
+
+Speculative decoding (a ``Drafter``, core/drafts.py): a decode row may carry draft tokens
+(``batch.drafts``), which cost budget and lookahead slots; ``advance`` counts only the row's own
+token as computed, and ``postprocess`` appends the accepted drafts and the target's next token
+(engine/spec/verify.py) one at a time, each checked for a finish as a plain decode's token is,
+then rolls back the rejected drafts' blocks. The engine finishes each step before scheduling the
+next when speculating, so a draft is always proposed from known tokens.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from collections.abc import Callable
 
 from nanovllm.engine.core.batch import SamplerOutput, ScheduledBatch, StepOutcome
 from nanovllm.engine.core.block_manager import BlockManager
+from nanovllm.engine.core.drafts import Drafter, rejected_slots
 from nanovllm.engine.core.sequence import (
     FinishReason,
     Sequence,
@@ -42,6 +50,7 @@ from nanovllm.engine.core.sequence import (
     is_pending,
     pending_token,
 )
+from nanovllm.engine.spec.verify import accepted_tokens
 
 
 class Scheduler:
@@ -54,6 +63,7 @@ class Scheduler:
         max_model_len: int,
         eos_token_ids: tuple[int, ...] = (),
         stop_checker: Callable[[Sequence], bool] | None = None,
+        drafter: Drafter | None = None,
     ):
         self.bm = block_manager
         self.max_num_seqs = max_num_seqs
@@ -61,6 +71,7 @@ class Scheduler:
         self.max_model_len = max_model_len
         self.eos_token_ids = frozenset(eos_token_ids)
         self.stop_checker = stop_checker  # stop strings: detokenizer.StopChecker, from the engine
+        self.drafter = drafter  # speculative decoding: proposes each decode's draft (or None)
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []  # in admission order: later ones are preempted first
         self._events: list[SequenceEvent] = []  # since the last take_events()
@@ -114,7 +125,7 @@ class Scheduler:
         ]
         if len(order) < len(self.running):
             order += [s for s in self.running if len(s.token_ids) - s.num_computed_tokens > 1]
-        running, grow = SequenceStatus.RUNNING, self.bm.grow
+        running, grow, drafter = SequenceStatus.RUNNING, self.bm.grow, self.drafter
         seqs, counts, starts, is_decode, reaches_end = (
             batch.seqs,
             batch.num_new_tokens,
@@ -130,12 +141,20 @@ class Scheduler:
             num_tokens, start = len(seq.token_ids), seq.num_computed_tokens
             left = num_tokens - start
             n = left if left < budget else budget
-            if grow(seq, start + n) or self._make_room(seq, start + n, batch):
+            draft = ()
+            if drafter is not None and left == 1 and num_tokens > seq.num_prompt_tokens:
+                draft = drafter.draft(seq, budget - 1)  # lookahead only where blocks are free
+                if draft and not grow(seq, num_tokens + len(draft)):
+                    draft = ()
+            if draft or grow(seq, start + n) or self._make_room(seq, start + n, batch):
+                if draft:
+                    batch.drafts[len(seqs)] = draft
+                    n += len(draft)
                 seqs.append(seq)
                 counts.append(n)
                 starts.append(start)
                 is_decode.append(left == 1 and num_tokens > seq.num_prompt_tokens)
-                reaches_end.append(n == left)
+                reaches_end.append(n >= left)
                 budget -= n
         if not batch.preempted_ids:
             self._admit(batch, budget)
@@ -198,6 +217,9 @@ class Scheduler:
                 if end:
                     seq.token_ids.append(pending_token(k))
             k += end
+        for i, draft in batch.drafts.items():  # a draft is computed, but not yet accepted
+            if batch.seqs[i].status is running:
+                batch.seqs[i].num_computed_tokens -= len(draft)
 
     def postprocess(self, batch: ScheduledBatch, out: SamplerOutput | None) -> StepOutcome:
         """End the step and return what it changed: sample row k (batch row
@@ -210,13 +232,14 @@ class Scheduler:
         now = time.perf_counter()
         new_tokens: list[tuple[int, ...]] = [()] * len(batch.seqs)
         finished: list[Sequence] = []
+        spec = _SpecOutcome(len(batch.seqs)) if batch.has_drafts and out is not None else None
         if out is not None:
             self._fail_non_finite(batch, out, finished)
             commit, running = self.bm.commit, SequenceStatus.RUNNING
             for seq in batch.seqs:
                 if seq.status is running:  # (a sequence preempted meanwhile holds no blocks)
                     commit(seq)
-            self._write_samples(batch, out, now, new_tokens, finished)
+            self._write_samples(batch, out, now, new_tokens, finished, spec)
         return StepOutcome(
             new_token_ids=tuple(new_tokens),
             finished_ids=tuple([s.seq_id for s in finished]),
@@ -225,6 +248,8 @@ class Scheduler:
             num_running=len(self.running),
             num_waiting=len(self.waiting),
             time=now,
+            num_accepted=tuple(spec.accepted) if spec else (),
+            rolled_back_slots=tuple(spec.slots) if spec else (),
         )
 
     def _fail_non_finite(
@@ -247,6 +272,7 @@ class Scheduler:
         now: float,
         new_tokens: list[tuple[int, ...]],
         finished: list[Sequence],
+        spec: _SpecOutcome | None,
     ) -> None:
         """Each sample row's token in place of its placeholder (and in ``new_tokens``), its
         logprobs, the sequence's first-token time, then its finish, if any."""
@@ -255,12 +281,18 @@ class Scheduler:
             seq = batch.seqs[i]
             if seq.status is done:
                 continue
-            # running, or preempted while the step ran (when the next one was scheduled)
-            token = out.token_ids[k]
-            seq.token_ids[batch.starts[i] + batch.num_new_tokens[i]] = token
-            new_tokens[i] = (token,)
             if seq.first_token_time is None:
                 seq.first_token_time = now
+            end = batch.starts[i] + batch.num_new_tokens[i]  # the placeholder's position
+            if spec is not None and i in batch.drafts:
+                if seq.status is SequenceStatus.RUNNING:
+                    new_tokens[i] = self._write_verified(batch, i, out.targets[k], finished, spec)
+                    continue
+                end -= len(batch.drafts[i])  # preempted meanwhile: its first token only
+            # running, or preempted while the step ran (when the next one was scheduled)
+            token = out.token_ids[k]
+            seq.token_ids[end] = token
+            new_tokens[i] = (token,)
             if seq.params.logprobs is not None:
                 seq.logprobs.append(out.logprobs[k])
                 seq.logprob_ranks.append(out.ranks[k] if out.ranks else None)
@@ -269,6 +301,38 @@ class Scheduler:
             reason = self._finish_reason(seq, token)
             if reason is not None:
                 self._finish_now(seq, reason, batch.step, finished)
+
+    def _write_verified(
+        self,
+        batch: ScheduledBatch,
+        i: int,
+        targets: tuple[int, ...],
+        finished: list[Sequence],
+        spec: _SpecOutcome,
+    ) -> tuple[int, ...]:
+        """Running row i verified its draft: the accepted tokens are appended one at a time, each
+        accepted draft token's KV now counting as computed and each token checked for a finish as
+        a plain decode's is; then the lookahead blocks past the tokens kept go back, and blocks
+        the accepted drafts filled enter the prefix cache. Returns the tokens written."""
+        seq, draft, start = batch.seqs[i], batch.drafts[i], batch.starts[i]
+        tokens = accepted_tokens(draft, targets)
+        spec.accepted[i] = accepted = len(tokens) - 1
+        spec.slots[i] = rejected_slots(
+            seq.block_table, self.bm.block_size, start, len(draft), accepted
+        )
+        for j, token in enumerate(tokens):
+            if j == 0:
+                seq.token_ids[start + 1] = token  # its placeholder
+            else:
+                seq.token_ids.append(token)
+                seq.num_computed_tokens += 1  # the accepted draft token before it
+            reason = self._finish_reason(seq, token)
+            if reason is not None:
+                self._finish_now(seq, reason, batch.step, finished)
+                return tokens[: j + 1]
+        self.bm.rollback(seq, seq.num_tokens)
+        self.bm.commit(seq)
+        return tokens
 
     def _finish_now(
         self, seq: Sequence, reason: FinishReason, step: int, finished: list[Sequence]
@@ -342,3 +406,13 @@ class Scheduler:
         if len(self.running) > self.max_num_seqs:
             problems.append(f"{len(self.running)} running sequences exceed max_num_seqs")
         return problems
+
+
+class _SpecOutcome:
+    """Per batch row: draft tokens accepted, and the KV slots of the rejected ones."""
+
+    __slots__ = ("accepted", "slots")
+
+    def __init__(self, num_rows: int):
+        self.accepted: list[int] = [0] * num_rows
+        self.slots: list[tuple[int, ...]] = [()] * num_rows

@@ -5,11 +5,17 @@ StepRecords it is handed (requests added / finished / failed / aborted from thei
 O(1) work per step and per event; no history is kept here (that is the Recorder's job). Counts
 cover the steps seen so far: a request added or aborted since the last step is counted once the
 next record (a step, or ``LLMEngine.flush_events()``) carries its event.
+
+Speculative decoding uses vLLM's counter names (``vllm:spec_decode_num_drafts`` and so on, without
+the prefix): drafts verified, draft tokens, accepted tokens, accepted tokens per draft position;
+and the two figures read from them, ``spec_decode_acceptance_rate`` (accepted / draft tokens) and
+``spec_decode_mean_acceptance_length`` (1 + accepted / drafts: tokens a drafting decode appends
+per step, its own included).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from nanovllm.engine.core.events import StepRecord
@@ -39,6 +45,11 @@ class _Totals:
     busy_time: float = 0.0  # sum of step times
     first_step_time: float | None = None
     last_step_time: float | None = None
+    spec_decode_num_drafts: int = 0
+    spec_decode_num_draft_tokens: int = 0
+    spec_decode_num_accepted_tokens: int = 0
+    # [i]: drafts whose token at position i was accepted
+    spec_decode_num_accepted_tokens_per_pos: list[int] = field(default_factory=list)
 
 
 class MetricsCollector:
@@ -66,6 +77,8 @@ class MetricsCollector:
         t.generated_tokens += r.num_generated
         t.prefix_hit_tokens += r.prefix_hit_tokens
         t.preemptions += len(r.preempted_ids)
+        if r.drafts:
+            self._count_drafts(r)
         t.busy_time += r.timing.total
         if r.phase.has_prefill:
             t.prefill_steps += 1
@@ -74,6 +87,18 @@ class MetricsCollector:
             t.decode_steps += 1
             t.decode_time += r.timing.total
             t.decode_step_tokens += decode
+
+    def _count_drafts(self, r: StepRecord) -> None:
+        t = self._t
+        t.spec_decode_num_drafts += r.num_drafts
+        t.spec_decode_num_draft_tokens += r.num_draft_tokens
+        t.spec_decode_num_accepted_tokens += r.num_accepted_tokens
+        per_pos = t.spec_decode_num_accepted_tokens_per_pos
+        for draft, accepted in zip(r.drafts, r.num_accepted):
+            if len(per_pos) < len(draft):
+                per_pos.extend([0] * (len(draft) - len(per_pos)))
+            for i in range(accepted):
+                per_pos[i] += 1
 
     def _count_events(self, r: StepRecord) -> None:
         t = self._t
@@ -110,6 +135,19 @@ class MetricsCollector:
                 t.prefix_hit_tokens / t.admitted_tokens if t.admitted_tokens else 0.0
             ),
             wall_time=wall,
+            spec_decode_acceptance_rate=(
+                t.spec_decode_num_accepted_tokens / t.spec_decode_num_draft_tokens
+                if t.spec_decode_num_draft_tokens
+                else 0.0
+            ),
+            spec_decode_mean_acceptance_length=(
+                1 + t.spec_decode_num_accepted_tokens / t.spec_decode_num_drafts
+                if t.spec_decode_num_drafts
+                else 0.0
+            ),
+        )
+        out["spec_decode_num_accepted_tokens_per_pos"] = list(
+            t.spec_decode_num_accepted_tokens_per_pos
         )
         # The names the design this project comes from documents (same values as above):
         # mean seconds of a step with prefill tokens / of a decode-only step, and generated

@@ -52,14 +52,16 @@ class Recorder:
             if e.before is None:
                 self._added[e.seq_id] = e.time
         now, times = record.time, self._token_times
+        counts = map(len, record.new_token_ids) if record.drafts else None  # several a row
         for seq_id, token in zip(record.seq_ids, record.tokens):
+            n = 1 if counts is None else next(counts)
             if token is not None:
                 t = times.get(seq_id)
                 if t is None:
-                    times[seq_id] = [now, now, 1]
+                    times[seq_id] = [now, now, n]
                 else:
                     t[1] = now
-                    t[2] += 1
+                    t[2] += n
 
     # ---- DataFrames ------------------------------------------------------------------------------
     @property

@@ -1,6 +1,16 @@
 """ScheduledBatch -> StepInputs: the flat arrays one forward pass needs. Host-side numpy only.
 
 Built once per step on rank 0; tensor-parallel workers receive the same ``StepInputs``.
+
+A decode row with a draft (speculative decoding) is, to the model, a short chunk: its last token
+and the draft tokens after it, at consecutive positions. Every one of its positions is sampled,
+so the sampler has one row per position (``sample_sizes``: 1 + len(draft) per sample row), each
+with its own position (a seeded request's noise, a min_tokens ban)::
+
+    batch rows       a: decode   b: decode, draft (7, 8)   c: prompt chunk
+    input_ids        t_a         t_b 7 8                   p p p p
+    logits_indices   0           1 2 3                     7
+    sample_sizes     1           3                         1
 """
 
 from __future__ import annotations
@@ -26,6 +36,9 @@ class StepInputs:
     block_tables: np.ndarray  # int32 [B, max_blocks]
     logits_indices: np.ndarray  # int64 [S]: rows whose logits are sampled
     sampling: SamplingBatch
+    # speculative decoding: per sample row, how many logits rows (1 + its draft's length) it
+    # has; None when no row has a draft (then logits row k is sample row k)
+    sample_sizes: np.ndarray | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -69,6 +82,8 @@ def prepare_inputs(batch: ScheduledBatch, block_size: int) -> StepInputs:
     token_lists = map(attrgetter("token_ids"), batch.seqs)
     if cu[-1] == num_seqs and all(batch.reaches_end):  # one token each, the last: decodes
         input_ids = np.fromiter(map(itemgetter(-1), token_lists), np.int64, count=num_seqs)
+    elif batch.has_drafts:
+        input_ids = _draft_input_ids(batch)
     else:
         input_ids = np.fromiter(
             chain.from_iterable(
@@ -78,7 +93,7 @@ def prepare_inputs(batch: ScheduledBatch, block_size: int) -> StepInputs:
             count=int(cu[-1]),
         )
     rows = batch.sample_rows
-    return StepInputs(
+    inputs = StepInputs(
         input_ids=input_ids,
         positions=positions,
         slot_mapping=slots,
@@ -88,6 +103,59 @@ def prepare_inputs(batch: ScheduledBatch, block_size: int) -> StepInputs:
         logits_indices=cu[1:][rows] - 1,
         sampling=_sampling_batch(batch, rows),
     )
+    if batch.has_drafts:
+        _sample_every_draft_position(inputs, batch, rows)
+    return inputs
+
+
+def _draft_input_ids(batch: ScheduledBatch) -> np.ndarray:
+    """Each row's tokens from its start, a drafted row's draft after its last token."""
+    drafts, ids = batch.drafts, []
+    for i, (seq, s, n) in enumerate(zip(batch.seqs, batch.starts, batch.num_new_tokens)):
+        draft = drafts.get(i, ())
+        ids += seq.token_ids[s : s + n - len(draft)]
+        ids += draft
+    return np.asarray(ids, dtype=np.int64)
+
+
+def _sample_every_draft_position(inputs: StepInputs, batch: ScheduledBatch, rows: list[int]):
+    """Give every position of a drafted row a logits row and a sampler row (module docstring)."""
+    sizes = np.asarray([1 + len(batch.drafts.get(i, ())) for i in rows], dtype=np.int64)
+    ends = inputs.logits_indices
+    first = np.repeat(ends - sizes + 1, sizes)
+    offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    inputs.logits_indices = first + (np.arange(offsets[-1]) - np.repeat(offsets[:-1], sizes))
+    inputs.sample_sizes = sizes
+    inputs.sampling = _expand_sampling(inputs.sampling, [batch.seqs[i] for i in rows], sizes)
+
+
+def _expand_sampling(
+    sampling: SamplingBatch, seqs: list[Sequence], sizes: np.ndarray
+) -> SamplingBatch:
+    """One sampler row per position: sample row k's parameters repeated ``sizes[k]`` times, at
+    positions ``positions[k] + j``; a min_tokens ban only where that position is still short."""
+    sizes_list = sizes.tolist()
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()
+
+    def rep(values: list) -> list:
+        return [v for v, n in zip(values, sizes_list) for _ in range(n)]
+
+    out = SamplingBatch(
+        temperatures=rep(sampling.temperatures),
+        top_ks=rep(sampling.top_ks),
+        top_ps=rep(sampling.top_ps),
+        seeds=rep(sampling.seeds),
+        positions=[p + j for p, n in zip(sampling.positions, sizes_list) for j in range(n)],
+        num_logprobs=rep(sampling.num_logprobs),
+    )
+    # penalties: only rows without a draft (core/drafts.py), so one sampler row each
+    out.penalties = [p._replace(row=starts[p.row]) for p in sampling.penalties]
+    for row, banned in sampling.bans:
+        seq = seqs[row]
+        still_short = seq.params.min_tokens - seq.num_completion_tokens  # positions j < this
+        out.bans += [(starts[row] + j, banned) for j in range(min(still_short, sizes_list[row]))]
+    return out
 
 
 def _block_tables(tables: list[list[int]]) -> np.ndarray:

@@ -10,6 +10,12 @@ the engine may launch the next step (overlap scheduling): an input token written
 ``-(k + 1)`` (core/sequence.py) is the last launched step's sample row k, and is copied into the
 input ids on the device, so the host never waits for it.
 
+Speculative decoding: a step whose inputs carry ``sample_sizes`` samples every position of each
+drafted row (runner/inputs.py); ``sampler_output`` groups those tokens per sample row into
+``SamplerOutput.targets``, and the scheduler decides what is accepted. Such a step always runs
+eager (a captured decode graph has one query token per row) and copies its tokens to the host
+before returning (speculation never overlaps steps).
+
 ``config.seed`` seeds the sampler's generator, and also Python's ``random``, numpy and torch in the
 runner's process, as vLLM's workers do (the caller's process with one rank, each worker with more).
 """
@@ -50,6 +56,7 @@ class Launch:
     timing: RunTiming  # host times on CPU; filled from the events on CUDA
     events: tuple[torch.cuda.Event, ...] = ()  # CUDA: start, logits done, samples copied
     overlappable: bool = True  # collect() never waits for a step launched after this one
+    sample_sizes: np.ndarray | None = None  # speculative decoding: logits rows per sample row
 
 
 class ModelRunner:  # an Executor (runner/executor.py) for one rank
@@ -235,14 +242,18 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
         self.last_tokens = samples.tokens
         host = samples.host_tensor()
         if self.is_cuda:
-            host = self._pinned_buffer(host.shape[1]).copy_(host, non_blocking=True)
+            if inputs.sample_sizes is None:
+                host = self._pinned_buffer(host.shape[1]).copy_(host, non_blocking=True)
+            else:  # speculation: more rows than the pinned buffer holds, and no overlap
+                host = host.cpu()
             events[2].record()
         else:
             timing.forward, timing.sample = t1 - t0, time.perf_counter() - t1
         # Log-probabilities and MoE expert counts are read with blocking copies in collect(),
         # which would wait for any step launched after this one.
         overlappable = samples.logprobs is None and not hasattr(self.model, "expert_tokens")
-        return Launch(samples, host, timing, events, overlappable)
+        overlappable &= inputs.sample_sizes is None
+        return Launch(samples, host, timing, events, overlappable, inputs.sample_sizes)
 
     def _pinned_buffer(self, n: int) -> torch.Tensor:
         """Pinned host memory for one launch's tokens; two launches can be in flight at once."""
@@ -261,7 +272,7 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
             copied.synchronize()
             timing.forward = start.elapsed_time(logits_done) / 1e3
             timing.sample = logits_done.elapsed_time(copied) / 1e3
-        out = sampler_output(launch.samples, launch.host)
+        out = sampler_output(launch.samples, launch.host, launch.sample_sizes)
         if hasattr(self.model, "expert_tokens"):
             timing.expert_tokens = self.model.expert_tokens().cpu().numpy()
         return out, timing
@@ -282,13 +293,29 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
             torch.cuda.empty_cache()
 
 
-def sampler_output(samples: Samples, host: torch.Tensor | None = None) -> SamplerOutput:
+def sampler_output(
+    samples: Samples, host: torch.Tensor | None = None, sample_sizes: np.ndarray | None = None
+) -> SamplerOutput:
     """Core's host-side ``SamplerOutput`` of what the sampler drew (``host``:
     ``samples.host_tensor()`` already on the host). The sampler returns tensors; the runner makes
-    the core object."""
+    the core object. ``sample_sizes``: a speculative step's logits rows per sample row, grouped
+    into ``targets`` (a sample row is finite when all its positions are)."""
     token_list, finite = (samples.host_tensor() if host is None else host).tolist()
+    if sample_sizes is not None:
+        return _grouped_output(token_list, finite, sample_sizes.tolist())
     n = len(token_list)
     logprobs, top, ranks = [None] * n, [None] * n, [None] * n
     if samples.logprobs is not None:
         samples.logprobs.fill(logprobs, top, ranks)
     return SamplerOutput(token_list, logprobs, top, [bool(f) for f in finite], ranks)
+
+
+def _grouped_output(tokens: list[int], finite: list[int], sizes: list[int]) -> SamplerOutput:
+    targets, ok, i = [], [], 0
+    for n in sizes:
+        targets.append(tuple(tokens[i : i + n]))
+        ok.append(all(finite[i : i + n]))
+        i += n
+    out = SamplerOutput.of_tokens([t[0] for t in targets])
+    out.finite, out.targets = ok, targets
+    return out
