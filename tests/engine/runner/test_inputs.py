@@ -116,3 +116,45 @@ def test_slot_mapping_by_hand():
     tables = np.array([[5, 1], [2, 0]], dtype=np.int32)
     rows, positions = np.array([0, 0, 1]), np.array([3, 4, 1])
     assert ints(slot_mapping(tables, rows, positions, BS)) == [23, 4, 9]
+
+
+def test_a_drafted_decode_samples_every_position():
+    # a: plain decode; b: decode of token 21 with draft 7 8 (positions 5, 6, 7); c: a prompt chunk
+    a = seq(0, [1, 2, 3], blocks=[4], computed=2)
+    b = seq(1, [1, 2, 3, 4, 5, 21], blocks=[5, 6], computed=5, seed=9, temperature=0.7)
+    c = seq(2, [30, 31, 32, 33], blocks=[8])
+    bt = ScheduledBatch(step=0)
+    bt.add(a, 1, True)
+    bt.seqs.append(b)
+    bt.num_new_tokens.append(3)
+    bt.starts.append(5)
+    bt.is_decode.append(True)
+    bt.reaches_end.append(True)
+    bt.drafts[1] = (7, 8)
+    bt.add(c, 4, False)
+    x = prepare_inputs(bt, BS)
+    assert ints(x.input_ids) == [3, 21, 7, 8, 30, 31, 32, 33]
+    assert ints(x.positions) == [2, 5, 6, 7, 0, 1, 2, 3]
+    assert ints(x.slot_mapping) == [18, 25, 26, 27, 32, 33, 34, 35]
+    assert ints(x.logits_indices) == [0, 1, 2, 3, 7]
+    assert ints(x.sample_sizes) == [1, 3, 1]
+    s = x.sampling
+    assert s.seeds == [None, 9, 9, 9, None]
+    assert s.temperatures == [1.0, 0.7, 0.7, 0.7, 1.0]
+    assert s.positions == [0, 0, 1, 2, 0]  # b has generated 0 tokens (prompt of 6): 0, 1, 2
+
+
+def test_min_tokens_ban_only_on_positions_still_short():
+    # prompt 4 tokens, 1 generated, min_tokens 3: positions 1 and 2 are banned, 3 is not
+    b = seq(0, [1, 2, 3, 4, 9], blocks=[5, 6], computed=4, min_tokens=3, max_tokens=10)
+    b.num_prompt_tokens, b.min_tokens_ban = 4, (0,)
+    bt = ScheduledBatch(step=0)
+    bt.seqs.append(b)
+    bt.num_new_tokens.append(4)
+    bt.starts.append(4)
+    bt.is_decode.append(True)
+    bt.reaches_end.append(True)
+    bt.drafts[0] = (7, 8, 9)
+    x = prepare_inputs(bt, BS)
+    assert x.sampling.positions == [1, 2, 3, 4]
+    assert x.sampling.bans == [(0, (0,)), (1, (0,))]
