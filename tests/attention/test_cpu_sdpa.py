@@ -82,6 +82,12 @@ STEPS = {
         [1, 5, 1, 9, 1],
         [22, 13, 3, 9, 30],
     ),
+    # a decode with k draft tokens is k + 1 queries after its cached context (speculative
+    # decoding), next to plain decodes
+    "speculative: decodes of 1 + k queries among plain decodes": (
+        [1, 4, 1, 6, 2],
+        [20, 17, 5, 33, 9],
+    ),
 }
 
 

@@ -172,3 +172,35 @@ def test_drafts_are_accepted_and_counted(engines):
     assert metrics["generated_tokens"] == len(out[0]["token_ids"])
     # fewer steps than tokens: that is the point
     assert len([r for r in records if r.seq_ids]) < len(out[0]["token_ids"])
+
+
+def test_preemption_and_drafts_together(tiny_model):
+    """A cache of 6 blocks forces preemptions while drafts hold lookahead blocks: same tokens."""
+    prompts = tiny_prompts() * 2
+    params = SamplingParams(temperature=0, max_tokens=30, ignore_eos=True)
+    config = dict(kvcache_block_size=16, num_kvcache_blocks=6, max_model_len=96)
+    outs, metrics = [], []
+    for spec in (None, {"method": "ngram", "num_speculative_tokens": 4}):
+        with LLM(tiny_model, speculative_config=spec, **config) as llm:
+            outs.append([o["token_ids"] for o in llm.generate(prompts, params, use_tqdm=False)])
+            assert llm.check_integrity() == []
+            metrics.append(llm.get_metrics())
+    assert outs[1] == outs[0]
+    assert metrics[1]["preemptions"] >= 3 and metrics[1]["spec_decode_num_accepted_tokens"] > 0
+
+
+def test_overlap_scheduling_falls_back_to_one_step_at_a_time(teaching_model):
+    """overlap_scheduling=True with speculation: each step is finished before the next is
+    scheduled (``_must_finish_first`` says "speculation"), and the tokens are unchanged."""
+    prompts = TEACHING_PROMPTS[:4]
+    params = SamplingParams(temperature=0, max_tokens=20)
+    outs = []
+    for spec in (None, {"method": "ngram", "num_speculative_tokens": 3}):
+        with LLM(teaching_model, speculative_config=spec, overlap_scheduling=True) as llm:
+            outs.append([o["token_ids"] for o in llm.generate(prompts, params, use_tqdm=False)])
+            if spec:
+                llm.add_request(prompts[0], params)
+                assert llm.step_overlapped() is None  # the first call only launches
+                assert llm._must_finish_first(llm._in_flight) == "speculation"
+                llm.drain()
+    assert outs[1] == outs[0]
