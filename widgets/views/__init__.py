@@ -21,6 +21,7 @@ REGISTRY = (
     ("block_table", "BlockTableView"),
     ("requests", "RequestsPanel"),
     ("prefix_tree", "PrefixTreeView"),
+    ("speculation", "SpeculationView"),
 )
 
 

@@ -11,7 +11,9 @@
 
 Trace 0 is the grid (a heatmap with a discrete colour scale), trace 1 the integrity overlay (red
 open squares on the blocks a violation names), trace 2 the picked request's blocks (outlined
-while they are its blocks now). It draws from the context's snapshot alone: a block's place in its
+while they are its blocks now), trace 3 the blocks where the shown step rolled back KV slots
+(speculative decoding: orange crosses, from the step's record). The rest draws from the context's
+snapshot alone: a block's place in its
 chain is found through the snapshot's parent hashes. Above ``MAX_CELLS`` blocks a cell stands for
 ``per_cell`` consecutive blocks (model/cells.py): coloured by the state most of them are in, its
 hover counts them; block ids above become cell ids. A click on a cell asks to pick one of its
@@ -95,10 +97,15 @@ class BlockView(View):
             hoverinfo="skip",
             marker=dict(symbol="square-open", size=14, color="#111827", line=dict(width=2)),
         )
+        rolled_back = markers(  # speculative decoding: the step's rejected drafts' slots
+            "rolled back",
+            hovertemplate="%{text}<extra></extra>",
+            marker=dict(symbol="x-thin-open", size=12, color="#ea580c", line=dict(width=3)),
+        )
         axis = dict(showgrid=False, zeroline=False)
         return self.boxed(
             figure(
-                [grid, overlay, picked],
+                [grid, overlay, picked, rolled_back],
                 title="KV cache blocks",
                 width=FIGURE_WIDTH,
                 height=min(560, 130 + 26 * self.nrows),
@@ -156,6 +163,7 @@ class BlockView(View):
         with self.figure.batch_update():
             self._draw_cells(snap)
             self._draw_overlay(snap)
+            self._draw_rolled_back(ctx.frame.record if ctx.frame is not None else None)
             self.figure.layout.title.text = _title(ctx.step, snap)
         picked = ctx.picked
         self._outline(list(picked.entries) if picked.current else [], picked.seq_id)
@@ -186,6 +194,22 @@ class BlockView(View):
         overlay.x = [self.position(b)[0] for b in bad]
         overlay.y = [self.position(b)[1] for b in bad]
         overlay.text = ["<br>".join(p for p in snap.problems if b in blocks_named(p)) for b in bad]
+
+    def _draw_rolled_back(self, record) -> None:
+        """Mark the blocks holding the KV slots the shown step rolled back (speculative decoding:
+        the slots its rejected draft tokens wrote; a block past the kept tokens is free again)."""
+        where: dict[int, list[str]] = {}
+        for seq_id, slots in zip(record.seq_ids, record.rolled_back_slots) if record else ():
+            for block in sorted({s // self.block_size for s in slots}):
+                offsets = [s % self.block_size for s in slots if s // self.block_size == block]
+                where.setdefault(block, []).append(
+                    f"seq {seq_id}: slots {offsets} of block {block} rolled back (rejected "
+                    f"draft tokens, step {record.step})"
+                )
+        trace = self.figure.data[3]
+        trace.x = [self.position(b)[0] for b in where]
+        trace.y = [self.position(b)[1] for b in where]
+        trace.text = ["<br>".join(lines) for lines in where.values()]
 
     def _outline(self, entries, seq_id: int | None) -> None:
         """Outline the picked request's blocks ([] clears the outline)."""
