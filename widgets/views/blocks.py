@@ -29,15 +29,19 @@ from nanovllm.engine.observe.snapshot import BLOCK_STATE_COLORS, BLOCK_STATE_NAM
 
 from ..model.cells import MAX_CELLS, blocks_per_cell, cell_counts, cell_hover, dominant
 from .base import DrawContext, View, ViewSetup
-from .figures import FIGURE_WIDTH, figure, json_grid, markers, state_heatmap
+from .figures import figure, json_grid, markers, state_heatmap
 
 MAX_HOVER_BLOCKS = 4096  # above this, cells carry no per-block text (it would dominate the message)
 MAX_LABEL_BLOCKS = 256  # above this, cells are too small to print owner ids in
+LABELLED_COLUMNS = 16  # at most, while cells carry labels: 34 px wide, room for "12+3" at 9 px
 
 
 def grid_columns(num_blocks: int) -> int:
-    """A power of two near sqrt(2n): grids about twice as wide as tall (64 -> 16, 512 -> 32)."""
-    return max(4, 2 ** math.ceil(math.log2(math.sqrt(2 * max(num_blocks, 1)))))
+    """A power of two near sqrt(2n): grids about twice as wide as tall (64 -> 16, 512 -> 32), and
+    no more than LABELLED_COLUMNS while the cells carry owner labels (256 -> 16 x 16, not 32 x 8
+    cells of 17 px where a shared block's label spilled over its neighbours)."""
+    columns = max(4, 2 ** math.ceil(math.log2(math.sqrt(2 * max(num_blocks, 1)))))
+    return min(columns, LABELLED_COLUMNS) if num_blocks <= MAX_LABEL_BLOCKS else columns
 
 
 _BLOCK_RE = re.compile(r"\bblocks? (\d+)")
@@ -100,7 +104,6 @@ class BlockView(View):
             figure(
                 [grid, overlay, picked],
                 title="KV cache blocks",
-                width=FIGURE_WIDTH,
                 height=min(560, 130 + 26 * self.nrows),
                 margin=dict(l=40, r=10, t=40, b=40),
                 showlegend=False,

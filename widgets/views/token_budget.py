@@ -39,10 +39,10 @@ class TokenBudgetView(View):
                 title="Token budget per step",
                 width=WIDE_FIGURE_WIDTH,
                 height=230,
-                margin=dict(l=50, r=10, t=50, b=40),
+                margin=dict(l=50, r=120, t=50, b=40),  # r: the legend, beside the plot
                 barmode="stack",
                 bargap=0.1,
-                legend=dict(orientation="h", x=1.0, xanchor="right", y=1.02, yanchor="bottom"),
+                legend=dict(x=1.02, y=1.0, yanchor="top", traceorder="reversed"),  # off the title
                 xaxis=dict(title="step", type="category"),
                 yaxis=dict(title="tokens", gridcolor="#eee", rangemode="tozero"),
             )
