@@ -29,7 +29,7 @@ from nanovllm.engine.observe.snapshot import BLOCK_STATE_COLORS, BLOCK_STATE_NAM
 
 from ..model.cells import MAX_CELLS, blocks_per_cell, cell_counts, cell_hover, dominant
 from .base import DrawContext, View, ViewSetup
-from .figures import figure, json_grid, markers, state_heatmap
+from .figures import FIGURE_WIDTH, figure, json_grid, markers, state_heatmap
 
 MAX_HOVER_BLOCKS = 4096  # above this, cells carry no per-block text (it would dominate the message)
 MAX_LABEL_BLOCKS = 256  # above this, cells are too small to print owner ids in
@@ -89,22 +89,23 @@ class BlockView(View):
             texttemplate="%{text}",
             textfont=dict(size=9),
         )
+        cell = self.cell_px()  # the squares frame a cell's label, not cross it
         overlay = markers(
             "integrity",
             hovertemplate="%{text}<extra></extra>",
-            marker=dict(symbol="square-open", size=18, color="red", line=dict(width=3)),
+            marker=dict(symbol="square-open", size=cell, color="red", line=dict(width=3)),
         )
         picked = markers(
             "picked",
             hoverinfo="skip",
-            marker=dict(symbol="square-open", size=14, color="#111827", line=dict(width=2)),
+            marker=dict(symbol="square-open", size=cell - 5, color="#111827", line=dict(width=2)),
         )
         axis = dict(showgrid=False, zeroline=False)
         return self.boxed(
             figure(
                 [grid, overlay, picked],
                 title="KV cache blocks",
-                height=min(560, 130 + 26 * self.nrows),
+                height=self.height(),
                 margin=dict(l=40, r=10, t=40, b=40),
                 showlegend=False,
                 xaxis=dict(
@@ -120,6 +121,15 @@ class BlockView(View):
                 ),
             )
         )
+
+    def height(self) -> int:
+        return min(560, 130 + 26 * self.nrows)
+
+    def cell_px(self) -> int:
+        """About how many pixels a cell is, its smaller side: the plot is the figure less its
+        margins (80 px of height) and the colorbar with its names (about 130 px of width)."""
+        side = min((FIGURE_WIDTH - 130) / self.ncols, (self.height() - 80) / self.nrows)
+        return max(8, round(side))
 
     def wire(self) -> None:
         self.figure.data[0].on_click(self._on_cell)
