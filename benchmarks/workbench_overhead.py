@@ -119,7 +119,8 @@ def main() -> None:
         f"KV blocks {wb.llm.config.num_kvcache_blocks}; "
         f"memory {getattr(runner, 'memory_report', None)}"
     )
-    for llm in (bare, wb.llm) if bare else (wb.llm,):  # warm up both (first-call allocations, kernel selection)
+    # warm up (first-call allocations, kernel selection)
+    for llm in (bare, wb.llm) if bare else (wb.llm,):
         llm.generate(prompts(-1, 8), SamplingParams(temperature=0, max_tokens=8), use_tqdm=False)
 
     print(
