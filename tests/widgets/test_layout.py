@@ -10,7 +10,8 @@ from pathlib import Path
 import widgets
 
 ROOT = Path(widgets.__file__).parent
-ALLOWED = ("nanovllm.engine.observe", "nanovllm.errors", "nanovllm.teaching")  # + `nanovllm` itself
+ALLOWED = ("nanovllm.engine.observe", "nanovllm.errors", "nanovllm.replay", "nanovllm.teaching")
+# + `nanovllm` itself
 
 
 def modules() -> dict[str, Path]:
