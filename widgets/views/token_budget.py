@@ -63,3 +63,5 @@ class TokenBudgetView(View):
                 f"Token budget per step: {budget:,} (max_num_batched_tokens); decodes first, "
                 f"then prefill chunks" + (f"; {used:.0%} used over the window" if records else "")
             )
+            # no steps (a reset): no axes, or plotly keeps the last window's ticks on an empty plot
+            self.figure.layout.xaxis.visible = self.figure.layout.yaxis.visible = bool(records)
