@@ -725,22 +725,31 @@ def test_a_notebook_run_all_as_a_learner_sees_it(lab_notebooks, tmp_path, name):
                 assert page.locator(".nanovllm-view-block_table .barlayer .point").count() > 0
                 labels = page.evaluate(TREE_LABELS)  # every "#k" the kernel sent is drawn
                 assert labels["drawn"] == labels["sent"] and labels["sent"], labels
-            scroller = ".jp-WindowedPanel-outer"
-            height, screen = page.evaluate(
-                f"[document.querySelector('{scroller}').scrollHeight,"
-                f" document.querySelector('{scroller}').clientHeight]"
-            )
-            last = max(height - screen, 0)  # a screen further down would show nothing
-            for k, top in enumerate([*range(0, last, 1500), last]):
-                page.evaluate(f"document.querySelector('{scroller}').scrollTop = {top}")
+            # screen by screen, until the one that shows the last cell's end (the notebook's
+            # cells are rendered as they come into view: its height grows while we scroll)
+            for k in range(20):
+                end_shown = page.evaluate(SCROLL_TO, [".jp-WindowedPanel-outer", 1400 * k])
                 page.wait_for_timeout(700)
                 page.screenshot(path=str(tmp_path / f"{name}_{k}.png"))
                 shutil.copyfile(tmp_path / f"{name}_{k}.png", f"/tmp/notebook_{name}_{k}.png")
+                if end_shown:
+                    break
         except BaseException:
             report_failure(page, tmp_path)
             raise
         finally:
             browser.close()
+
+
+# Scrolls the notebook to ``top`` (px; screens of 1,600 px overlap a little); says whether the
+# screen shows the last cell's end.
+SCROLL_TO = """([selector, top]) => {
+  const el = document.querySelector(selector);
+  el.scrollTop = top;
+  const last = window.jupyterapp.shell.currentWidget.content.widgets.at(-1).node;
+  const box = last.getBoundingClientRect();  // zero while the cell is not rendered yet
+  return last.isConnected && box.height > 0 && box.bottom <= el.getBoundingClientRect().bottom;
+}"""
 
 
 # The prefix tree's node labels: those in the figure's data, and those drawn.

@@ -71,6 +71,7 @@ class PrefixTreeView(View):
                 "blocks",
                 mode="markers+text",
                 textposition=LABEL_PLACES[0],
+                cliponaxis=False,  # the first row's labels above it, in the margin
                 textfont=dict(size=11, color="#047857"),
                 hovertemplate="%{hovertext}<extra></extra>",
                 marker=dict(size=11, line=dict(width=1, color="#374151")),

@@ -123,6 +123,7 @@ def test_prefix_tree_view_draws_the_tree(wb):
     assert len(marks.textposition) == len(marks.x)  # one place per label
     place = {x: p for x, p in zip(marks.x, marks.textposition)}
     assert len(place) > 2 and all(place[x] != place[x + 1] for x in place if x + 1 in place)
+    assert marks.cliponaxis is False  # a label above the first row is not cut off
 
 
 def test_skeleton_of_a_large_tree_keeps_branches_and_leaves():
