@@ -39,6 +39,10 @@ from .figures import WIDE_FIGURE_WIDTH, figure, lines, markers
 
 MAX_NODES = 400  # above this, only the skeleton's markers
 MAX_LABELS = 120  # above this, no eviction labels next to the cached-free nodes
+ROW_PX = 30  # a row per branch end: room for a label above and below its markers
+# A label sits above its node in even columns and below it in odd ones: "#255" is wider than a
+# column when a chain is long, and side by side the labels of a chain ran into each other.
+LABEL_PLACES = ("top center", "bottom center")
 # No label is a space, not "": plotly.js removes the text element of a point whose text is empty
 # and never makes it again, so a node unlabelled once stayed unlabelled when it got a "#k".
 NO_LABEL = " "
@@ -66,7 +70,8 @@ class PrefixTreeView(View):
             markers(
                 "blocks",
                 mode="markers+text",
-                textposition="middle right",
+                textposition=LABEL_PLACES[0],
+                cliponaxis=False,  # the first row's labels above it, in the margin
                 textfont=dict(size=11, color="#047857"),
                 hovertemplate="%{hovertext}<extra></extra>",
                 marker=dict(size=11, line=dict(width=1, color="#374151")),
@@ -132,11 +137,12 @@ class PrefixTreeView(View):
             marks.y = [pos[h][1] for h in shown]
             marks.marker.color = [BLOCK_STATE_COLORS[_state(n)] for n in nodes]
             marks.text = [_label(n) if labels else NO_LABEL for n in nodes]
+            marks.textposition = [LABEL_PLACES[pos[h][0] % 2] for h in shown]
             marks.hovertext = [self._hover(tree, n) for n in nodes]
             self.figure.layout.xaxis.visible = bool(tree.nodes)  # no empty axis
             self.figure.layout.yaxis.visible = bool(tree.nodes)
             rows = 1 + max((y for _, y in pos.values()), default=0)
-            self.figure.layout.height = max(260, min(660, 110 + 16 * rows))
+            self.figure.layout.height = max(260, min(660, 110 + ROW_PX * rows))
             self.figure.layout.title.text = self._title(tree, keep)
 
     def _title(self, tree: PrefixTree, keep: set) -> str:
