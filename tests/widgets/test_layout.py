@@ -10,7 +10,8 @@ from pathlib import Path
 import widgets
 
 ROOT = Path(widgets.__file__).parent
-ALLOWED = ("nanovllm.engine.observe", "nanovllm.errors", "nanovllm.teaching")  # + `nanovllm` itself
+# + `nanovllm` itself; nanovllm.bridge: vLLM's KV events and metrics (watcher.py), public for this
+ALLOWED = ("nanovllm.engine.observe", "nanovllm.errors", "nanovllm.teaching", "nanovllm.bridge")
 
 
 def modules() -> dict[str, Path]:
