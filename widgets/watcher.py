@@ -162,6 +162,8 @@ class Watch:
             self._keep(self.source.metrics())
 
     def _got_metrics(self, future) -> None:
+        if self.closed:
+            return
         if not future.cancelled() and future.exception() is None:
             self._keep(future.result())
             self.gate.request()

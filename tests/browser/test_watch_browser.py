@@ -3,8 +3,9 @@
 What must hold: every cell runs, no error output, no widget fails to display, no plotly figure is
 blank, the watch's status line reads "connected", the prefix tree drawn from vLLM's events has
 its nodes on the page in the "stored, state unknown" colour, and the eviction stream has its
-markers. The page is saved screen by screen as /tmp/notebook_09_watching_vllm_<k>.png, and the
-watch's views as /tmp/watch_<view>.png, to look at.
+markers, and hovering a node of the frozen tree (the shared prompt's) shows its tokens as text and
+"no block id". The page is saved screen by screen as /tmp/notebook_09_watching_vllm_<k>.png, the
+watch's views as /tmp/watch_<view>.png and the hovered tree as /tmp/watch_tree_hover.png.
 
 Needs Debian's chromium and vLLM (``NANOVLLM_VLLM_PYTHON`` or the ``vllm`` extra); skipped,
 saying which is missing, otherwise.
@@ -94,6 +95,7 @@ def test_notebook_09_run_all_as_a_learner_sees_it(lab_notebooks, tmp_path):
             assert "closed" in watch["status"]  # the last cell closed it; its views stay drawn
             assert watch["fills"] and set(watch["fills"]) == {UNKNOWN_FILL}, watch
             assert watch["evicted"] >= 4, watch
+            hover_a_frozen_node(page, tmp_path)
             for view in WATCH_VIEWS:
                 shot = tmp_path / f"watch_{view}.png"
                 page.locator(f".nanovllm-watch .nanovllm-view-{view}").first.screenshot(path=shot)
@@ -104,6 +106,21 @@ def test_notebook_09_run_all_as_a_learner_sees_it(lab_notebooks, tmp_path):
             raise
         finally:
             browser.close()
+
+
+def hover_a_frozen_node(page, tmp_path: Path) -> None:
+    """The frozen tree of the shared prompt (notebook cell 5): a branch's hover says its text."""
+    plot = page.locator(".js-plotly-plot", has_text="6 stored blocks, 1 chain").first
+    plot.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    box = plot.locator(".scatterlayer .trace:last-child .point").last.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # plotly's
+    page.wait_for_timeout(500)  # drag layer is on top: a pointer move, not a hover on the node
+    label = plot.locator(".hoverlayer .hovertext").first.text_content()
+    print("hover:", label)
+    assert "no block id" in label and "tokens: " in label and "block 2 of its chain" in label
+    plot.screenshot(path=str(tmp_path / "watch_tree_hover.png"))
+    shutil.copyfile(tmp_path / "watch_tree_hover.png", "/tmp/watch_tree_hover.png")
 
 
 def screens(page, tmp_path: Path) -> None:

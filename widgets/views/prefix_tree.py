@@ -70,6 +70,7 @@ class PrefixTreeView(View):
     def build(self):
         self.tree: PrefixTree | None = None  # as last drawn
         self._key: int | None = None
+        self._version: tuple | None = None  # the cache source's, as last drawn
         self._text = None  # token ids -> text: the cache source's, when the context has one
         self._block_size = self.setup.block_size
         traces = [
@@ -118,6 +119,11 @@ class PrefixTreeView(View):
             )
             if key == self._key:
                 return
+        elif ctx.cache is not None:  # a cache source: unchanged while it applied no batch
+            version = (id(ctx.cache), ctx.cache.version)
+            if version == self._version:
+                return
+            self._version = version
         tree = ctx.prefix_tree
         if tree is None:
             return
