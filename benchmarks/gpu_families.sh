@@ -7,7 +7,7 @@ export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TOKENIZERS_PARALLELISM=false PYTHON
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 timeout "${T_TESTS:-150}" python3 -m pytest -q -p no:cacheprovider -o addopts="" \
-    tests/test_moe_kernels.py tests/test_gpu_families.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+    tests/layers/test_moe_kernels.py tests/models/test_gpu_families.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
 timeout "${T_KERNEL:-30}" python3 benchmarks/moe_kernel_bench.py 2>&1 | tee "$OUT/moe_kernel.log"
 timeout "${T_LLAMA:-90}" python3 benchmarks/bench.py --arch llama-3.2-1b --no-recorder-run 2>&1 \
     | tee "$OUT/bench_llama.log" | grep -v "^\s*$"

@@ -13,7 +13,7 @@ if [ -n "${PROFILE:-}" ]; then
 fi
 if [ -n "${TESTS-1}" ]; then
   timeout "${TESTS_TIMEOUT:-240}" python3 -m pytest -q -p no:cacheprovider -o addopts="" \
-    tests/test_gpu.py tests/test_elementwise_kernels.py tests/test_triton_backend.py \
-    tests/test_overlap.py tests/test_sampler.py tests/test_sampling_features.py \
-    tests/test_streaming.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+    tests/engine/test_gpu.py tests/layers/test_elementwise_kernels.py \
+    tests/attention/test_triton_backend.py tests/engine/test_overlap.py tests/layers/test_sampler.py \
+    tests/engine/test_sampling_features.py tests/test_streaming.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
 fi

@@ -64,6 +64,15 @@ class LLM(LLMEngine):
         while self._dropped_streams:
             self.forget(self._dropped_streams.pop())
 
+    def release_stream(self, request_id: int, *, now: bool = False) -> None:
+        """The streams' hook: a stream of ``request_id`` ended before its request finished, so the
+        request is aborted and forgotten: ``now`` (a stream's ``close()``, outside any step), else
+        at the next safe point (``step()``, ``step_overlapped()``, ``has_unfinished()``), since
+        garbage collection may drop a stream in the middle of a step."""
+        self._dropped_streams.append(request_id)
+        if now:
+            self._drop_streams()
+
     def step(self) -> StepRecord:
         self._drop_streams()
         return super().step()
@@ -91,7 +100,7 @@ class LLM(LLMEngine):
         Every prompt is validated before any is queued, so one bad prompt queues nothing. Requests
         already in the engine keep running alongside. Without ``sampling_params``, the
         checkpoint's defaults (``get_default_sampling_params()``). A step that fails in the
-        engine's own code is retried (``_step_or_fail``); any other exception (KeyboardInterrupt,
+        engine's own code is retried (``try_step``); any other exception (KeyboardInterrupt,
         a signal handler's, a step observer's) propagates at once, and this call's requests are
         aborted, so the engine is left clean.
         """
@@ -189,12 +198,13 @@ class LLM(LLMEngine):
         self.close()
 
     # ---- the step loop ---------------------------------------------------------------------------
-    def _step_or_fail(self, failures: int) -> tuple[StepRecord | None, int]:
+    def try_step(self, failures: int = 0) -> tuple[StepRecord | None, int]:
         """One step (overlapped with the next when ``config.overlap_scheduling``), and the
-        consecutive failures so far. A step that failed in the engine's own code (``StepError``;
-        the caller's exceptions pass through) is retried by the next call; one that fails
-        ``MAX_CONSECUTIVE_STEP_FAILURES`` times in a row fails its requests (the others go on). A
-        dead worker ends it all: no request can finish."""
+        consecutive failures so far (``failures``: the count the last call returned). A step that
+        failed in the engine's own code (``StepError``; the caller's exceptions pass through) is
+        retried by the next call; one that fails ``MAX_CONSECUTIVE_STEP_FAILURES`` times in a row
+        fails its requests (the others go on). A dead worker ends it all: no request can finish.
+        ``generate`` and the streams step through this."""
         try:
             return self.step_overlapped(), 0
         except StepError as e:
@@ -213,7 +223,7 @@ class LLM(LLMEngine):
         failures = 0
         try:
             while pending:
-                record, failures = self._step_or_fail(failures)
+                record, failures = self.try_step(failures)
                 done = {i for i in pending if self.is_request_finished(i)}
                 pending -= done
                 if bar is not None:

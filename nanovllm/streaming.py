@@ -21,23 +21,37 @@ Closing a stream early aborts its request: ``close()`` at once; a stream dropped
 (``break``, then garbage collection; an exception in the loop) is only noted, and ``LLM`` aborts it
 at its next ``step()`` or ``has_unfinished()``. Garbage collection can run in the middle of a step,
 where aborting would change the scheduler's queues under it.
+
+A stream uses ``LLM``'s public API only (``StreamSource``: ``try_step`` and ``release_stream`` are
+the hooks it steps and ends by); this module never imports ``llm.py``, which imports it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from nanovllm.engine.core.detokenizer import visible_text
 from nanovllm.outputs import RequestOutput
 
-if TYPE_CHECKING:
-    from nanovllm.llm import LLM
+
+class StreamSource(Protocol):
+    """What a stream needs of ``LLM``."""
+
+    tokenizer: Any
+
+    def request_sequences(self, request_id: int) -> list: ...
+
+    def get_output(self, request_id: int) -> RequestOutput: ...
+
+    def try_step(self, failures: int = 0) -> tuple[object, int]: ...
+
+    def release_stream(self, request_id: int, *, now: bool = False) -> None: ...
 
 
 class _StreamBase:
-    def __init__(self, llm: LLM, request_id: int):
+    def __init__(self, llm: StreamSource, request_id: int):
         self.llm = llm
         self.request_id = request_id
         self.output: RequestOutput | None = None
@@ -55,12 +69,13 @@ class _StreamBase:
         return delta, False
 
     def _step(self) -> None:
-        _, self._failures = self.llm._step_or_fail(self._failures)
+        _, self._failures = self.llm.try_step(self._failures)
 
-    def _cleanup(self) -> None:
-        """Note the request for ``LLM`` to abort at a safe point (this may run inside a step)."""
+    def _cleanup(self, now: bool = False) -> None:
+        """Have ``LLM`` abort an unfinished request: at a safe point (this may run inside a step),
+        or ``now``."""
         if self.output is None:
-            self.llm._dropped_streams.append(self.request_id)
+            self.llm.release_stream(self.request_id, now=now)
 
     def __del__(self) -> None:  # a stream dropped unread (or half read) leaves nothing behind
         self._cleanup()
@@ -69,7 +84,7 @@ class _StreamBase:
 class TextStream(_StreamBase):
     """An iterator of text deltas for one request (see the module docstring)."""
 
-    def __init__(self, llm: LLM, request_id: int):
+    def __init__(self, llm: StreamSource, request_id: int):
         super().__init__(llm, request_id)
         self._gen = self._run()
 
@@ -94,14 +109,13 @@ class TextStream(_StreamBase):
     def close(self) -> None:
         """Stop streaming; an unfinished request is aborted and dropped, now."""
         self._gen.close()
-        self._cleanup()
-        self.llm._drop_streams()
+        self._cleanup(now=True)
 
 
 class AsyncTextStream(_StreamBase):
     """An async iterator of text deltas for one request; yields to the event loop each step."""
 
-    def __init__(self, llm: LLM, request_id: int):
+    def __init__(self, llm: StreamSource, request_id: int):
         super().__init__(llm, request_id)
         self._gen = self._run()
 
@@ -127,5 +141,4 @@ class AsyncTextStream(_StreamBase):
     async def aclose(self) -> None:
         """Stop streaming; an unfinished request is aborted and dropped, now."""
         await self._gen.aclose()
-        self._cleanup()
-        self.llm._drop_streams()
+        self._cleanup(now=True)

@@ -7,19 +7,17 @@ import os
 
 import pytest
 
-SECOND_CONFIG = dict(
-    num_attention_heads=8,
-    num_key_value_heads=2,
-    head_dim=8,
-    hidden_size=64,
-    num_hidden_layers=3,
-    tie_word_embeddings=False,
-    intermediate_size=96,
-)
-
 
 def pytest_configure(config):
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Triton runs interpreted on a machine without a GPU, and the switch must precede the first
+    # `import triton`: set it here, before any test module is imported, so that which module is
+    # collected first (tests/engine/ imports triton before tests/layers/ asks for the
+    # interpreter) does not decide it.
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(scope="session")
@@ -36,8 +34,9 @@ def tiny_model() -> str:
 def second_model() -> str:
     """Other head counts (8 q / 2 kv heads, GQA 4), 3 layers, untied embeddings."""
     from nanovllm.testing import tiny_model_path
+    from nanovllm.testing.families import TINY_VARIANTS
 
-    return str(tiny_model_path(**SECOND_CONFIG))
+    return str(tiny_model_path(**TINY_VARIANTS["gqa4"]))
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""What-if replay (nanovllm/engine/observe/replay.py): recording a workload as it arrives, and
+"""What-if replay (nanovllm/replay.py): recording a workload as it arrives, and
 running it again on a fresh engine with the same or other settings."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import random
 import pytest
 
 from nanovllm import LLM, SamplingParams
-from nanovllm.engine.observe.replay import RunSummary, WorkloadRecorder, replay, schedule
+from nanovllm.replay import RunSummary, WorkloadRecorder, replay, schedule
 
 CONFIG = dict(kvcache_block_size=16, num_kvcache_blocks=48, max_model_len=256)
 

@@ -13,7 +13,7 @@ settings, side by side with the recorded run.
 
     displayed: the table (with a note where the two runs cannot agree) and the figure
 
-The replay logic is nanovllm/engine/observe/replay.py; this module only runs it and draws (the
+The replay logic is nanovllm/replay.py; this module only runs it and draws (the
 form, ``wb.replay_panel``, is controls/replay_form.py). A replay blocks the kernel while it runs
 (its engine steps here, not in the Run task) and refuses to start while the recorded run has
 unfinished requests: the recorded side would be cut short. Two rows differ for reasons of their
@@ -30,7 +30,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from nanovllm.engine.observe.replay import Replay, RunSummary, replay
+from nanovllm.replay import Replay, RunSummary, replay
 
 from .model.states import value_of
 from .views.figures import WIDE_FIGURE_WIDTH

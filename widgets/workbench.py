@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from nanovllm import LLM, SamplingParams
-from nanovllm.engine.observe.replay import WorkloadRecorder
+from nanovllm.replay import WorkloadRecorder
 
 from .controls.replay_form import ReplayPanel
 from .controls.wiring import Wiring

@@ -2,18 +2,20 @@
 
 ::
 
-    llm_engine.py   LLMEngine: add_request / step / abort / get_output / close; the step loop
+    llm_engine.py   LLMEngine: add_request / step / step_overlapped / abort / get_output / close;
+                    the step loop, the overlap loop, and the executor's choice (make_executor)
     requests.py     prompt forms in, one Sequence per sample (n), RequestOutput out
-    core/           what is decided: Sequence, BlockManager (paged blocks, prefix cache),
-                    Scheduler (schedule -> ScheduledBatch, postprocess), StepRecord and events,
-                    the incremental detokenizer and stop strings.
-                    Pure Python: no torch, no numpy (a test imports it and checks)
+    core/           what is decided: Sequence and SequenceEvent, BlockManager (paged blocks,
+                    prefix cache), Scheduler (schedule -> ScheduledBatch, postprocess ->
+                    StepOutcome), StepRecord (step_record fills it), the incremental
+                    detokenizer and stop strings. Pure Python: no torch, no numpy
     runner/         what is computed: StepInputs (host arrays), the Executor interface,
                     ModelRunner (model, KV cache, sampler), CUDA graphs, KV-cache sizing
     parallel/       tensor parallelism: WorkerGroup (an Executor over spawned ranks), the
                     child-process side, the shared-memory channel for step inputs
     observe/        what is seen: Recorder (history as DataFrames), EngineSnapshot,
-                    MetricsCollector (get_metrics), HTML views for notebooks
+                    MetricsCollector (get_metrics), HTML views for notebooks; it only reads
 
-Dependencies point one way: ``observe`` and ``runner`` read ``core``; ``core`` reads neither.
+Dependencies point one way, ``llm_engine > requests | observe | parallel > runner > core``
+(``|``: independent of each other), and ``lint-imports`` checks it (pyproject.toml's contracts).
 """

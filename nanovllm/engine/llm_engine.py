@@ -2,31 +2,32 @@
 
 ::
 
-    step():  Scheduler.schedule()                -> ScheduledBatch          (core/)
-             prepare_inputs()                    -> StepInputs, host arrays (runner/inputs.py)
-             executor.launch(), .collect()       -> SamplerOutput           (an Executor:
-                                                                 ModelRunner, or the TP WorkerGroup)
-             Scheduler.advance(batch)            its tokens computed, placeholders for the samples
-             Scheduler.postprocess(batch, out)   tokens written, blocks cached, every finish decided
-             StepRecord (+ scheduler.take_events()) -> returned, and handed to every observer
+    step():  _launch   Scheduler.schedule()               -> ScheduledBatch (+ its events)
+                       prepare_inputs()                   -> StepInputs, host arrays (runner/)
+                       executor.launch()                  (an Executor: ModelRunner, or the TP
+                                                           WorkerGroup)
+             Scheduler.advance(batch)                     its tokens computed, placeholders for
+                                                          the samples
+             _finish   executor.collect()                  -> SamplerOutput
+                       Scheduler.postprocess(batch, out)  -> StepOutcome: tokens written, blocks
+                                                          cached, every finish decided, times
+                       _record: core/events.step_record   -> StepRecord, to every observer
 
 Overlap scheduling (``step_overlapped``, what ``LLM.generate`` uses when
 ``config.overlap_scheduling``) runs the same calls pipelined, so the host's work hides behind the
-device's::
+device's. Its core is ``_overlap_loop(last) -> ongoing``, in mini-sglang's shape::
 
-    call N+1:  schedule + prepare step N+1      (step N still running on the device; its sampled
-               launch N+1                        tokens are placeholders on the host, and the
-                                                 runner copies them into N+1's inputs on device)
-               collect + postprocess step N     -> StepRecord of step N, to the observers
-               advance step N+1                  -> N+1 is the step in flight
+    schedule + launch the next step N+1    (step N still running on the device; its sampled
+                                            tokens are placeholders on the host, and the runner
+                                            copies them into N+1's inputs on the device)
+    finish the last step N                 -> StepRecord of step N, to the observers
+    advance N+1, return it as ongoing      -> N+1 is the step in flight
 
 ``_in_flight`` is the one place that holds the step launched and not yet finished. Every call of
 ``step()`` or ``step_overlapped()`` finishes exactly one step (``step_overlapped``'s first call
 only launches), and every StepRecord carries its own step's tokens. ``step()`` never leaves a step
 in flight: the workbench's Step and Run buttons use it, so what they show is the step just run.
-A step is not overlapped with the next when collecting it would have to wait for the next (it
-reads log-probabilities or expert counts back; the next step needs its tokens on the host for
-penalties), or when no running sequence would still be scheduled.
+The cases where a step cannot overlap the next are named in one place, ``_must_finish_first``.
 
 Errors: an exception from preparing or launching a step (the engine's own: the model, a kernel, a
 worker) abandons the step and is raised as ``StepError``, which ``LLM.generate`` retries. The
@@ -34,10 +35,11 @@ caller's code is never retried nor swallowed: an exception raised by a signal ha
 runs (a watchdog's TimeoutError) is raised as itself, and an observer's exception is raised once
 the step is complete (the other observers still see the record); the engine stays usable.
 
-The engine owns no decision of its own: the scheduler decides admissions, preemptions and finishes;
-observers (metrics, the recorder, the workbench) only read StepRecords. All state lives on the
-instance (sequence ids, cache, workers), so two engines in one process never collide. ``close()``
-is idempotent and also runs on garbage collection and at exit.
+The engine owns no decision of its own: the scheduler decides admissions, preemptions and finishes
+and writes each fact once (tokens, events, first-token and finish times); observers (metrics, the
+recorder, the workbench) only read StepRecords. All state lives on the instance (sequence ids,
+cache, workers), so two engines in one process never collide. ``close()`` is idempotent and also
+runs on garbage collection and at exit.
 """
 
 from __future__ import annotations
@@ -53,16 +55,17 @@ from pathlib import Path
 from typing import Any
 
 from nanovllm.config import Config
-from nanovllm.engine.core.batch import SamplerOutput, ScheduledBatch
+from nanovllm.engine.core.batch import ScheduledBatch, StepOutcome
 from nanovllm.engine.core.block_manager import BlockManager
 from nanovllm.engine.core.detokenizer import StopChecker
-from nanovllm.engine.core.events import SequenceEvent, StepRecord, StepTiming
+from nanovllm.engine.core.events import StepRecord, StepTiming, step_record
 from nanovllm.engine.core.scheduler import Scheduler
 from nanovllm.engine.core.sequence import FinishReason, Sequence, SequenceStatus
+from nanovllm.engine.observe import html  # noqa: F401  (attaches core's notebook tables)
 from nanovllm.engine.observe.metrics import MetricsCollector
 from nanovllm.engine.observe.snapshot import EngineSnapshot, take_snapshot
-from nanovllm.engine.requests import RequestTable, check_request, new_sequences, stamp_times
-from nanovllm.engine.runner.executor import Executor, Launched, make_executor
+from nanovllm.engine.requests import RequestTable, check_request, new_sequences
+from nanovllm.engine.runner.executor import Executor, Launched
 from nanovllm.engine.runner.inputs import prepare_inputs
 from nanovllm.errors import (
     EngineClosedError,
@@ -78,6 +81,9 @@ Prompt = (
     str | list[int] | dict[str, Any]
 )  # text, token ids, {"prompt": ...} / {"prompt_token_ids": ...}
 Observer = Callable[[StepRecord], None]
+
+
+Record = StepRecord | None  # a call's record; None when it finished no step
 
 
 def _observed(method):
@@ -98,13 +104,11 @@ def _observed(method):
 
 @dataclass
 class InFlightStep:
-    """A step launched and not yet finished, with what its StepRecord will carry from its launch:
-    the events and added requests since the step before, and its host times so far."""
+    """A step launched and not yet finished (its batch holds the events it will record), with
+    its host times so far."""
 
     batch: ScheduledBatch
     launched: Launched | None  # None: nothing was scheduled
-    events: tuple[SequenceEvent, ...]
-    added: list[int]
     schedule: float
     prepare: float
     started: float  # time.perf_counter() when its call began
@@ -143,14 +147,12 @@ class LLMEngine:
         self.sequences: dict[int, Sequence] = {}  # unfinished, and finished but not yet collected
         self.requests = RequestTable(self.sequences)  # request id -> its samples' sequences
         self._next_id = 0
-        self._added: list[int] = []
         self._in_flight: InFlightStep | None = None  # overlap scheduling's step on its way
         self._last_finish = 0.0  # time.perf_counter() when the last step finished
         self._observers: list[Observer] = []
         self._observer_error: Exception | None = None  # raised by _observed once the step is done
         self.metrics = MetricsCollector()
         self.subscribe(self.metrics.on_step)
-        self.subscribe(functools.partial(stamp_times, self.sequences))
 
     # ---- lifecycle -------------------------------------------------------------------------------
     @property
@@ -189,7 +191,6 @@ class LLMEngine:
         for seq in seqs:
             seq.arrival_time = now
             self.scheduler.add(seq)
-            self._added.append(seq.seq_id)
         return request_id
 
     def _validate(
@@ -210,7 +211,6 @@ class LLMEngine:
         for seq in self.requests.sequences_of(request_id):
             if not seq.is_finished:
                 self.scheduler.abort(seq, FinishReason.ABORT)
-                seq.finish_time = time.perf_counter()
 
     def fail_request(self, request_id: int, error: str) -> None:
         """Finish a request as failed (reason "error"); ``LLM.generate`` does this to a request
@@ -219,7 +219,6 @@ class LLMEngine:
         if not seq.is_finished:
             seq.error = error
             self.scheduler.abort(seq, FinishReason.ERROR)
-            seq.finish_time = time.perf_counter()
 
     def _get(self, request_id: int) -> Sequence:
         try:
@@ -293,39 +292,57 @@ class LLMEngine:
         self._check_open()
         if not self.config.overlap_scheduling:
             return self.step()
-        prev, self._in_flight = self._in_flight, None
-        record = None
-        if prev is not None and not self._can_overlap(prev):
-            record, prev = self._finish(prev), None  # the next step has to wait for this one
-            if not self.scheduler.has_unfinished():
-                return record
-        step = self._launch()
-        if prev is not None:
-            record = self._finish(prev)
-        if step.error is not None:
-            self._raise_abandoned(step)
-        self.scheduler.advance(step.batch)
-        if prev is None and record is None and not step.batch.seqs:
-            return self._finish(step)  # nothing to run: an idle step, as step() records it
-        self._in_flight = step
+        last, self._in_flight = self._in_flight, None
+        self._in_flight, record = self._overlap_loop(last)
         return record
+
+    def _overlap_loop(self, last: InFlightStep | None) -> tuple[InFlightStep | None, Record]:
+        """One turn of the overlap loop (mini-sglang's ``overlap_loop(last) -> ongoing``): schedule
+        the next step and launch it, finish the last one while the next runs, and return the one
+        now in flight with the last one's record (None: nothing finished)."""
+        record = None
+        if last is not None and self._must_finish_first(last):
+            record, last = self._finish(last), None
+            if not self.scheduler.has_unfinished():
+                return None, record
+        ongoing = self._launch()  # schedule next, launch next
+        if last is not None:
+            record = self._finish(last)  # finish last
+        if ongoing.error is not None:
+            self._raise_abandoned(ongoing)
+        self.scheduler.advance(ongoing.batch)
+        if record is None and not ongoing.batch.seqs:
+            return None, self._finish(ongoing)  # nothing to run: an idle step, as step() records
+        return ongoing, record  # return ongoing
+
+    def _must_finish_first(self, step: InFlightStep) -> str | None:
+        """Why ``step`` has to be finished before the next step is scheduled, or None when the next
+        may run behind it. The cases that cannot overlap, all of them:
+
+        - "blocking collect": collecting ``step`` would wait for the next step too (it reads
+          log-probabilities or MoE expert counts back with blocking copies; a tensor-parallel
+          WorkerGroup runs each step to the end at launch);
+        - "nothing ahead": no running sequence needs a token after its pending one (the next step
+          would compute nothing; a finish on max_tokens is known already);
+        - "penalties": a sample row has penalties, and the next step counts its tokens on the host.
+
+        Besides these, the first call only launches (nothing is in flight), a step that schedules
+        nothing is finished at once, and with ``overlap_scheduling`` off every call is ``step()``.
+        """
+        if step.launched is not None and not step.launched.overlappable:
+            return "blocking collect"
+        if not self.scheduler.can_schedule_ahead():
+            return "nothing ahead"
+        if any(step.batch.seqs[i].params.has_penalties for i in step.batch.sample_rows):
+            return "penalties"
+        return None
 
     @_observed
     def drain(self) -> StepRecord | None:
         """Finish the step in flight, if any, and return its record."""
         self._check_open()
-        prev, self._in_flight = self._in_flight, None
-        return None if prev is None else self._finish(prev)
-
-    def _can_overlap(self, step: InFlightStep) -> bool:
-        """Whether the next step may be launched before ``step`` is finished: collecting ``step``
-        will not wait for the next one, a running sequence still needs a token after its pending
-        one, and no sampling row has penalties (the next step counts its tokens on the host)."""
-        return (
-            (step.launched is None or step.launched.overlappable)
-            and self.scheduler.can_schedule_ahead()
-            and not any(step.batch.seqs[i].params.has_penalties for i in step.batch.sample_rows)
-        )
+        last, self._in_flight = self._in_flight, None
+        return None if last is None else self._finish(last)
 
     def _launch(self) -> InFlightStep:
         """Schedule the next step and hand it to the executor, without waiting for its tokens.
@@ -333,8 +350,7 @@ class LLMEngine:
         t0 = time.perf_counter()
         batch = self.scheduler.schedule()
         t1 = time.perf_counter()
-        events, added, self._added = self.scheduler.take_events(), self._added, []
-        step = InFlightStep(batch, None, events, added, t1 - t0, 0.0, t0)
+        step = InFlightStep(batch, None, t1 - t0, 0.0, t0)
         if batch.seqs:
             try:
                 inputs = prepare_inputs(batch, self.config.kvcache_block_size)
@@ -345,13 +361,10 @@ class LLMEngine:
         return step
 
     def _finish(self, step: InFlightStep) -> StepRecord:
-        """Collect a launched (and advanced) step's tokens, postprocess it, and hand its record
-        to the observers."""
-        out, run = None, None
-        if step.launched is not None:
-            out, run = self.executor.collect(step.launched)
+        """Collect a launched (and advanced) step's tokens, postprocess it, and record it."""
+        out, run = (None, None) if step.launched is None else self.executor.collect(step.launched)
         t1 = time.perf_counter()
-        finished = self.scheduler.postprocess(step.batch, out) if out is not None else []
+        outcome = self.scheduler.postprocess(step.batch, out)
         t2 = time.perf_counter()
         timing = StepTiming(
             schedule=step.schedule,
@@ -362,9 +375,7 @@ class LLMEngine:
             # an overlapped step: the time since the step before it finished
             total=t2 - max(step.started, self._last_finish),
         )
-        return self._finish_step(
-            step.batch, out, timing, finished, run and run.expert_tokens, step=step
-        )
+        return self._record(step.batch, outcome, timing, expert_tokens=run and run.expert_tokens)
 
     def _raise_abandoned(self, step: InFlightStep):
         """Record a step whose preparation or launch raised (no sequence advanced), and raise:
@@ -378,9 +389,8 @@ class LLMEngine:
         """Record a step whose preparation or launch raised (no sequence advanced); returns the
         StepError to raise."""
         error = f"{type(step.error).__name__}: {step.error}"
-        self._finish_step(
-            step.batch, None, StepTiming(schedule=step.schedule), error=error, step=step
-        )
+        outcome = self.scheduler.postprocess(step.batch, None)  # nothing sampled: events only
+        self._record(step.batch, outcome, StepTiming(schedule=step.schedule), error=error)
         batch, ids = step.batch, [s.seq_id for s in step.batch.seqs]
         return StepError(
             f"step {batch.step} ({batch.phase.value}, requests {ids}) failed: {error}; the "
@@ -397,58 +407,27 @@ class LLMEngine:
         self._check_open()
         if not self.scheduler.has_pending_events():
             return None
-        return self._finish_step(self.scheduler.idle_batch(), None, StepTiming())
+        batch = self.scheduler.idle_batch()
+        return self._record(batch, self.scheduler.postprocess(batch, None), StepTiming())
 
-    def _finish_step(
+    def _record(
         self,
         batch: ScheduledBatch,
-        out: SamplerOutput | None,
+        outcome: StepOutcome,
         timing: StepTiming,
-        finished: list[int] = (),
-        expert_tokens=None,
+        *,
         error: str | None = None,
-        step: InFlightStep | None = None,
+        expert_tokens=None,
     ) -> StepRecord:
-        """The step's record, handed to every observer. Its events and added requests: those
-        ``step`` took at its launch, then those since (up to its finish)."""
-        tokens: list[int | None] = [None] * len(batch.seqs)
-        if out is not None:
-            done = SequenceStatus.FINISHED
-            for k, i in enumerate(batch.sample_rows):
-                seq = batch.seqs[i]  # (a row of a sequence that finished before: no token)
-                if seq.status is not done or seq.seq_id in finished:
-                    tokens[i] = out.token_ids[k]
-        bm = self.block_manager
-        decode_tokens = batch.num_decode_tokens
-        record = StepRecord(
-            step=batch.step,
-            seq_ids=tuple([s.seq_id for s in batch.seqs]),
-            is_decode=tuple(batch.is_decode),
-            num_new_tokens=tuple(batch.num_new_tokens),
-            starts=tuple(batch.starts),
-            reaches_end=tuple(batch.reaches_end),
-            num_prefill_tokens=batch.num_tokens - decode_tokens,
-            num_decode_tokens=decode_tokens,
-            admitted_ids=tuple(batch.admitted_ids),
-            preempted_ids=tuple(batch.preempted_ids),
-            finished_ids=tuple(finished),
-            added_ids=tuple((step.added if step else []) + self._added),
-            finished_outputs=tuple((i, self.sequences[i].completion_token_ids) for i in finished),
-            tokens=tuple(tokens),
-            kv_blocks_used=bm.num_blocks - bm.num_free_blocks,
-            kv_blocks_free=bm.num_free_blocks,
-            kv_blocks_cached=bm.num_cached_free_blocks,
-            kv_blocks_total=bm.num_blocks,
-            prefix_hit_tokens=batch.prefix_hit_tokens,
-            num_running=len(self.scheduler.running),
-            num_waiting=len(self.scheduler.waiting),
-            timing=timing,
-            events=(step.events if step else ()) + self.scheduler.take_events(),
+        """The step's record (``core/events.py:step_record``), handed to every observer."""
+        record = step_record(
+            batch,
+            outcome,
+            self.block_manager.usage(),
+            timing,
             error=error,
-            time=time.perf_counter(),
             expert_tokens=expert_tokens,
         )
-        self._added = []
         self._last_finish = record.time
         self._notify(record)
         return record
@@ -471,6 +450,18 @@ class LLMEngine:
 
     def reset_metrics(self) -> None:
         self.metrics.reset()
+
+
+def make_executor(config: Config) -> Executor:
+    """The executor for ``config``: a ModelRunner in this process for one rank, else a WorkerGroup
+    of spawned ranks. Chosen here, above runner/ and parallel/ (runner never imports parallel)."""
+    if config.tensor_parallel_size == 1:
+        from nanovllm.engine.runner.model_runner import ModelRunner
+
+        return ModelRunner(config)
+    from nanovllm.engine.parallel.worker_group import WorkerGroup
+
+    return WorkerGroup(config)
 
 
 def _raised_by_signal_handler(error: BaseException) -> bool:

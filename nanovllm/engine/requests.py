@@ -20,8 +20,7 @@ from typing import Any
 
 from nanovllm.config import Config
 from nanovllm.engine.core.detokenizer import final_text
-from nanovllm.engine.core.events import StepRecord
-from nanovllm.engine.core.sequence import Sequence, SequenceStatus
+from nanovllm.engine.core.sequence import Sequence
 from nanovllm.errors import RequestError, UnknownRequestError
 from nanovllm.outputs import CompletionOutput, Logprob, RequestMetrics, RequestOutput
 from nanovllm.sampling_params import SamplingParams
@@ -167,18 +166,6 @@ class RequestTable:
 
     def __contains__(self, request_id: object) -> bool:
         return request_id in self._requests
-
-
-def stamp_times(sequences: dict[int, Sequence], record: StepRecord) -> None:
-    """A step observer: each sequence's first-token and finish times (``RequestOutput.metrics``)."""
-    for seq_id, decode, token in zip(record.seq_ids, record.is_decode, record.tokens):
-        if token is not None and not decode:  # a prefill reached its end: maybe the first token
-            seq = sequences.get(seq_id)
-            if seq is not None and seq.first_token_time is None:
-                seq.first_token_time = record.time
-    for e in record.events:
-        if e.after is SequenceStatus.FINISHED and e.seq_id in sequences:
-            sequences[e.seq_id].finish_time = e.time
 
 
 def build_output(

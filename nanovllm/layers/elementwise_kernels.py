@@ -5,7 +5,8 @@ Contract: each function takes the arguments of its torch twin (``layers/norm.py`
 ``layers/activation.py``, ``models/decoder.py:qk_norm_rope``) and returns what it returns, rounded
 the same way: math in float32, a result in the model dtype wherever eager torch rounds to it
 (after the residual add, after the norm, before the weight multiply, after SiLU). The torch
-functions are the oracle (``tests/test_elementwise_kernels.py``; on CPU under TRITON_INTERPRET=1).
+functions are the oracle (``tests/layers/test_elementwise_kernels.py``; on CPU under
+TRITON_INTERPRET=1).
 
 Each op is one launch where eager torch launches four to eight, and none compiles anything
 beyond its own kernel: sizes that change from step to step are runtime arguments, so one variant

@@ -12,8 +12,8 @@ Sampling uses the exponential-race form of the Gumbel trick: ``argmax(probs / E)
 ``(seed, number of tokens it has generated)``, so its samples do not depend on its batch-mates.
 
 ``Sampler.sample`` leaves everything on the device (``Samples``: no synchronization, so the next
-step can be launched behind it); ``Samples.to_output`` brings it to the host as a ``SamplerOutput``.
-``Sampler(...)(logits, batch)`` does both.
+step can be launched behind it); the runner brings it to the host as core's ``SamplerOutput``
+(``runner/model_runner.py:sampler_output``). Nothing here imports the engine.
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from nanovllm.engine.core.batch import SamplerOutput
 from nanovllm.utils.transfer import to_device
 
 if TYPE_CHECKING:
-    from nanovllm.engine.runner.inputs import PenaltyRow, SamplingBatch
+    from nanovllm.layers.sampling_batch import PenaltyRow, SamplingBatch
 
 
 @dataclass
@@ -42,15 +41,6 @@ class Samples:
     def host_tensor(self) -> torch.Tensor:
         """tokens and finite as one int64 [2, S] tensor: one copy brings both to the host."""
         return torch.stack([self.tokens, self.finite.long()])
-
-    def to_output(self, host: torch.Tensor | None = None) -> SamplerOutput:
-        """The host-side ``SamplerOutput`` (``host``: ``host_tensor()`` already on the host)."""
-        token_list, finite = (self.host_tensor() if host is None else host).tolist()
-        n = len(token_list)
-        logprobs, top, ranks = [None] * n, [None] * n, [None] * n
-        if self.logprobs is not None:
-            self.logprobs.fill(logprobs, top, ranks)
-        return SamplerOutput(token_list, logprobs, top, [bool(f) for f in finite], ranks)
 
 
 @dataclass
@@ -85,9 +75,6 @@ class Sampler:
         self.generator.manual_seed(seed)
         self.rng = random.Random(seed)
         self.fused = device.type == "cuda" if fused is None else fused
-
-    def __call__(self, logits: torch.Tensor, batch: SamplingBatch) -> SamplerOutput:
-        return self.sample(logits, batch).to_output()
 
     @torch.inference_mode()
     def sample(self, logits: torch.Tensor, batch: SamplingBatch) -> Samples:

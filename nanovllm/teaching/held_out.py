@@ -1,7 +1,7 @@
 """Prompts nobody trained on: the teaching model's held-out set, and how an answer is scored.
 
-What "nobody trained on" means here, precisely (tests/test_teaching_model.py checks the first
-three on the very lines `Recipe()` trains on, and the last on the facts' tables):
+What "nobody trained on" means here, precisely (tests/teaching/test_teaching_model.py checks the
+first three on the very lines `Recipe()` trains on, and the last on the facts' tables):
 1. No training line begins with a held-out prompt (compared word by word; a chat prompt as the
    rendered text).
 2. By construction, each sequence prompt starts where no training line of its kind starts:

@@ -2,6 +2,8 @@
 
 Each family's tiny shape differs from Qwen3-0.6B's on purpose (GQA ratio, untied head, biases,
 rope scaling, dense layers among sparse ones), so equivalence tests exercise what the family adds.
+``TINY_VARIANTS`` names the other tiny Qwen3 shapes the tests build:
+``tiny_model_path(**TINY_VARIANTS["heads6"])``.
 """
 
 from __future__ import annotations
@@ -67,6 +69,34 @@ TINY_FAMILY_CONFIGS: dict[str, dict[str, Any]] = {
         mlp_only_layers=[1],
         tie_word_embeddings=False,
     ),
+}
+
+
+# Named variants of the tiny Qwen3 (overrides of tiny.TINY_CONFIG). The cache key is the overrides,
+# so a variant builds once per machine whoever asks for it.
+TINY_VARIANTS: dict[str, dict[str, Any]] = {
+    # other head counts: 8 query / 2 KV heads (GQA 4), head_dim 8, 3 layers, untied embeddings
+    "gqa4": dict(
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        head_dim=8,
+        hidden_size=64,
+        num_hidden_layers=3,
+        tie_word_embeddings=False,
+        intermediate_size=96,
+    ),
+    # tensor parallelism: 2 divides the heads (6) and KV heads (2), 4 divides neither;
+    # vocab 500 = 2 x 250; untied head
+    "heads6": dict(
+        num_attention_heads=6,
+        num_key_value_heads=2,
+        head_dim=16,
+        intermediate_size=96,
+        vocab_size=500,
+        tie_word_embeddings=False,
+    ),
+    # a vocabulary two ranks split unevenly: 226 + 225 rows, the last rank's shard is padded
+    "odd_vocab": dict(vocab_size=451),
 }
 
 

@@ -1,5 +1,5 @@
-"""What one step computes and what it sampled: plain data passed between the scheduler and the
-runner. No torch, no numpy.
+"""What one step computes, what it sampled, and what it changed: plain data passed between the
+scheduler, the runner and the engine. No torch, no numpy.
 
 ::
 
@@ -9,7 +9,9 @@ runner. No torch, no numpy.
     Scheduler.advance(batch)                      the batch is launched: tokens count as computed
     executor.collect(...) -> SamplerOutput        one row per sample row: row k belongs to batch
                                                   row sample_rows[k]
-    Scheduler.postprocess(batch, sampler_output)  writes the tokens, finishes
+    Scheduler.postprocess(batch, sampler_output)  -> StepOutcome: the tokens written, the
+                                                  finishes, the events (core/events.py turns
+                                                  batch + outcome into the StepRecord)
 
 ``Phase`` names a step by what it computed, with one rule for every reader (metrics, the timing
 view, ``LLM``'s progress bar): a step with prefill tokens and decode tokens is MIXED; a step that
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
 
-from nanovllm.engine.core.sequence import Sequence
+from nanovllm.engine.core.sequence import Sequence, SequenceEvent
 
 
 class Phase(str, Enum):
@@ -60,6 +62,9 @@ class ScheduledBatch:
     preempted_ids: list[int] = field(default_factory=list)
     admitted_ids: list[int] = field(default_factory=list)
     prefix_hit_tokens: int = 0
+    # the state changes since the step before was scheduled, up to this one's admissions and
+    # preemptions (requests added or aborted in between too); the StepRecord carries them
+    events: tuple[SequenceEvent, ...] = ()
 
     def add(self, seq: Sequence, n: int, decode: bool) -> None:
         self.seqs.append(seq)
@@ -89,11 +94,6 @@ class ScheduledBatch:
         decode = self.num_decode_tokens
         return Phase.of(self.num_tokens - decode, decode)
 
-    def _repr_html_(self) -> str:
-        from nanovllm.engine.observe.html import batch_html
-
-        return batch_html(self)
-
 
 @dataclass
 class SamplerOutput:
@@ -110,3 +110,25 @@ class SamplerOutput:
         """Tokens alone (all finite, no logprobs): to drive the scheduler by hand, in tests."""
         n = len(token_ids)
         return cls(list(token_ids), [None] * n, [None] * n, [True] * n)
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What a step changed, decided once, by ``Scheduler.postprocess`` (vLLM's
+    ``update_from_output``): the engine and the StepRecord read it, nobody re-derives it.
+
+    ``new_token_ids[i]`` are the tokens batch row i added to its sequence, in order: none for a
+    prompt chunk that stops short of the end, for a row whose sequence finished before (a wasted
+    row) or failed in this step; one for a sample row. A decode that verifies drafted tokens
+    (speculative decoding) adds every token it accepts to its row's tuple.
+    """
+
+    new_token_ids: tuple[tuple[int, ...], ...]  # one tuple per batch row
+    finished_ids: tuple[int, ...]
+    # (seq id, completion token ids) of each finished sequence: nano-vllm's step() output
+    finished_outputs: tuple[tuple[int, list[int]], ...]
+    # the state changes since the step was scheduled: its finishes (and aborts in between)
+    events: tuple[SequenceEvent, ...]
+    num_running: int  # the scheduler's queues once the step is done
+    num_waiting: int
+    time: float  # time.perf_counter() when postprocess began: first-token times are stamped with it

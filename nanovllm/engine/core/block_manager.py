@@ -18,6 +18,7 @@ from __future__ import annotations
 from array import array
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import xxhash
 
@@ -38,6 +39,15 @@ class Block:
 
     def __repr__(self) -> str:
         return f"Block({self.block_id}, ref={self.ref_count}, hashed={self.hash is not None})"
+
+
+class CacheUsage(NamedTuple):
+    """The cache's occupancy at one instant, in blocks (what a StepRecord reports)."""
+
+    used: int  # held by at least one sequence
+    free: int  # free, cached-free included
+    cached: int  # free, but still holding a findable prefix block
+    total: int
 
 
 def chain_hash(prev: int | None, token_ids: Iterable[int]) -> int:
@@ -71,6 +81,10 @@ class BlockManager:
     @property
     def num_cached_free_blocks(self) -> int:
         return self._num_cached_free
+
+    def usage(self) -> CacheUsage:
+        total, free = self.num_blocks, self.num_free_blocks
+        return CacheUsage(total - free, free, self.num_cached_free_blocks, total)
 
     def blocks_needed(self, num_tokens: int) -> int:
         return -(-num_tokens // self.block_size)
@@ -246,8 +260,3 @@ class BlockManager:
                         f"but {expected} sequence(s) hold it"
                     )
         return problems
-
-    def _repr_html_(self) -> str:
-        from nanovllm.engine.observe.html import block_manager_html
-
-        return block_manager_html(self)

@@ -1,33 +1,33 @@
 """What the engine tells its observers: one ``StepRecord`` per step, one ``SequenceEvent`` per state
-transition. Plain frozen data, cheap to build and to keep; the workbench and the metrics read only
-these (and ``EngineSnapshot``), never engine internals.
+transition (defined in sequence.py, next to the states). Plain frozen data, cheap to build and to
+keep; the workbench and the metrics read only these (and ``EngineSnapshot``), never engine
+internals.
+
+``step_record`` is the one place a StepRecord is filled, from what the step scheduled (the
+``ScheduledBatch``), what it changed (the scheduler's ``StepOutcome``), the cache's occupancy
+after it and its timing::
+
+    ScheduledBatch (+ its events)  --+
+    StepOutcome (+ its events)     --+--> step_record(...) -> StepRecord -> observers
+    CacheUsage, StepTiming         --+
 
 Events between steps (``add_request``, ``abort``) are carried by the next StepRecord, or by the
 idle record ``LLMEngine.flush_events()`` makes; so an observer sees every event exactly once."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import cached_property
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from nanovllm.engine.core.batch import Phase
-from nanovllm.engine.core.sequence import SequenceStatus
+from nanovllm.engine.core.batch import Phase, ScheduledBatch, StepOutcome
+from nanovllm.engine.core.sequence import SequenceEvent
 
+if TYPE_CHECKING:
+    from nanovllm.engine.core.block_manager import CacheUsage
 
-@dataclass(frozen=True)
-class SequenceEvent:
-    """``seq_id`` went from ``before`` (None when just added) to ``after`` during ``step``."""
-
-    step: int
-    seq_id: int
-    before: SequenceStatus | None
-    after: SequenceStatus
-    reason: str
-    time: float = 0.0  # time.perf_counter() when it happened
-    # "added": the prompt's length; "scheduled" / "resumed": the tokens the sequence has then
-    # (prompt + generated, of which the prefix cache may hold some); 0 for other events
-    num_tokens: int = 0
+__all__ = ["ScheduledEntry", "SequenceEvent", "StepRecord", "StepTiming", "step_record"]
 
 
 class ScheduledEntry(NamedTuple):  # a NamedTuple: hundreds are built per step, cheaply
@@ -124,7 +124,46 @@ class StepRecord:
         num_tokens = self.num_prefill_tokens or -self.num_decode_tokens
         return iter((list(self.finished_outputs), num_tokens))
 
-    def _repr_html_(self) -> str:
-        from nanovllm.engine.observe.html import step_record_html
 
-        return step_record_html(self)
+def step_record(
+    batch: ScheduledBatch,
+    outcome: StepOutcome,
+    cache: CacheUsage,
+    timing: StepTiming,
+    *,
+    error: str | None = None,
+    expert_tokens: object | None = None,
+) -> StepRecord:
+    """The record of one step: ``batch`` as scheduled, ``outcome`` as postprocessed (or the empty
+    outcome of a step that sampled nothing), ``cache`` once it is done. A row's token is the last
+    one it added (the only one, until a decode can accept several)."""
+    events = batch.events + outcome.events
+    decode_tokens = batch.num_decode_tokens
+    return StepRecord(
+        step=batch.step,
+        seq_ids=tuple([s.seq_id for s in batch.seqs]),
+        is_decode=tuple(batch.is_decode),
+        num_new_tokens=tuple(batch.num_new_tokens),
+        starts=tuple(batch.starts),
+        reaches_end=tuple(batch.reaches_end),
+        num_prefill_tokens=batch.num_tokens - decode_tokens,
+        num_decode_tokens=decode_tokens,
+        admitted_ids=tuple(batch.admitted_ids),
+        preempted_ids=tuple(batch.preempted_ids),
+        finished_ids=outcome.finished_ids,
+        added_ids=tuple([e.seq_id for e in events if e.before is None]),
+        tokens=tuple([t[-1] if t else None for t in outcome.new_token_ids]),
+        kv_blocks_used=cache.used,
+        kv_blocks_free=cache.free,
+        kv_blocks_cached=cache.cached,
+        kv_blocks_total=cache.total,
+        prefix_hit_tokens=batch.prefix_hit_tokens,
+        num_running=outcome.num_running,
+        num_waiting=outcome.num_waiting,
+        timing=timing,
+        events=events,
+        error=error,
+        expert_tokens=expert_tokens,
+        time=time.perf_counter(),
+        finished_outputs=outcome.finished_outputs,
+    )

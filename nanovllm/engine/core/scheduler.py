@@ -14,15 +14,16 @@ A step passes through three calls, always in this order::
     schedule()                 -> ScheduledBatch: plain data the runner, observers and tests read
     advance(batch)             the batch is launched: its sequences count its tokens as computed,
                                and each sample row's token is a placeholder (sequence.py)
-    postprocess(batch, out)    the sampled tokens replace the placeholders, blocks filled by the
-                               step enter the prefix cache, and every finish is decided
+    postprocess(batch, out)    -> StepOutcome: the sampled tokens replace the placeholders, blocks
+                               filled by the step enter the prefix cache, every finish is decided
 
 Between ``advance`` and ``postprocess`` the next step may already be scheduled (overlap
 scheduling): a sequence whose placeholder is its ``max_num_tokens``-th token is certain to finish,
 so it is not scheduled again; one that stops on a token costs one wasted row in the next step, which
 ``postprocess`` ignores. Aborts and failures between steps go through ``abort()``. So every finish,
-and every state change, is decided here and recorded as a ``SequenceEvent`` that the engine takes
-with ``take_events()``.
+and every state change, is decided here and recorded as a ``SequenceEvent``; ``schedule`` hands the
+events so far to its batch and ``postprocess`` the rest to its outcome. A sequence's first-token and
+finish times are written here too, once each.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from nanovllm.engine.core.batch import SamplerOutput, ScheduledBatch
+from nanovllm.engine.core.batch import SamplerOutput, ScheduledBatch, StepOutcome
 from nanovllm.engine.core.block_manager import BlockManager
-from nanovllm.engine.core.events import SequenceEvent
 from nanovllm.engine.core.sequence import (
     FinishReason,
     Sequence,
+    SequenceEvent,
     SequenceStatus,
     is_pending,
     pending_token,
@@ -89,9 +90,9 @@ class Scheduler:
         return bool(self._events)
 
     def idle_batch(self) -> ScheduledBatch:
-        """An empty batch with the next step's index (and that index used up): what a step that
-        schedules nothing, on purpose, records."""
-        batch = ScheduledBatch(step=self.num_steps)
+        """An empty batch with the next step's index (and that index used up), holding the events
+        so far: what a step that schedules nothing, on purpose, records."""
+        batch = ScheduledBatch(step=self.num_steps, events=self.take_events())
         self.num_steps += 1
         return batch
 
@@ -138,6 +139,7 @@ class Scheduler:
                 budget -= n
         if not batch.preempted_ids:
             self._admit(batch, budget)
+        batch.events = self.take_events()
         self.num_steps += 1
         return batch
 
@@ -197,37 +199,68 @@ class Scheduler:
                     seq.token_ids.append(pending_token(k))
             k += end
 
-    def postprocess(self, batch: ScheduledBatch, out: SamplerOutput | None) -> list[int]:
-        """End the step: sample row k (batch row ``batch.sample_rows[k]``) writes
-        ``out.token_ids[k]`` and its logprobs where ``advance`` left its placeholder; the blocks the
-        step filled enter the prefix cache; then each finish is decided. A row whose logits were not
-        finite fails (reason "error") before its blocks can enter the prefix cache. Rows of
-        sequences that finished meanwhile (aborted, or stopped in the step before: a wasted row)
-        are skipped. Returns the ids of the sequences that finished."""
-        finished: list[int] = []
-        running, done = SequenceStatus.RUNNING, SequenceStatus.FINISHED
-        rows = batch.sample_rows
-        broken = (
-            set()
-            if out is None or all(out.finite)
-            else {rows[k] for k, ok in enumerate(out.finite) if not ok}
+    def postprocess(self, batch: ScheduledBatch, out: SamplerOutput | None) -> StepOutcome:
+        """End the step and return what it changed: sample row k (batch row
+        ``batch.sample_rows[k]``) writes ``out.token_ids[k]`` and its logprobs where ``advance``
+        left its placeholder; the blocks the step filled enter the prefix cache; then each finish
+        is decided. A row whose logits were not finite fails (reason "error") before its blocks can
+        enter the prefix cache. Rows of sequences that finished meanwhile (aborted, or stopped in
+        the step before: a wasted row) are skipped. ``out`` None: the step sampled nothing (it
+        scheduled nothing, or it was abandoned before it ran), and only the events are taken."""
+        now = time.perf_counter()
+        new_tokens: list[tuple[int, ...]] = [()] * len(batch.seqs)
+        finished: list[Sequence] = []
+        if out is not None:
+            self._fail_non_finite(batch, out, finished)
+            commit, running = self.bm.commit, SequenceStatus.RUNNING
+            for seq in batch.seqs:
+                if seq.status is running:  # (a sequence preempted meanwhile holds no blocks)
+                    commit(seq)
+            self._write_samples(batch, out, now, new_tokens, finished)
+        return StepOutcome(
+            new_token_ids=tuple(new_tokens),
+            finished_ids=tuple([s.seq_id for s in finished]),
+            finished_outputs=tuple([(s.seq_id, s.completion_token_ids) for s in finished]),
+            events=self.take_events(),
+            num_running=len(self.running),
+            num_waiting=len(self.waiting),
+            time=now,
         )
-        for i in broken:
-            seq = batch.seqs[i]
-            if seq.status is not done:
+
+    def _fail_non_finite(
+        self, batch: ScheduledBatch, out: SamplerOutput, finished: list[Sequence]
+    ) -> None:
+        """Fail each sequence whose row's logits were not finite, before the step's blocks are
+        committed: its KV entries must never enter the prefix cache."""
+        if all(out.finite):
+            return
+        for k, ok in enumerate(out.finite):
+            seq = batch.seqs[batch.sample_rows[k]]
+            if not ok and seq.status is not SequenceStatus.FINISHED:
                 seq.error = "the model produced non-finite logits (NaN/inf)"
                 self._finish_now(seq, FinishReason.ERROR, batch.step, finished)
-        commit = self.bm.commit
-        for seq in batch.seqs:
-            if seq.status is running:  # (a sequence preempted meanwhile holds no blocks)
-                commit(seq)
-        for k, i in enumerate(rows):
+
+    def _write_samples(
+        self,
+        batch: ScheduledBatch,
+        out: SamplerOutput,
+        now: float,
+        new_tokens: list[tuple[int, ...]],
+        finished: list[Sequence],
+    ) -> None:
+        """Each sample row's token in place of its placeholder (and in ``new_tokens``), its
+        logprobs, the sequence's first-token time, then its finish, if any."""
+        done = SequenceStatus.FINISHED
+        for k, i in enumerate(batch.sample_rows):
             seq = batch.seqs[i]
             if seq.status is done:
                 continue
             # running, or preempted while the step ran (when the next one was scheduled)
             token = out.token_ids[k]
             seq.token_ids[batch.starts[i] + batch.num_new_tokens[i]] = token
+            new_tokens[i] = (token,)
+            if seq.first_token_time is None:
+                seq.first_token_time = now
             if seq.params.logprobs is not None:
                 seq.logprobs.append(out.logprobs[k])
                 seq.logprob_ranks.append(out.ranks[k] if out.ranks else None)
@@ -236,14 +269,13 @@ class Scheduler:
             reason = self._finish_reason(seq, token)
             if reason is not None:
                 self._finish_now(seq, reason, batch.step, finished)
-        return finished
 
     def _finish_now(
-        self, seq: Sequence, reason: FinishReason, step: int, finished: list[int]
+        self, seq: Sequence, reason: FinishReason, step: int, finished: list[Sequence]
     ) -> None:
         self._unqueue(seq)  # (waiting: preempted while its step was in flight)
         self._finish(seq, reason, step)
-        finished.append(seq.seq_id)
+        finished.append(seq)
 
     def _unqueue(self, seq: Sequence) -> None:
         """Take an unfinished ``seq`` out of the running list or the waiting queue."""
@@ -282,7 +314,7 @@ class Scheduler:
         if seq.block_table:
             self.bm.free_seq(seq)
         seq.status, seq.finish_reason = SequenceStatus.FINISHED, reason
-        self._event(seq, before, SequenceStatus.FINISHED, reason.value, step)
+        seq.finish_time = self._event(seq, before, SequenceStatus.FINISHED, reason.value, step).time
 
     def _event(
         self,
@@ -292,11 +324,12 @@ class Scheduler:
         reason: str,
         step: int,
         num_tokens: int = 0,
-    ) -> None:
+    ) -> SequenceEvent:
         event = SequenceEvent(
             step, seq.seq_id, before, after, reason, time.perf_counter(), num_tokens
         )
         self._events.append(event)
+        return event
 
     def check_integrity(self) -> list[str]:
         problems = self.bm.check_integrity(self.running)

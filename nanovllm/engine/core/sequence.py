@@ -18,6 +18,7 @@ token of a sequence is ever pending, and no finished sequence holds one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 
 from nanovllm.sampling_params import SamplingParams
@@ -44,6 +45,21 @@ class FinishReason(str, Enum):
     LENGTH = "length"  # max_tokens or max_model_len reached
     ABORT = "abort"  # abort(request_id)
     ERROR = "error"  # the request failed inside a step
+
+
+@dataclass(frozen=True)
+class SequenceEvent:
+    """``seq_id`` went from ``before`` (None when just added) to ``after`` during ``step``."""
+
+    step: int
+    seq_id: int
+    before: SequenceStatus | None
+    after: SequenceStatus
+    reason: str
+    time: float = 0.0  # time.perf_counter() when it happened
+    # "added": the prompt's length; "scheduled" / "resumed": the tokens the sequence has then
+    # (prompt + generated, of which the prefix cache may hold some); 0 for other events
+    num_tokens: int = 0
 
 
 class Sequence:
@@ -135,8 +151,3 @@ class Sequence:
     @property
     def is_finished(self) -> bool:
         return self.status is SequenceStatus.FINISHED
-
-    def _repr_html_(self) -> str:
-        from nanovllm.engine.observe.html import sequence_html
-
-        return sequence_html(self)

@@ -1,13 +1,21 @@
 """Rich ``_repr_html_`` tables, so ``engine.step()`` in a notebook reads like a report.
 
-Plain HTML strings only (no Jupyter import): the engine stays importable anywhere.
+Plain HTML strings only (no Jupyter import): the engine stays importable anywhere. The classes
+drawn here (core's ``StepRecord``, ``ScheduledBatch``, ``Sequence``, ``BlockManager``, and
+``EngineSnapshot``) do not import this module: importing it attaches their ``_repr_html_``
+(``register_html_reprs``), and the engine imports it. So core stays free of observe.
 """
 
 from __future__ import annotations
 
 from html import escape
 
-from nanovllm.engine.observe.snapshot import BLOCK_STATE_COLORS, BLOCK_STATE_NAMES
+from nanovllm.engine.core.batch import ScheduledBatch
+from nanovllm.engine.core.block_manager import BlockManager
+from nanovllm.engine.core.events import StepRecord
+from nanovllm.engine.core.sequence import Sequence
+from nanovllm.engine.observe.block_states import BLOCK_STATE_COLORS, BLOCK_STATE_NAMES
+from nanovllm.engine.observe.snapshot import EngineSnapshot
 
 _STYLE = "border-collapse:collapse;font-family:monospace;font-size:12px"
 _CELL = "border:1px solid #ccc;padding:2px 6px;text-align:left"
@@ -172,3 +180,21 @@ def snapshot_html(snap) -> str:
     )
     problems = "".join(f"<div style='color:#dc2626'>⚠ {escape(p)}</div>" for p in snap.problems)
     return head + _block_strip(states) + problems + seqs
+
+
+HTML_REPRS = {
+    StepRecord: step_record_html,
+    ScheduledBatch: batch_html,
+    Sequence: sequence_html,
+    BlockManager: block_manager_html,
+    EngineSnapshot: snapshot_html,
+}
+
+
+def register_html_reprs() -> None:
+    """Attach each table as its class's ``_repr_html_`` (what Jupyter displays)."""
+    for cls, render in HTML_REPRS.items():
+        cls._repr_html_ = render  # a function set on a class is a method: render(self)
+
+
+register_html_reprs()

@@ -19,20 +19,26 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-BLOCK_FREE, BLOCK_USED, BLOCK_CACHED, BLOCK_SHARED = 0, 1, 2, 3
-BLOCK_STATE_NAMES = (
-    "free",
-    "used",
-    "cached",
-    "shared",
+from nanovllm.engine.observe.block_states import (  # (also read from here: the views, the tests)
+    BLOCK_CACHED,
+    BLOCK_FREE,
+    BLOCK_SHARED,
+    BLOCK_STATE_COLORS,
+    BLOCK_STATE_NAMES,
+    BLOCK_USED,
 )
-# one colour per block state, shared by the HTML tables and the workbench grid
-BLOCK_STATE_COLORS = (
-    "#e5e7eb",
-    "#3b82f6",
-    "#10b981",
-    "#f59e0b",
-)  # "cached" = free but holding a cached prefix
+
+__all__ = [
+    "BLOCK_CACHED",
+    "BLOCK_FREE",
+    "BLOCK_SHARED",
+    "BLOCK_STATE_COLORS",
+    "BLOCK_STATE_NAMES",
+    "BLOCK_USED",
+    "EngineSnapshot",
+    "SequenceSnapshot",
+    "take_snapshot",
+]
 
 
 @dataclass(frozen=True)
@@ -81,11 +87,6 @@ class EngineSnapshot:
 
     def count(self, state: int) -> int:
         return int((self.block_state == state).sum())
-
-    def _repr_html_(self) -> str:
-        from nanovllm.engine.observe.html import snapshot_html
-
-        return snapshot_html(self)
 
 
 def take_snapshot(engine, check: bool = False) -> EngineSnapshot:

@@ -4,7 +4,8 @@
     WorkerGroup   (parallel/worker_group.py)   one spawned process per rank
 
 The engine knows only this interface: how many KV blocks fit, run one step (or launch it and
-collect its tokens later: overlap scheduling), close.
+collect its tokens later: overlap scheduling), close. The engine picks the implementation
+(``llm_engine.make_executor``), above both runner and parallel, so runner never imports parallel.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from nanovllm.engine.core.batch import SamplerOutput
 if TYPE_CHECKING:
     import numpy as np
 
-    from nanovllm.config import Config
     from nanovllm.engine.runner.inputs import StepInputs
 
 
@@ -58,13 +58,3 @@ class Executor(Protocol):
     def close(self) -> None:
         """Free processes, device memory and shared memory; idempotent."""
         ...
-
-
-def make_executor(config: Config) -> Executor:
-    if config.tensor_parallel_size == 1:
-        from nanovllm.engine.runner.model_runner import ModelRunner
-
-        return ModelRunner(config)
-    from nanovllm.engine.parallel.worker_group import WorkerGroup
-
-    return WorkerGroup(config)

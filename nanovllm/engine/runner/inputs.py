@@ -5,41 +5,15 @@ Built once per step on rank 0; tensor-parallel workers receive the same ``StepIn
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter, itemgetter
-from typing import NamedTuple
 
 import numpy as np
 
 from nanovllm.engine.core.batch import ScheduledBatch
 from nanovllm.engine.core.sequence import Sequence
-
-
-@dataclass
-class SamplingBatch:
-    """Per-row sampling parameters of the sequences that sample this step (host lists)."""
-
-    temperatures: list[float]
-    top_ks: list[int | None]
-    top_ps: list[float]
-    seeds: list[int | None]
-    positions: list[int]  # tokens generated so far by each row's sequence
-    num_logprobs: list[int | None]
-    penalties: list[PenaltyRow] = field(default_factory=list)  # only the rows with penalties
-    bans: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)  # (row, banned ids)
-
-
-class PenaltyRow(NamedTuple):
-    """One row's penalties and the token ids they count: the prompt's (for the repetition
-    penalty; empty when it is off) and the generated ones (the sampler counts them)."""
-
-    row: int
-    repetition: float
-    presence: float
-    frequency: float
-    prompt_token_ids: list[int]
-    output_token_ids: list[int]
+from nanovllm.layers.sampling_batch import PenaltyRow, SamplingBatch
 
 
 @dataclass

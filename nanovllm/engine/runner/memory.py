@@ -9,7 +9,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from nanovllm.engine.runner.inputs import SamplingBatch, StepInputs, slot_mapping
+from nanovllm.engine.runner.inputs import StepInputs, slot_mapping
+from nanovllm.layers.sampling_batch import SamplingBatch
 
 
 def warmup_inputs(config, num_tokens: int, block_offset: int = 0) -> StepInputs:

@@ -261,7 +261,7 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
             copied.synchronize()
             timing.forward = start.elapsed_time(logits_done) / 1e3
             timing.sample = logits_done.elapsed_time(copied) / 1e3
-        out = launch.samples.to_output(launch.host)
+        out = sampler_output(launch.samples, launch.host)
         if hasattr(self.model, "expert_tokens"):
             timing.expert_tokens = self.model.expert_tokens().cpu().numpy()
         return out, timing
@@ -280,3 +280,15 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
             # graphs' pool): collect them, so the next engine's memory probe finds the memory free
             gc.collect()
             torch.cuda.empty_cache()
+
+
+def sampler_output(samples: Samples, host: torch.Tensor | None = None) -> SamplerOutput:
+    """Core's host-side ``SamplerOutput`` of what the sampler drew (``host``:
+    ``samples.host_tensor()`` already on the host). The sampler returns tensors; the runner makes
+    the core object."""
+    token_list, finite = (samples.host_tensor() if host is None else host).tolist()
+    n = len(token_list)
+    logprobs, top, ranks = [None] * n, [None] * n, [None] * n
+    if samples.logprobs is not None:
+        samples.logprobs.fill(logprobs, top, ranks)
+    return SamplerOutput(token_list, logprobs, top, [bool(f) for f in finite], ranks)

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from nanovllm.engine.observe.replay import RunSummary, schedule
+from nanovllm.replay import RunSummary, schedule
 from widgets import TEACHING_DEFAULTS, Workbench
 
 

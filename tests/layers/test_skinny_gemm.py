@@ -5,7 +5,7 @@ Runs on CPU under TRITON_INTERPRET=1 (set here when no GPU is visible) on small 
 and float16 (the interpreter multiplies bfloat16 operands as their integer bit patterns, so
 bfloat16 is checked on the GPU only), and on the GPU compiled. Outputs start poisoned (NaN) and so
 do the workspace's partial sums, so an unwritten row or a partial read before it was written fails.
-The planner that chooses between the kernel and cuBLAS: tests/test_skinny_plan.py.
+The planner that chooses between the kernel and cuBLAS: tests/layers/test_skinny_plan.py.
 """
 
 from __future__ import annotations

@@ -198,15 +198,64 @@ def test_non_finite_logits_fail_only_that_request(tiny_model):
             return logits
 
         model.compute_logits = poisoned
+        records = []
         while llm.has_unfinished():
-            llm.step()
+            records.append(llm.step())
         outs = [llm.get_output(i) for i in ids]
         assert outs[1]["finish_reason"] == "error" and "non-finite" in outs[1]["error"]
+        # the token the failed row drew is no token of the request: the records do not show it
+        assert [t for r in records for s, t in r.new_tokens if s == target] == outs[1]["token_ids"]
         assert [outs[0]["token_ids"], outs[2]["token_ids"]] == [expected[0], expected[2]]
         assert (
             llm.check_integrity() == []
             and llm.block_manager.num_free_blocks == llm.block_manager.num_blocks
         )
+
+
+def test_records_rebuild_the_outputs_and_times_are_the_engines_own(tiny_model):
+    """The tokens in the StepRecords are the outputs' tokens; the first-token and finish times are
+    written by the scheduler (no observer), so an observer that raises changes none of them."""
+    with LLM(tiny_model, kvcache_block_size=16) as llm:
+        records = []
+        llm.subscribe(records.append)
+
+        def bad(_):
+            raise ValueError("observer bug")
+
+        llm.subscribe(bad)
+        ids = [llm.add_request(p, GREEDY) for p in PROMPTS]
+        while llm.has_unfinished():
+            with pytest.raises(ValueError, match="observer bug"):  # raised once its step is done
+                llm.step()
+        llm.abort(ids[0])  # finished already: nothing changes
+        rebuilt = {i: [] for i in ids}
+        for r in records:
+            for seq_id, token in r.new_tokens:
+                rebuilt[seq_id].append(token)
+        outs = {i: llm.get_output(i) for i in ids}
+        assert rebuilt == {i: o.outputs[0].token_ids for i, o in outs.items()}
+        finishes = {e.seq_id: e.time for r in records for e in r.events if e.after.value == F}
+        firsts = {i: next(r.time for r in records if i in dict(r.new_tokens)) for i in ids}
+        for i, o in outs.items():
+            m = o.metrics
+            assert m.finished_time == finishes[i]
+            assert (
+                m.arrival_time < m.first_token_time <= firsts[i]
+                and m.first_token_time < m.finished_time
+            )
+
+
+def test_abort_and_failure_times_come_from_their_events(tiny_model):
+    with LLM(tiny_model, kvcache_block_size=16) as llm:
+        a, b = (llm.add_request(p, GREEDY) for p in PROMPTS[:2])
+        llm.step()
+        llm.abort(a)
+        llm.fail_request(b, "given up")
+        record = llm.flush_events()
+        times = {e.seq_id: e.time for e in record.events}
+        assert [e.reason for e in record.events] == ["abort", "error"]
+        assert llm.get_output(a).metrics.finished_time == times[a]
+        assert llm.get_output(b).metrics.finished_time == times[b]
 
 
 def test_an_observer_exception_propagates_once_its_step_is_done(tiny_model):

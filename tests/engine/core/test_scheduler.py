@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nanovllm.engine.core.batch import SamplerOutput
+from nanovllm.engine.core.batch import SamplerOutput, ScheduledBatch, StepOutcome
 from nanovllm.engine.core.block_manager import BlockManager
 from nanovllm.engine.core.scheduler import Scheduler
 from nanovllm.engine.core.sequence import FinishReason, Sequence, SequenceStatus
@@ -32,12 +32,12 @@ def add(s: Scheduler, i: int, n: int, max_tokens: int = 8, first_token: int = 1)
     return seq
 
 
-def step(s: Scheduler, token: int = 5):
+def step(s: Scheduler, token: int = 5) -> tuple[ScheduledBatch, StepOutcome]:
     batch = s.schedule()
     s.advance(batch)
-    finished = s.postprocess(batch, SamplerOutput.of_tokens([token] * len(batch.sample_rows)))
+    outcome = s.postprocess(batch, SamplerOutput.of_tokens([token] * len(batch.sample_rows)))
     assert s.check_integrity() == []
-    return batch, finished
+    return batch, outcome
 
 
 def test_prefill_then_decode():
@@ -92,9 +92,7 @@ def test_preemption_frees_the_latest_sequence_and_requeues_it_first():
     assert c.status is SequenceStatus.PREEMPTED and c.block_table == [] and s.waiting[0] is c
     assert c.num_preemptions == 1
     events = [
-        (e.seq_id, e.before, e.after)
-        for e in s.take_events()
-        if e.after is SequenceStatus.PREEMPTED
+        (e.seq_id, e.before, e.after) for e in batch.events if e.after is SequenceStatus.PREEMPTED
     ]
     assert events == [(2, SequenceStatus.RUNNING, SequenceStatus.PREEMPTED)]
 
@@ -129,12 +127,13 @@ def test_max_num_seqs_limits_admission():
 def test_finish_on_eos_stop_token_and_length():
     s = make()
     a = add(s, 0, 2, max_tokens=8)
-    _, finished = step(s, token=0)  # EOS
-    assert finished == [0] and a.finish_reason is FinishReason.STOP and a.block_table == []
+    _, outcome = step(s, token=0)  # EOS
+    assert outcome.finished_ids == (0,) and a.finish_reason is FinishReason.STOP
+    assert a.block_table == []
     b = add(s, 1, 2, max_tokens=2)
     step(s)
-    _, finished = step(s)
-    assert finished == [1] and b.finish_reason is FinishReason.LENGTH
+    _, outcome = step(s)
+    assert outcome.finished_ids == (1,) and b.finish_reason is FinishReason.LENGTH
 
 
 def test_abort_frees_blocks_and_records_the_event():
@@ -146,6 +145,48 @@ def test_abort_frees_blocks_and_records_the_event():
     last = s.take_events()[-1]
     assert last.after is SequenceStatus.FINISHED and last.reason == "abort"
     assert not s.has_unfinished()
+
+
+def test_postprocess_returns_the_step_outcome():
+    """One tuple of new tokens per batch row (none for a chunk that stops short), the finishes
+    with their completions, and the events: the schedule's in the batch, the rest in the outcome."""
+    s = make(budget=8)
+    a = add(s, 0, 3, max_tokens=1)
+    add(s, 1, 9)
+    batch = s.schedule()  # a's prompt (3 tokens) and the first 5 of b's 9
+    s.advance(batch)
+    outcome = s.postprocess(batch, SamplerOutput.of_tokens([42]))
+    assert batch.num_new_tokens == [3, 5] and outcome.new_token_ids == ((42,), ())
+    assert outcome.finished_ids == (0,) and outcome.finished_outputs == ((0, [42]),)
+    assert [(e.seq_id, e.reason) for e in batch.events] == [
+        (0, "added"),
+        (1, "added"),
+        (0, "scheduled"),
+        (1, "scheduled"),
+    ]
+    assert [(e.seq_id, e.reason) for e in outcome.events] == [(0, "length")]
+    assert (outcome.num_running, outcome.num_waiting) == (1, 0) and s.take_events() == ()
+    # the times are written once, here: a's first token at the outcome, its finish at the event
+    assert a.first_token_time == outcome.time and a.finish_time == outcome.events[0].time
+
+
+def test_abort_writes_the_finish_time_with_its_event():
+    s = make()
+    a = add(s, 0, 6)
+    step(s)
+    s.abort(a)
+    [event] = s.take_events()
+    assert event.reason == "abort" and a.finish_time == event.time
+
+
+def test_a_step_that_sampled_nothing_only_takes_the_events():
+    s = make()
+    a = add(s, 0, 6)
+    batch = s.schedule()  # not advanced: the engine abandons a step whose launch raised
+    s.abort(a)
+    outcome = s.postprocess(batch, None)
+    assert outcome.new_token_ids == ((),) and outcome.finished_ids == ()
+    assert [e.reason for e in outcome.events] == ["abort"]
 
 
 def test_prefix_hit_counts_in_the_batch():

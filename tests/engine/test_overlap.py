@@ -284,3 +284,24 @@ def test_between_overlapped_steps_the_known_completion_leaves_the_pending_token_
         assert not any(map(is_pending, seq.completion_token_ids))
         llm.drain()
         assert seq.completion_token_ids == seq.token_ids[4:] and len(seq.completion_token_ids) == 3
+
+
+@pytest.mark.parametrize(
+    "params, reason",
+    [
+        (dict(max_tokens=4), None),
+        (dict(max_tokens=4, logprobs=1), "blocking collect"),
+        (dict(max_tokens=4, repetition_penalty=1.2), "penalties"),
+        (dict(max_tokens=1), "nothing ahead"),
+    ],
+)
+def test_the_cases_that_cannot_overlap_are_named_in_one_place(tiny_model, params, reason):
+    with engine(tiny_model, True) as llm:
+        llm.add_request([5, 6, 7, 8], SamplingParams(ignore_eos=True, **GREEDY, **params))
+        assert llm.step_overlapped() is None  # the first call launches only
+        assert llm._must_finish_first(llm._in_flight) == reason
+        record = llm.step_overlapped()  # finishes step 0 (first, if it cannot overlap)
+        assert record.step == 0
+        assert (llm._in_flight is None) == (reason == "nothing ahead")
+        llm.drain()
+        assert llm.check_integrity() == []

@@ -12,10 +12,11 @@ from safetensors import safe_open
 
 from nanovllm.attention import get_backend
 from nanovllm.config import Config
-from nanovllm.engine.runner.inputs import SamplingBatch, StepInputs
+from nanovllm.engine.runner.inputs import StepInputs
 from nanovllm.engine.runner.model_runner import ModelRunner
 from nanovllm.layers.moe import count_tokens, experts_torch, select_experts
 from nanovllm.layers.parallel import TensorParallel
+from nanovllm.layers.sampling_batch import SamplingBatch
 from nanovllm.models import get_model_class
 from nanovllm.testing import tiny_model_path
 from nanovllm.utils.loader import load_model

@@ -19,6 +19,8 @@ step as (arrival index, sample, phase, tokens, start) rows: the same workload on
 (greedy) schedules the same rows, whatever sequence ids either engine gave the requests.
 
 Reads only ``StepRecord``s and the engine's public request API; never changes the recorded engine.
+It lives above the facade, not in ``engine/observe``: a replay drives an engine of its own, and
+observe only reads.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 
 from nanovllm.engine.core.events import StepRecord
 from nanovllm.errors import UnknownRequestError
+from nanovllm.llm import LLM
 from nanovllm.sampling_params import SamplingParams
 
 
@@ -175,8 +178,6 @@ def replay(workload: Workload, model: str, max_steps: int = 1_000_000, **config:
     """Run ``workload`` on a fresh ``LLM(model, **config)`` and close it. Raises ``RuntimeError``
     when the run has not finished after ``max_steps`` steps (a cache too small for a request
     never finishes it)."""
-    from nanovllm.llm import LLM
-
     with LLM(model, **config) as llm:
         records: list[StepRecord] = []
         keys: dict[int, SeqKey] = {}

@@ -25,7 +25,7 @@ from nanovllm.teaching.held_out import Score, held_out_cases  # noqa: E402
 from nanovllm.teaching.recipe import Recipe  # noqa: E402
 from nanovllm.teaching.train import make_teaching_model  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = {
     "config.json",
     "generation_config.json",

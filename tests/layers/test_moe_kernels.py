@@ -72,8 +72,8 @@ def test_bfloat16_within_bf16_tolerance():
 
 def test_engine_with_triton_experts_equals_torch_ref_on_tiny_moe():
     """End to end: the triton backend (attention and fused experts) against torch_ref, greedy,
-    float32, on the tiny Qwen3-MoE (interpreted on CPU; on a GPU tests/test_gpu_families.py also
-    runs it with CUDA graphs)."""
+    float32, on the tiny Qwen3-MoE (interpreted on CPU; on a GPU tests/models/test_gpu_families.py
+    also runs it with CUDA graphs)."""
     import random
 
     from nanovllm import LLM, SamplingParams

@@ -45,8 +45,9 @@ def test_triton_backend_matches_torch_ref_in_the_engine(tiny_model):
 
 
 def test_fused_gpu_sampler_logic_under_the_interpreter():
-    from nanovllm.engine.runner.inputs import SamplingBatch
+    from nanovllm.engine.runner.model_runner import sampler_output
     from nanovllm.layers.sampler import Sampler
+    from nanovllm.layers.sampling_batch import SamplingBatch
 
     if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
         pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set")
@@ -63,7 +64,7 @@ def test_fused_gpu_sampler_logic_under_the_interpreter():
         [0, 3, 3, 0],
         [0, None, None, None],
     )
-    out = sampler(logits, batch)
+    out = sampler_output(sampler.sample(logits, batch))
     assert out.token_ids[0] == int(logits[0].argmax())  # greedy
     assert out.token_ids[1] == out.token_ids[2]  # same seed and position, same logits
     assert out.finite == [True, True, True, False]
@@ -71,6 +72,8 @@ def test_fused_gpu_sampler_logic_under_the_interpreter():
     probs = torch.tensor([0.6, 0.3, 0.1])
     n = 3000
     many = SamplingBatch([1.0] * n, [None] * n, [1.0] * n, [None] * n, [0] * n, [None] * n)
-    tokens = sampler(probs.log().expand(n, 3).contiguous().to(device), many).token_ids
+    tokens = sampler_output(
+        sampler.sample(probs.log().expand(n, 3).contiguous().to(device), many)
+    ).token_ids
     freq = torch.bincount(torch.tensor(tokens), minlength=3).float() / n
     assert torch.allclose(freq, probs, atol=0.03)

@@ -27,8 +27,9 @@ from nanovllm import LLM, SamplingParams
 from nanovllm.engine.parallel import shm_channel, worker_group
 from nanovllm.engine.parallel.heartbeat import HeartbeatWatch, start_beating
 from nanovllm.engine.parallel.shm_channel import SHM_PREFIX, ShmReader, ShmWriter
-from nanovllm.engine.runner.inputs import SamplingBatch, StepInputs
+from nanovllm.engine.runner.inputs import StepInputs
 from nanovllm.errors import EngineClosedError, ModelLoadError, StepError, WorkerError
+from nanovllm.layers.sampling_batch import SamplingBatch
 
 KW = dict(num_kvcache_blocks=32, kvcache_block_size=16, max_model_len=256)
 PROMPTS = ["Hello world", "The KV cache is the largest consumer", "A block table maps"]

@@ -20,26 +20,17 @@ from nanovllm.engine.runner.model_runner import ModelRunner
 from nanovllm.layers.parallel import TensorParallel
 from nanovllm.models import get_model_class
 from nanovllm.testing import tiny_model_path
+from nanovllm.testing.families import TINY_VARIANTS
 from nanovllm.utils.loader import load_model
 
 KW = dict(num_kvcache_blocks=32, kvcache_block_size=16, max_model_len=256)
-# 2 divides the heads (6) and kv heads (2), 4 divides neither; vocab 500 = 2 x 250; untied head
-HEADS6 = dict(
-    num_attention_heads=6,
-    num_key_value_heads=2,
-    head_dim=16,
-    intermediate_size=96,
-    vocab_size=500,
-    tie_word_embeddings=False,
-)
-ODD_VOCAB = dict(vocab_size=451)  # 226 + 225 rows: the last rank's shard is padded
 LONG = "The KV cache is the largest consumer of memory. A naive engine reserves one region"
 PROMPTS = ["Hello world", LONG, "A block table maps", LONG + " per request"]  # 33 tokens in common
 
 
 @pytest.fixture(scope="module")
 def heads6_model() -> str:
-    return str(tiny_model_path(**HEADS6))
+    return str(tiny_model_path(**TINY_VARIANTS["heads6"]))
 
 
 def generate(model: str, tp: int, params: SamplingParams, **kw) -> list[dict]:
@@ -107,7 +98,7 @@ GREEDY = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True, logprobs=
 @pytest.mark.parametrize("which", ["tiny", "heads6", "odd_vocab"])
 def test_two_ranks_generate_what_one_does(which, tiny_model, heads6_model):
     model = {"tiny": tiny_model, "heads6": heads6_model}.get(which) or str(
-        tiny_model_path(**ODD_VOCAB)
+        tiny_model_path(**TINY_VARIANTS["odd_vocab"])
     )
     # a small token budget forces chunked prefill; the shared prefix hits the prefix cache
     kw = dict(max_num_batched_tokens=24)

@@ -17,6 +17,7 @@ from safetensors import safe_open  # noqa: E402
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from nanovllm.testing import TINY_CONFIG, make_tiny_model, tiny_model_path  # noqa: E402
+from nanovllm.testing.families import TINY_VARIANTS  # noqa: E402
 from nanovllm.testing.tiny import TOKENIZER_VOCAB_SIZE  # noqa: E402
 
 FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json")
@@ -277,6 +278,13 @@ def test_each_family_loads_in_transformers_with_no_missing_keys(family):
         )
     if family == "qwen2":
         assert "model.layers.0.self_attn.q_proj.bias" in _keys(path)
+
+
+@pytest.mark.parametrize("name", sorted(TINY_VARIANTS))
+def test_named_variants_build_the_shape_they_name(name):
+    overrides = TINY_VARIANTS[name]
+    raw = json.loads((tiny_model_path(**overrides) / "config.json").read_text())
+    assert {k: raw[k] for k in overrides} == overrides
 
 
 def test_unknown_family_is_a_clear_error(tmp_path):
