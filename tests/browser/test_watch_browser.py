@@ -111,8 +111,7 @@ def test_notebook_09_run_all_as_a_learner_sees_it(lab_notebooks, tmp_path):
 def hover_a_frozen_node(page, tmp_path: Path) -> None:
     """The frozen tree of the shared prompt (notebook cell 5): a branch's hover says its text."""
     plot = page.locator(".js-plotly-plot", has_text="6 stored blocks, 1 chain").first
-    plot.scroll_into_view_if_needed()
-    page.wait_for_timeout(500)
+    in_view(page, plot)
     box = plot.locator(".scatterlayer .trace:last-child .point").last.bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # plotly's
     page.wait_for_timeout(500)  # drag layer is on top: a pointer move, not a hover on the node
@@ -121,6 +120,20 @@ def hover_a_frozen_node(page, tmp_path: Path) -> None:
     assert "no block id" in label and "tokens: " in label and "block 2 of its chain" in label
     plot.screenshot(path=str(tmp_path / "watch_tree_hover.png"))
     shutil.copyfile(tmp_path / "watch_tree_hover.png", "/tmp/watch_tree_hover.png")
+
+
+def in_view(page, locator, tries: int = 10) -> None:
+    """Scroll ``locator`` to the middle of the window, again until it stays there: JupyterLab's
+    windowed notebook renders the cells around it as they come into view, and their heights move
+    it (one scroll left the frozen tree below the window)."""
+    height = page.viewport_size["height"]
+    for _ in range(tries):
+        locator.evaluate("el => el.scrollIntoView({block: 'center'})")
+        page.wait_for_timeout(500)
+        box = locator.bounding_box()
+        if box and box["y"] >= 0 and box["y"] + box["height"] <= height:
+            return
+    raise AssertionError(f"could not scroll {locator} into the window: {box}")
 
 
 def screens(page, tmp_path: Path) -> None:

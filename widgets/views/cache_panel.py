@@ -4,7 +4,7 @@ longest shared prefixes as text, and the engine's metrics (vLLM's, in our names)
 ::
 
     vLLM KV events                          metrics (read at 12:03:04)
-    blocks in the cache   6 (of 32 tokens)  requests finished      7
+    blocks in the cache   6 × 32 tokens     requests finished      7
     stored / removed      6 / 0             prefix cache hit rate  21.9%
     per s (last 5 s)      1.2 / 0.0         KV cache usage         0.0%
     batches / events      2 / 2             ...
@@ -90,7 +90,7 @@ class CachePanel(View):
         m, s = source.model, source.state
         stored, removed = m.rates()
         rows = [
-            ("blocks in the cache", f"{len(m.nodes):,} (of {m.block_size or '?'} tokens)"),
+            ("blocks in the cache", f"{len(m.nodes):,} × {m.block_size or '?'} tokens"),
             ("stored / removed", f"{m.stored:,} / {m.removed:,}"),
             ("per s (last 5 s)", f"{stored:.1f} / {removed:.1f}"),
             ("stored again (reuse)", f"{m.restored:,}"),
