@@ -14,7 +14,7 @@ def test_the_panel_shows_counts_prefixes_and_the_last_metrics(tiny_model):
     panel = CachePanel(ViewSetup(num_blocks=0, block_size=0))
     panel.draw(DrawContext(cache=source))
     html = panel.html
-    assert "blocks in the cache" in html and "<b>6 (of 4 tokens)</b>" in html
+    assert "blocks in the cache" in html and "<b>6 × 4 tokens</b>" in html
     assert "2 blocks, 3 branches" in html  # the trunk: blocks 1, 2; below it 3, 4 and 6
     assert source.text(source.shared_prefixes(1)[0].token_ids)[:10] in html
     assert "metrics: none read" in html and "batches / events" not in html  # no subscriber
