@@ -10,7 +10,8 @@
          -> RedrawGate (pacing.py): at most a frame per ``redraw_interval`` s, stretched when
             drawing costs more than ``MAX_SHARE`` of the kernel
          -> DrawContext(cache=source) -> the views of views.CACHE_REGISTRY:
-            prefix tree | occupancy, cache panel (state, rates, metrics) | eviction stream
+            whose controls (a line) | prefix tree | occupancy, cache panel (state, rates,
+            metrics) | eviction stream
      status line (controls/source_status.py): connecting / connected / disconnected, and gap,
      dropped, malformed, restarted
 
@@ -22,7 +23,8 @@ asyncio.to_thread(...)``) holds the page's answers in the kernel's queue while t
 move. In a script (no running loop) nothing polls by itself: ``refresh()`` or ``settle()`` do.
 
 Step / Run / Pause drive our engine only (``widgets.workbench``): a vLLM is driven by its own
-clients, and the watch says so. ``close()`` ends the task (and the source, if the watch made it).
+clients, and the watch says so (the views' first line, views/controls_note.py). ``close()``
+ends the task (and the source, if the watch made it).
 """
 
 from __future__ import annotations
@@ -47,12 +49,6 @@ from .views.frozen import FrozenFigure
 
 MAX_SHARE = 0.05  # of the kernel's CPU that drawing may take (the gate stretches its interval)
 IDLE_FRAME = 1.0  # s: a frame at least this often (the panel's "s ago" and rates move)
-STEP_NOTE = {
-    False: "Step / Run / Pause drive our engine only (widgets.workbench): this vLLM runs on its "
-    "own and is driven by its clients; the watch only listens.",
-    True: "This is our engine in this kernel: step it with widgets.workbench() or llm.step(); "
-    "the watch follows its cache.",
-}
 
 
 class Watch:
@@ -76,8 +72,6 @@ class Watch:
         self.views: list[View] = [cls(setup) for cls in view_classes(CACHE_REGISTRY)]
         self.status = W.HTML(value="")
         self.status.add_class("nanovllm-watch-status")
-        note = f"<i style='color:#555'>{escape(STEP_NOTE[bool(source.can_step)])}</i>"
-        self.note = W.HTML(value=note)
         self.error: str | None = None  # the last failure of a poll or a frame
         self.closed = False
         self.frames = 0
@@ -87,7 +81,6 @@ class Watch:
         self.widget = W.VBox(
             [
                 self.status,
-                self.note,
                 *_rows(self.views),
                 W.Box([plotly_module()], layout=W.Layout(display="none")),  # plotly, for the page
             ]

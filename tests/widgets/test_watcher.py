@@ -25,8 +25,8 @@ from nanovllm.bridge.wire import encode_batch, pack_frames  # noqa: E402
 from nanovllm.engine.observe.cache_events import EventBatch  # noqa: E402
 from nanovllm.engine.observe.prefix_tree import prefix_tree  # noqa: E402
 from nanovllm.errors import ConfigError  # noqa: E402
+from widgets.views.controls_note import NOTE as STEP_NOTE  # noqa: E402
 from widgets.views.prefix_tree import UNKNOWN_COLOR  # noqa: E402
-from widgets.watcher import STEP_NOTE  # noqa: E402
 
 SYSTEM = list(range(100, 132))  # two blocks of 16
 PARAMS = SamplingParams(temperature=0, max_tokens=20, ignore_eos=True)
@@ -83,7 +83,9 @@ def test_our_engine_through_its_events_in_the_same_views(tiny_model):
             assert model.evicted > 0 and len(w.eviction_view.shown) == model.evicted
             assert int(w.occupancy_view.figure.data[0].y[-1]) == len(tree.nodes)
             assert "requests finished" in w.cache_panel.html  # our metrics, read inline
-            assert w.status_words == ("watching",) and w.note.value.count(STEP_NOTE[True]) == 1
+            assert (
+                w.status_words == ("watching",) and w.controls_note.html.count(STEP_NOTE[True]) == 1
+            )
             assert w.error is None
         finally:
             w.close()
@@ -113,7 +115,7 @@ def test_watch_vllm_on_our_publisher_draws_what_our_snapshot_shows(tiny_model, t
                 "no block id" in h and "tokens: " in h for h in view.figure.data[2].hovertext
             )
             assert w.source.model.evicted > 0 and len(w.eviction_view.figure.data[0].x) > 0
-            assert STEP_NOTE[False] in w.note.value  # Step / Run / Pause: ours only
+            assert STEP_NOTE[False] in w.controls_note.html  # Step / Run / Pause: ours only
             assert "metrics: none read" in w.cache_panel.html and w.error is None
         finally:
             w.close()

@@ -27,6 +27,7 @@ REGISTRY = (
 )
 
 CACHE_REGISTRY = (
+    ("controls_note", "ControlsNote"),  # who drives the engine: Step / Run / Pause are ours only
     ("prefix_tree", "PrefixTreeView"),  # the same class: a tree from a snapshot or from events
     ("occupancy", "OccupancyView"),
     ("cache_panel", "CachePanel"),
