@@ -140,7 +140,8 @@ def screens(page, tmp_path: Path) -> None:
     """The whole notebook, a screenshot per screen, saved to /tmp."""
     scroller = ".jp-WindowedPanel-outer"
     height = page.evaluate(f"document.querySelector('{scroller}').scrollHeight")
-    for k, top in enumerate(range(0, height, 1500)):
+    shown = page.evaluate(f"document.querySelector('{scroller}').clientHeight")
+    for k, top in enumerate(range(0, height, max(shown - 60, 200))):  # screens overlap a little
         page.evaluate(f"document.querySelector('{scroller}').scrollTop = {top}")
         page.wait_for_timeout(700)
         page.screenshot(path=str(tmp_path / f"{NAME}_{k}.png"))
