@@ -16,11 +16,14 @@ from .options import WORKBENCH_OPTIONS, Options
 from .workbench import Workbench
 
 # With no model: the teaching model (a tiny Qwen3 trained to count, recite and answer questions
-# about the engine) and a cache small enough that block tables, sharing and
-# preemption are visible after a handful of requests. Every key can be overridden.
+# about the engine) and a cache of a few hundred blocks, the same on CPU and GPU (a count, not
+# what the memory probe would allow): 256 blocks of 16 tokens, a 16 x 16 grid whose cells carry
+# their owners' labels, and room for eight requests at max_model_len, so a dozen long ones preempt
+# (12 copies of "1 2 3 4" with max tokens 480: the teaching model counts on; tests/widgets/
+# test_kernel.py). Every key can be overridden.
 TEACHING_DEFAULTS: dict[str, Any] = dict(
     kvcache_block_size=16,
-    num_kvcache_blocks=64,
+    num_kvcache_blocks=256,
     max_model_len=512,
     max_num_batched_tokens=256,
 )

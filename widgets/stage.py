@@ -48,7 +48,7 @@ class Stage:
         self.renewed: list[str] = []  # figures renewed because the page drew them blank
         self.observer_time = 0.0  # seconds spent in the step observer, redraws included
         self.running: Callable[[], bool] = lambda: False  # the driver's run state
-        self._failing = False  # the last frame had a view fail
+        self._failing = False  # the last frame failed (a view, or around the views)
         self.gate.draw = self.draw_frame
         self.gate.page.observe(lambda ch: ch["new"] and self.renew_figures(ch["new"]), "blank")
 
@@ -90,18 +90,32 @@ class Stage:
 
     def draw_frame(self) -> None:
         """Bring every view up to date with the shown step (the latest unless time travelling):
-        the gate's ``draw``, called when it lets a frame go out."""
+        the gate's ``draw``, called when it lets a frame go out (in the engine's observer, on the
+        gate's timer, or for an action). It never raises: a view's failure is shown in that view
+        and the status line (the others are drawn), a failure around the views (the context, the
+        slider) in the status line with its traceback; the next frame that draws clears either."""
+        try:
+            failed = self._draw_views()
+        except Exception as e:  # raised here it would end a learner's generate() (llm_engine.py)
+            step = self.selection.shown_step(self.history.last_step)
+            why = f"the workbench could not draw step {step}: {type(e).__name__}: {e}"
+            self.status.say(why, True, traceback.format_exc())
+            self._failing = True
+            return
+        if failed:
+            self.status.say("; ".join(failed) + " (its panel shows the traceback)", error=True)
+        elif self._failing:
+            self.status.clear()
+        self._failing = bool(failed)
+
+    def _draw_views(self) -> list[str]:
         if self.selection.pinned is None and not self.closed:
             self.frames.complete()  # the live step gets a snapshot and metrics if it had none
         ctx, h = self.context(), self.history
         self.controls.sync_slider(h.first_step, h.last_step, self.selection.pinned)
         failed = self.dashboard.draw(ctx)
         self.status.state(h.last_step, self.running(), self.closed)
-        if failed:
-            self.status.say("; ".join(failed) + " (its panel shows the traceback)", error=True)
-        elif self._failing:
-            self.status.clear()
-        self._failing = bool(failed)
+        return failed
 
     # ---- the workbench's public methods of what is shown (wb.live(), wb.pick(...), ...) -------
     def redraw(self) -> None:

@@ -58,7 +58,16 @@ CELLS = [
     "import time\nimport widgets\nfrom nanovllm import SamplingParams\n"
     "from nanovllm.testing import tiny_model_path\n"
     "wb = widgets.workbench(str(tiny_model_path()))\n"
-    "wb.controls.max_tokens.value = 480\nwb.controls.copies.value = 12\nwb",
+    "wb.controls.max_tokens.value = 480\nwb.controls.copies.value = 12\n"
+    # what a slow Pause is made of, on the page's clock (ms): when the kernel handled the toggle,
+    # and when each frame was drawn and for how long (the gate's draw, timed)
+    "toggled, drawn = [], []\n"
+    "wb.controls.run_toggle.observe(\n"
+    "    lambda ch: toggled.append((round(1e3 * time.time(), 1), ch['new'])), 'value')\n"
+    "def timed(draw=wb.gate.draw):\n"
+    "    t = time.time()\n    draw()\n"
+    "    drawn.append((round(1e3 * t, 1), round(1e3 * (time.time() - t), 1)))\n"
+    "wb.gate.draw = timed\nwb",
     # 2: a plain generate, slowed by an observer, so the views must update while the cell runs
     # (for 9 s or more: a redraw's throttle may wait up to 2 s on a slow machine, _history.py)
     "slow = wb.llm.subscribe(lambda record: time.sleep(0.15))\n"
@@ -71,7 +80,8 @@ CELLS = [
     "import json\noffset = time.time() - time.perf_counter()\n"
     "ends = [round(1e3 * (f.record.time + offset), 1) for f in wb.history.frames]\n"
     "print('ENDS=' + json.dumps(ends))\n"
-    "print('LAST=' + str(wb.history.frames[-1].record.step))",
+    "print('LAST=' + str(wb.history.frames[-1].record.step))\n"
+    "print('TOGGLED=' + json.dumps(toggled))\nprint('DRAWN=' + json.dumps(drawn))",
     # 4: a block some request holds, in the snapshot shown (the grid click below targets it)
     "shown = wb.history.snapshot_at(wb.shown_step)\nowned = min(shown.owners)\n"
     "print(f'OWNED={owned},{wb.block_view.position(owned)[0]},{wb.block_view.position(owned)[1]}')",
@@ -112,9 +122,14 @@ LOSE_GRID_MODEL = """{
   const timeout = AbortSignal.timeout; let calls = 0;
   AbortSignal.timeout = (ms) => timeout.call(AbortSignal, ms === 2000 && ++calls === 3 ? 1 : ms);
 }"""
-# Records the page-clock time of every button press (capture phase: before any widget handler).
+# Records the page-clock time of every button press (capture phase: before any widget handler),
+# and the page's long tasks ([start, ms]: its main thread busy, so a click or a redraw waits).
 RECORD_CLICKS = """() => {
   window.__clicks = [];
+  window.__long = [];
+  new PerformanceObserver((list) => list.getEntries().forEach((e) =>
+    window.__long.push([performance.timeOrigin + e.startTime, e.duration]))
+  ).observe({type: 'longtask'});
   document.addEventListener('pointerdown', (ev) => {
     const b = ev.target.closest('button');
     if (b) window.__clicks.push({t: Date.now(), label: b.innerText.trim()});
@@ -126,6 +141,25 @@ TOGGLE_READS = """(label) => {
     .find(b => ['Run', 'Pause'].includes(b.innerText.trim()));
   return b && b.innerText.trim() === label && Date.now();
 }"""
+
+
+def pause_breakdown(pauses, shown, toggled, drawn, ends, long_tasks) -> list[str]:
+    """Per Pause (page-clock ms): the click, when the kernel handled it, when the page showed it;
+    in between, the steps that ended and the frames the kernel drew before handling it, and the
+    page's long tasks until it showed it: where a slow Pause spent its time."""
+    out = []
+    for i, (c, s) in enumerate(zip(pauses, shown, strict=True)):
+        k = next((t for t, on in toggled if t >= c and not on), None)
+        until = k if k is not None else s
+        steps = sum(c < t <= until for t in ends)
+        frames = [ms for t, ms in drawn if c - ms < t <= until]
+        busy = sum(min(t + d, s) - max(t, c) for t, d in long_tasks if t < s and t + d > c)
+        kernel = "never" if k is None else f"{k - c:.0f} ms"
+        out.append(
+            f"pause {i}: {s - c:.0f} ms = kernel handled it after {kernel} ({steps} step(s) ended, "
+            f"{len(frames)} frame(s) drawn: {sum(frames):.0f} ms), page long tasks {busy:.0f} ms"
+        )
+    return out
 
 
 def write_notebook(path: Path) -> None:
@@ -529,7 +563,7 @@ def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
             # Run / Pause cycles, each adding 12 requests (the form copies) first: each Pause is
             # answered at once (PAUSE_LATENCY_MAX_S), at most one step (the one in flight) later
             page.evaluate(RECORD_CLICKS)
-            latencies = []
+            latencies, shown_at = [], []
             for i in range(PAUSE_CLICKS):
                 start = panel_step(page)
                 button(page, "Add request").click()
@@ -547,10 +581,10 @@ def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
                 shown = page.wait_for_function(
                     TOGGLE_READS, arg="Run", polling="raf", timeout=PAUSE_LOST_S * 1000
                 )  # a lost Pause fails here
-                latencies.append(
-                    (shown.json_value() - page.evaluate("window.__clicks.at(-1).t")) / 1e3
-                )
+                shown_at.append(shown.json_value())
+                latencies.append((shown_at[-1] - page.evaluate("window.__clicks.at(-1).t")) / 1e3)
             clicks = page.evaluate("window.__clicks")
+            long_tasks = page.evaluate("window.__long")
             # The panel may still draw the step that was in flight (a redraw held back while the
             # page was busy); it must then settle. Whether the kernel went on stepping is judged
             # below from the kernel's own step end times, not from what the page drew.
@@ -569,10 +603,17 @@ def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
             after = [
                 sum(p < t < r for t in ends) for p, r in zip(pauses, [*runs[1:], float("inf")])
             ]
+            toggled = json.loads(wait_until(page, lambda: printed(page, "TOGGLED"), 30, "toggles"))
+            drawn = json.loads(wait_until(page, lambda: printed(page, "DRAWN"), 30, "frames"))
             report = (
                 f"pause latency s: {', '.join(f'{x:.3f}' for x in latencies)} "
                 f"(median {sorted(latencies)[len(latencies) // 2]:.3f}, max {max(latencies):.3f}); "
-                f"steps after each click: {after}"
+                f"steps after each click: {after}\n"
+                + "\n".join(pause_breakdown(pauses, shown_at, toggled, drawn, ends, long_tasks))
+                + f"\npage long tasks: {len(long_tasks)}, ms: "
+                + ", ".join(f"{d:.0f}" for _, d in sorted(long_tasks, key=lambda x: -x[1])[:12])
+                + f"; kernel frames: {len(drawn)}, slowest ms: "
+                + ", ".join(f"{d:.0f}" for _, d in sorted(drawn, key=lambda x: -x[1])[:8])
             )
             print(report)
             (tmp_path / "pause_latency.txt").write_text(report + "\n")
@@ -588,6 +629,9 @@ def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
             assert not clipped, f"figures wider than their box (right edge cut off): {clipped}"
             assert page.get_by_text("Error displaying widget").count() == 0
             assert page.get_by_text("Error rendering").count() == 0
+            plots = page.evaluate(BLANK_PLOTS)
+            print(f"plotly figures: {plots['count']}, drawn blank: {plots['blank']}")
+            assert not plots["blank"], plots
 
             shot = tmp_path / "workbench.png"
             page.screenshot(path=str(shot))
@@ -681,18 +725,31 @@ def test_a_notebook_run_all_as_a_learner_sees_it(lab_notebooks, tmp_path, name):
                 assert page.locator(".nanovllm-view-block_table .barlayer .point").count() > 0
                 labels = page.evaluate(TREE_LABELS)  # every "#k" the kernel sent is drawn
                 assert labels["drawn"] == labels["sent"] and labels["sent"], labels
-            scroller = ".jp-WindowedPanel-outer"
-            height = page.evaluate(f"document.querySelector('{scroller}').scrollHeight")
-            for k, top in enumerate(range(0, height, 1500)):
-                page.evaluate(f"document.querySelector('{scroller}').scrollTop = {top}")
+            # screen by screen, until the one that shows the last cell's end (the notebook's
+            # cells are rendered as they come into view: its height grows while we scroll)
+            for k in range(20):
+                end_shown = page.evaluate(SCROLL_TO, [".jp-WindowedPanel-outer", 1400 * k])
                 page.wait_for_timeout(700)
                 page.screenshot(path=str(tmp_path / f"{name}_{k}.png"))
                 shutil.copyfile(tmp_path / f"{name}_{k}.png", f"/tmp/notebook_{name}_{k}.png")
+                if end_shown:
+                    break
         except BaseException:
             report_failure(page, tmp_path)
             raise
         finally:
             browser.close()
+
+
+# Scrolls the notebook to ``top`` (px; screens of 1,600 px overlap a little); says whether the
+# screen shows the last cell's end.
+SCROLL_TO = """([selector, top]) => {
+  const el = document.querySelector(selector);
+  el.scrollTop = top;
+  const last = window.jupyterapp.shell.currentWidget.content.widgets.at(-1).node;
+  const box = last.getBoundingClientRect();  // zero while the cell is not rendered yet
+  return last.isConnected && box.height > 0 && box.bottom <= el.getBoundingClientRect().bottom;
+}"""
 
 
 # The prefix tree's node labels: those in the figure's data, and those drawn.

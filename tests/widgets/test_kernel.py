@@ -117,3 +117,31 @@ def test_a_bad_option_is_a_typed_error_naming_it(option, value):
             widgets.Workbench(kept.model, kept.config, **{option: value})
     finally:
         widgets.close_workbench()
+
+
+def test_the_default_cache_is_a_legible_grid_where_the_form_can_show_preemption(monkeypatch):
+    """Issue 24: the teaching cache is a few hundred blocks, the same count on CPU and GPU (a
+    config value, not the memory probe's), drawn as a grid whose cells are wide enough for their
+    owner labels; and a learner can make it preempt with the form alone: 12 copies of a counting
+    prompt, 480 tokens each (the teaching model counts on), stop at a preemption."""
+    monkeypatch.delenv("NANOVLLM_MODEL", raising=False)  # the teaching model, which counts
+    widgets.close_workbench()
+    try:
+        wb = widgets.workbench()
+        blocks = wb.llm.config.num_kvcache_blocks
+        assert blocks == widgets.TEACHING_DEFAULTS["num_kvcache_blocks"] and 200 <= blocks <= 400
+        grid = wb.block_view
+        fig = grid.figure.layout
+        cell_px = (fig.width - fig.margin.l - fig.margin.r) / grid.ncols
+        assert grid.per_cell == 1 and cell_px >= 30, (grid.ncols, cell_px)  # "12+3" fits
+        c = wb.controls
+        c.prompt.value, c.max_tokens.value, c.copies.value = "1 2 3 4", 480, 12
+        c.add_button.click()
+        c.until.value = "preemption"  # the "until" menu
+        hit = wb.run_until("preemption", background=False)
+        assert hit is not None and hit.event == "preemption", wb.controls.status.value
+        assert wb.llm.get_metrics()["preemptions"] >= 1
+        labels = [t for row in grid.figure.data[0].text for t in row if t]
+        assert len(labels) == len(wb.history.snapshot_at(hit.step).owners)  # every held block's
+    finally:
+        widgets.close_workbench()

@@ -10,6 +10,7 @@ import numpy as np
 from widget_helpers import GREEDY_12, LONG, PROMPT, grid_values, header, pressure, until
 
 import widgets
+from widgets import Workbench
 
 
 def test_the_public_names_are_there(wb):
@@ -95,12 +96,15 @@ def test_a_frozen_figure_keeps_its_step_while_the_live_view_moves_on(wb):
         raise AssertionError("an unknown view must be refused")
 
 
-def test_every_figure_update_is_json_without_nan(wb):
+def test_every_figure_update_is_json_without_nan(tiny_model):
     from plotly.serializers import _py_to_js
 
-    pressure(wb, 4, max_tokens=40)  # preemptions: the timeline has empty cells (not alive)
+    wb = Workbench(tiny_model, dict(widgets.TEACHING_DEFAULTS, num_kvcache_blocks=40))
+    pressure(wb, 4, max_tokens=40)  # 4 x 11 blocks > 40: preemptions, and empty timeline cells
     while wb.llm.has_unfinished():
         wb.step(10)
+    wb.close()
+    assert wb.recorder.steps.preempted.sum() > 0
     for view in wb.dashboard.views:
         for trace in view.figure.data if view.figure is not None else ():
             for value in trace.to_plotly_json().values():

@@ -13,11 +13,10 @@ Workbench's public API. Tests drive them the way a browser does: ``step_button.c
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import ipywidgets as W
 
 from ..model.breakpoints import EVENTS
+from ..views.base import by_code
 from .fields import button, number, row
 from .status import StatusLine
 
@@ -94,14 +93,9 @@ class Controls:
             ]
         )
 
-    @contextmanager
     def by_code(self):
         """Change controls without their observers acting on it (``wiring.py`` checks)."""
-        self.syncing, was = True, self.syncing
-        try:
-            yield
-        finally:
-            self.syncing = was
+        return by_code(self, "syncing")
 
     def set_value(self, widget: W.ValueWidget, value) -> None:
         with self.by_code():

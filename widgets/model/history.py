@@ -201,6 +201,11 @@ class _StepView:
         return self.frames[i].step
 
 
+def _table(name: str) -> property:
+    """``Recorder.<name>`` (a DataFrame) of the kept steps, as a read-only property."""
+    return property(lambda self: getattr(self._recorder(), name), doc=f"``Recorder.{name}``")
+
+
 class RecordedSteps:
     """``wb.recorder``: the History's records as the engine ``Recorder``'s DataFrames (``steps``,
     ``scheduled``, ``events``, ``sequences``), read-only; nothing is stored twice."""
@@ -225,18 +230,4 @@ class RecordedSteps:
             self._cache = (self.history.version, rec)
         return self._cache[1]
 
-    @property
-    def steps(self):
-        return self._recorder().steps
-
-    @property
-    def scheduled(self):
-        return self._recorder().scheduled
-
-    @property
-    def events(self):
-        return self._recorder().events
-
-    @property
-    def sequences(self):
-        return self._recorder().sequences
+    steps, scheduled, events, sequences = map(_table, ("steps", "scheduled", "events", "sequences"))

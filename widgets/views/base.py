@@ -218,11 +218,19 @@ class View:
         if self.on_click is not None and not self._quiet:
             self.on_click(Click(kind, tuple(ids)))
 
-    @contextmanager
     def quiet(self):
         """Change the view's own controls from code without emitting a click."""
-        self._quiet, was = True, self._quiet
-        try:
-            yield
-        finally:
-            self._quiet = was
+        return by_code(self, "_quiet")
+
+
+@contextmanager
+def by_code(owner, flag: str):
+    """``owner.<flag>`` is True inside the block (and as it was after): a widget changed by code,
+    not by the user, so the handlers that turn a user's change into a click see the flag and do
+    nothing (the views' ``quiet``, the controls' ``by_code``)."""
+    was = getattr(owner, flag)
+    setattr(owner, flag, True)
+    try:
+        yield
+    finally:
+        setattr(owner, flag, was)

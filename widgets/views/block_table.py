@@ -33,7 +33,7 @@ from nanovllm.engine.observe.snapshot import BLOCK_STATE_COLORS, BLOCK_STATE_NAM
 
 from ..model.selection import PickedTable
 from .base import DrawContext, View
-from .figures import FIGURE_WIDTH, bars, figure, lines, markers
+from .figures import bars, figure, lines, markers
 
 MAX_ROWS = 24  # logical blocks drawn: the first and the last MAX_ROWS // 2 of a longer table
 MAX_OPTIONS = 200  # requests offered in the dropdown (the newest), plus the picked one
@@ -80,7 +80,6 @@ class BlockTableView(View):
             figure(
                 traces,
                 title="Block table",
-                width=FIGURE_WIDTH,
                 height=220,
                 margin=dict(l=90, r=10, t=60, b=20),
                 barmode="overlay",

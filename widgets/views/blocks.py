@@ -33,11 +33,15 @@ from .figures import FIGURE_WIDTH, figure, json_grid, markers, state_heatmap
 
 MAX_HOVER_BLOCKS = 4096  # above this, cells carry no per-block text (it would dominate the message)
 MAX_LABEL_BLOCKS = 256  # above this, cells are too small to print owner ids in
+LABELLED_COLUMNS = 16  # at most, while cells carry labels: 34 px wide, room for "12+3" at 9 px
 
 
 def grid_columns(num_blocks: int) -> int:
-    """A power of two near sqrt(2n): grids about twice as wide as tall (64 -> 16, 512 -> 32)."""
-    return max(4, 2 ** math.ceil(math.log2(math.sqrt(2 * max(num_blocks, 1)))))
+    """A power of two near sqrt(2n): grids about twice as wide as tall (64 -> 16, 512 -> 32), and
+    no more than LABELLED_COLUMNS while the cells carry owner labels (256 -> 16 x 16, not 32 x 8
+    cells of 17 px where a shared block's label spilled over its neighbours)."""
+    columns = max(4, 2 ** math.ceil(math.log2(math.sqrt(2 * max(num_blocks, 1)))))
+    return min(columns, LABELLED_COLUMNS) if num_blocks <= MAX_LABEL_BLOCKS else columns
 
 
 _BLOCK_RE = re.compile(r"\bblocks? (\d+)")
@@ -85,23 +89,23 @@ class BlockView(View):
             texttemplate="%{text}",
             textfont=dict(size=9),
         )
+        cell = self.cell_px()  # the squares frame a cell's label, not cross it
         overlay = markers(
             "integrity",
             hovertemplate="%{text}<extra></extra>",
-            marker=dict(symbol="square-open", size=18, color="red", line=dict(width=3)),
+            marker=dict(symbol="square-open", size=cell, color="red", line=dict(width=3)),
         )
         picked = markers(
             "picked",
             hoverinfo="skip",
-            marker=dict(symbol="square-open", size=14, color="#111827", line=dict(width=2)),
+            marker=dict(symbol="square-open", size=cell - 5, color="#111827", line=dict(width=2)),
         )
         axis = dict(showgrid=False, zeroline=False)
         return self.boxed(
             figure(
                 [grid, overlay, picked],
                 title="KV cache blocks",
-                width=FIGURE_WIDTH,
-                height=min(560, 130 + 26 * self.nrows),
+                height=self.height(),
                 margin=dict(l=40, r=10, t=40, b=40),
                 showlegend=False,
                 xaxis=dict(
@@ -117,6 +121,15 @@ class BlockView(View):
                 ),
             )
         )
+
+    def height(self) -> int:
+        return min(560, 130 + 26 * self.nrows)
+
+    def cell_px(self) -> int:
+        """About how many pixels a cell is, its smaller side: the plot is the figure less its
+        margins (80 px of height) and the colorbar with its names (about 130 px of width)."""
+        side = min((FIGURE_WIDTH - 130) / self.ncols, (self.height() - 80) / self.nrows)
+        return max(8, round(side))
 
     def wire(self) -> None:
         self.figure.data[0].on_click(self._on_cell)

@@ -120,8 +120,11 @@ class Figure(go.FigureWidget):
         super().__init__(*args, **kwargs)
 
 
-def figure(traces: list, *, title: str, width: int, height: int, margin: dict, **layout) -> Figure:
-    """A live figure with the dashboard's look (see the module docstring)."""
+def figure(
+    traces: list, *, title: str, height: int, margin: dict, width: int = FIGURE_WIDTH, **layout
+) -> Figure:
+    """A live figure with the dashboard's look (see the module docstring), as wide as the left
+    column unless ``width`` says otherwise (``WIDE_FIGURE_WIDTH``: under both columns)."""
     return Figure(
         data=traces,
         layout=go.Layout(

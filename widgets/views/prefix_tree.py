@@ -47,6 +47,10 @@ UNKNOWN_COLOR = "#94a3b8"  # stored, state unknown: KV events carry no ref count
 TEXT_CHARS = 80  # a block's text in its hover, at most
 MAX_NODES = 400  # above this, only the skeleton's markers
 MAX_LABELS = 120  # above this, no eviction labels next to the cached-free nodes
+ROW_PX = 30  # a row per branch end: room for a label above and below its markers
+# A label sits above its node in even columns and below it in odd ones: "#255" is wider than a
+# column when a chain is long, and side by side the labels of a chain ran into each other.
+LABEL_PLACES = ("top center", "bottom center")
 # No label is a space, not "": plotly.js removes the text element of a point whose text is empty
 # and never makes it again, so a node unlabelled once stayed unlabelled when it got a "#k".
 NO_LABEL = " "
@@ -81,7 +85,8 @@ class PrefixTreeView(View):
             markers(
                 "blocks",
                 mode="markers+text",
-                textposition="middle right",
+                textposition=LABEL_PLACES[0],
+                cliponaxis=False,  # the first row's labels above it, in the margin
                 textfont=dict(size=11, color="#047857"),
                 hovertemplate="%{hovertext}<extra></extra>",
                 marker=dict(size=11, line=dict(width=1, color="#374151")),
@@ -157,11 +162,12 @@ class PrefixTreeView(View):
             marks.y = [pos[h][1] for h in shown]
             marks.marker.color = [_color(n) for n in nodes]
             marks.text = [_label(n) if labels else NO_LABEL for n in nodes]
+            marks.textposition = [LABEL_PLACES[pos[h][0] % 2] for h in shown]
             marks.hovertext = [self._hover(tree, n) for n in nodes]
             self.figure.layout.xaxis.visible = bool(tree.nodes)  # no empty axis
             self.figure.layout.yaxis.visible = bool(tree.nodes)
             rows = 1 + max((y for _, y in pos.values()), default=0)
-            self.figure.layout.height = max(260, min(660, 110 + 16 * rows))
+            self.figure.layout.height = max(260, min(660, 110 + ROW_PX * rows))
             self.figure.layout.title.text = self._title(tree, keep, snap is None)
             self.figure.layout.xaxis.title.text = (
                 f"block in the chain (tokens of {self._block_size})"

@@ -117,7 +117,7 @@ class RequestsPanel(View):
 
     def _html(self, r: RequestRow, text) -> str:
         color = STATUS_COLORS.get(r.status, "#111")
-        latency = f"TTFT {_ms(r.ttft)} · {_ms(r.inter_token)}/token"
+        latency = f"TTFT {duration(r.ttft)} · {duration(r.inter_token)}/token"
         counts = [r.finish_reason] if r.finish_reason else []
         counts += [f"prompt {r.num_prompt_tokens}", f"out {r.num_completion_tokens}"]
         if not r.finished:  # a finished sequence's blocks are freed: its count is gone
@@ -169,8 +169,18 @@ def _header(rows: list[RequestRow], max_rows: int, added: int | None) -> str:
     return out
 
 
-def _ms(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
+    """A latency in 7 characters at most, so a row's first line keeps its width in a narrow panel:
+    9.9 ms, 99.9 ms, 182 ms, 1.23 s, 12.3 s, 123 s. The unit is chosen after rounding (99.96 ms
+    is "100 ms": it was "100.0 ms", one character more than its neighbours, and that row's
+    ms/token was cut off)."""
     if seconds is None:
         return "-"
     ms = seconds * 1e3
-    return f"{ms:,.0f} ms" if ms >= 100 else f"{ms:.1f} ms"
+    if round(ms, 1) < 100:
+        return f"{ms:.1f} ms"
+    if round(ms) < 1000:
+        return f"{ms:.0f} ms"
+    if round(seconds, 2) < 10:
+        return f"{seconds:.2f} s"
+    return f"{seconds:.1f} s" if round(seconds, 1) < 100 else f"{seconds:,.0f} s"

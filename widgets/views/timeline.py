@@ -18,7 +18,7 @@ import numpy as np
 
 from ..model.states import STATE_NAMES, timeline_window
 from .base import DrawContext, View, ViewSetup
-from .figures import FIGURE_WIDTH, figure, json_grid, markers, state_heatmap, step_labels
+from .figures import figure, json_grid, markers, state_heatmap, step_labels
 
 STATE_COLORS = ("#cbd5e1", "#8b5cf6", "#3b82f6", "#93c5fd", "#fca5a5", "#10b981")
 _NAMES = np.array([*STATE_NAMES, ""], dtype=object)  # code -> name; the last entry is for NaN
@@ -53,7 +53,6 @@ class TimelineView(View):
             figure(
                 [grid, preempted],
                 title="Sequence states",
-                width=FIGURE_WIDTH,
                 height=320,
                 margin=dict(l=60, r=90, t=40, b=40),  # r: room for the colorbar's state names
                 showlegend=True,

@@ -86,6 +86,9 @@ class TimingView(View):
             pre.x, pre.y = steps, a[:, 1].astype(np.int64)
             dec.x, dec.y = steps, a[:, 2].astype(np.int64)
             self.figure.layout.title.text = _summary(a, phases)
+            # no steps (a reset): no axes, or plotly keeps the last window's ticks on an empty plot
+            self.figure.for_each_xaxis(lambda ax: ax.update(visible=bool(phases)))
+            self.figure.for_each_yaxis(lambda ax: ax.update(visible=bool(phases)))
 
 
 def _row(r) -> tuple:
@@ -114,5 +117,5 @@ def _summary(a: np.ndarray, phases: list[str]) -> str:
             ms = a[mask, -1].mean() * 1e3
             tok = a[mask, 1 if kind == "prefill" else 2].sum() / max(a[mask, -1].sum(), 1e-12)
             parts.append(f"{kind} {ms:.1f} ms/step, {tok:,.0f} tok/s")
-    head = f"Step timing, last {len(phases)} steps" if phases else "Step timing"
+    head = f"Step timing, last {len(phases)} steps" if phases else "Step timing: no steps yet"
     return head + ("<br><sup>" + "; ".join(parts) + "</sup>" if parts else "")

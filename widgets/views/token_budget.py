@@ -39,10 +39,10 @@ class TokenBudgetView(View):
                 title="Token budget per step",
                 width=WIDE_FIGURE_WIDTH,
                 height=230,
-                margin=dict(l=50, r=10, t=50, b=40),
+                margin=dict(l=50, r=120, t=50, b=40),  # r: the legend, beside the plot
                 barmode="stack",
                 bargap=0.1,
-                legend=dict(orientation="h", x=1.0, xanchor="right", y=1.02, yanchor="bottom"),
+                legend=dict(x=1.02, y=1.0, yanchor="top", traceorder="reversed"),  # off the title
                 xaxis=dict(title="step", type="category"),
                 yaxis=dict(title="tokens", gridcolor="#eee", rangemode="tozero"),
             )
@@ -63,3 +63,5 @@ class TokenBudgetView(View):
                 f"Token budget per step: {budget:,} (max_num_batched_tokens); decodes first, "
                 f"then prefill chunks" + (f"; {used:.0%} used over the window" if records else "")
             )
+            # no steps (a reset): no axes, or plotly keeps the last window's ticks on an empty plot
+            self.figure.layout.xaxis.visible = self.figure.layout.yaxis.visible = bool(records)

@@ -4,8 +4,10 @@ status line says which."""
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
-from widget_helpers import SCRIPT, pressure
+from widget_helpers import GREEDY_12, LONG, PROMPT, SCRIPT, pressure, until
 
 from nanovllm.engine.observe.prefix_tree import prefix_tree
 from nanovllm.engine.observe.snapshot import EngineSnapshot
@@ -58,6 +60,56 @@ def test_an_error_in_the_workbenchs_observer_is_shown_not_swallowed(wb, monkeypa
     status = wb.controls.status.value
     assert "could not record step 0: IndexError: pop from an empty deque" in status
     assert "<details" in status and "Traceback" in status
+
+
+def test_a_learners_generate_runs_to_its_end_whatever_fails_in_the_workbench(wb, monkeypatch):
+    """The engine raises an observer's exception out of ``generate()`` (llm_engine.py): the
+    workbench's observer must not raise one. A broken view, a broken History, a broken context:
+    each is shown in the status line, and every ``generate()`` returns all its outputs."""
+    wb.gate.interval, wb.gate.max_share = 0.0, float("inf")  # a frame at every step
+
+    def broken(*args):
+        raise ValueError("a bug")
+
+    def generate() -> str:
+        outs = wb.llm.generate([PROMPT, LONG], GREEDY_12, use_tqdm=False)
+        assert [len(o.outputs[0].token_ids) for o in outs] == [12, 12]
+        return wb.controls.status.value
+
+    monkeypatch.setattr(wb.timing_view, "draw", broken)
+    assert "the timing view failed: ValueError: a bug" in generate()
+    assert "Step 11</b>" in wb.metrics_panel.html  # the other views drew every step
+    monkeypatch.undo()
+    monkeypatch.setattr(wb.stage, "context", broken)  # around the views
+    status = generate()
+    assert "could not draw step 23: ValueError: a bug" in status and "Traceback" in status
+    monkeypatch.undo()
+    monkeypatch.setattr(wb.history, "append", broken)  # in the observer, before any drawing
+    # (said anew at every step: the last one, 35, stays)
+    assert "could not record step 35: ValueError: a bug" in generate()
+    monkeypatch.undo()
+    wb.llm.generate([PROMPT], GREEDY_12, use_tqdm=False)
+    assert "a bug" not in wb.controls.status.value  # drawn again: the errors are gone
+
+
+def test_a_frame_that_fails_on_the_gates_timer_is_shown_not_lost(wb, monkeypatch):
+    """A frame the gate sends later (its timer, on the kernel's loop) has no caller to raise to:
+    its failure goes to the status line, not to asyncio's log."""
+    lost = []
+
+    async def cell():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: lost.append(ctx))
+        wb.gate.interval = 0.2  # the first step draws; the next waits for the timer
+        pressure(wb, 1)
+        wb.llm.step()
+        monkeypatch.setattr(wb.stage, "context", lambda: 1 / 0)
+        wb.llm.step()
+        assert wb.gate.pending
+        await until(lambda: not wb.gate.pending, timeout=wb.gate.gap + 5)
+
+    asyncio.run(cell())
+    assert not lost, lost
+    assert "could not draw step 1: ZeroDivisionError" in wb.controls.status.value
 
 
 def test_every_view_draws_from_data_alone():

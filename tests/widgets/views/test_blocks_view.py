@@ -20,7 +20,9 @@ def test_step_button_draws_the_engine_snapshot(wb):
     snap = wb.llm.snapshot()
     assert len(wb.history) == 1 and wb.history.last_step == 0
     assert grid_values(wb) == snap.block_state.tolist()
-    assert flat_cells(wb, "text") == [owner_label(snap.owners.get(b, ())) for b in range(64)]
+    assert flat_cells(wb, "text") == [
+        owner_label(snap.owners.get(b, ())) for b in range(snap.num_blocks)
+    ]
     hover = flat_cells(wb, "hovertext")
     owned = next(iter(snap.owners))
     assert f"owners: seq {snap.owners[owned][0]}" in hover[owned]

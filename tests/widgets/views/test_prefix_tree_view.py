@@ -119,6 +119,11 @@ def test_prefix_tree_view_draws_the_tree(wb):
     assert f"{len(free)} cached-free, 1 chain<br>" in title  # not "1 chains"
     assert "#k: cached-free, k-th in line to be evicted" in title  # the labels, explained
     assert marks.textfont.size >= 11 and view.figure.layout.yaxis.title.text
+    # neighbours in a chain put their labels on opposite sides (side by side, "#255"s overlapped)
+    assert len(marks.textposition) == len(marks.x)  # one place per label
+    place = {x: p for x, p in zip(marks.x, marks.textposition)}
+    assert len(place) > 2 and all(place[x] != place[x + 1] for x in place if x + 1 in place)
+    assert marks.cliponaxis is False  # a label above the first row is not cut off
 
 
 def test_skeleton_of_a_large_tree_keeps_branches_and_leaves():

@@ -12,6 +12,7 @@ import pytest
 from nanovllm import LLM, SamplingParams
 from nanovllm.engine.observe.request_rows import request_rows
 from widgets import TEACHING_DEFAULTS
+from widgets.views.requests import duration
 
 SYSTEM = list(range(100, 140))  # 40 tokens: two full blocks and 8 over
 QUESTIONS = [list(range(200 + 20 * k, 212 + 20 * k)) for k in range(3)]  # 12 tokens each
@@ -137,3 +138,23 @@ def test_a_row_keeps_ttft_and_ms_per_token_on_its_first_line_at_the_panels_width
     slot = RequestSlot(lambda i: None)
     assert slot.abort_button.description == "" and slot.abort_button.layout.width == "34px"
     assert TEACHING_DEFAULTS  # (the row text itself is checked against the engine above)
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (None, "-"),
+        (0.00987, "9.9 ms"),
+        (0.09994, "99.9 ms"),
+        (0.09996, "100 ms"),  # rounded first: not "100.0 ms", wider than its neighbours' rows
+        (0.18249, "182 ms"),
+        (0.9996, "1.00 s"),
+        (9.996, "10.0 s"),
+        (99.96, "100 s"),
+        (4321.0, "4,321 s"),
+    ],
+)
+def test_a_latency_takes_seven_characters_at_most(seconds, text):
+    """A row's first line (seq, TTFT, ms/token) must fit a narrow panel: the browser test found
+    the one row whose TTFT read "100.0 ms" cut off."""
+    assert duration(seconds) == text and len(text) <= 7

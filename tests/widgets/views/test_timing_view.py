@@ -20,3 +20,17 @@ def test_timing_bars_are_the_recorded_parts_and_tokens(wb):
     assert np.allclose(sum(np.array(t.y) for t in timing[:5]), 100)
     assert np.allclose(fwd_ms, steps.t_forward.to_numpy() * 1e3)
     assert wb.timing_view.figure.layout.title.text.startswith("Step timing, last 4 steps")
+
+
+def test_after_a_reset_the_timing_axes_go_with_the_steps(wb):
+    """An empty chart kept the last window's step ticks (a learner saw steps 280..360 after a
+    reset): with no steps the axes are hidden and the title says so."""
+    wb.add_request(PROMPT, max_tokens=4)
+    wb.step(3)
+    fig = wb.timing_view.figure
+    assert fig.layout.xaxis.visible and fig.layout.yaxis2.visible
+    wb.reset()
+    axes = [fig.layout.xaxis, fig.layout.xaxis2, fig.layout.yaxis, fig.layout.yaxis2]
+    assert [ax.visible for ax in axes] == [False] * 4
+    assert fig.layout.title.text == "Step timing: no steps yet"
+    assert wb.token_budget_view.figure.layout.xaxis.visible is False
