@@ -5,7 +5,8 @@ vLLM, also one whose torch differs from ours. Protocol, one JSON object per line
 argv[1]; on stdout, lines starting with ``@@`` (anything else there is vLLM's own printing)::
 
     @@{"ready": true, "seconds": 21.4}                       once the engine is up
-    stdin {"op": "generate", "prompts": [...], "max_tokens": 16}  -> @@{"outputs": [...]}
+    stdin {"op": "generate", "prompts": [...], "max_tokens": 16, "ignore_eos": false}
+                                             -> @@{"outputs": [...]}
     stdin {"op": "metrics"}                  -> @@{"metrics": [...]}   (vllm.LLM.get_metrics())
     stdin {"op": "reset_prefix_cache"}       -> @@{"reset": true}
     stdin {"op": "decode_events", "payload_hex": "..."}  -> vLLM's own decoder on a payload
@@ -45,7 +46,11 @@ def serve(llm, sampling_params_cls) -> None:
         op = req["op"]
         try:
             if op == "generate":
-                params = sampling_params_cls(temperature=0, max_tokens=req["max_tokens"])
+                params = sampling_params_cls(
+                    temperature=0,
+                    max_tokens=req["max_tokens"],
+                    ignore_eos=req.get("ignore_eos", False),
+                )
                 prompts = [
                     {"prompt_token_ids": p} if isinstance(p, list) else p for p in req["prompts"]
                 ]

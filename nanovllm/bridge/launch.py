@@ -124,9 +124,11 @@ class VllmProcess:
             raise RuntimeError(f"vLLM {op}: {out['error']}")
         return out
 
-    def generate(self, prompts: list, max_tokens: int = 16) -> list[dict]:
-        """Greedy outputs: per prompt ``prompt_token_ids``, ``token_ids`` and ``text``."""
-        return self.request("generate", prompts=prompts, max_tokens=max_tokens)["outputs"]
+    def generate(self, prompts: list, max_tokens: int = 16, ignore_eos: bool = False) -> list[dict]:
+        """Greedy outputs: per prompt (a string, or token ids) ``prompt_token_ids``,
+        ``token_ids`` and ``text``; ``ignore_eos``: exactly ``max_tokens`` each."""
+        args = dict(prompts=prompts, max_tokens=max_tokens, ignore_eos=ignore_eos)
+        return self.request("generate", **args)["outputs"]
 
     def metrics(self) -> list[dict]:
         """``vllm.LLM.get_metrics()``, each metric as a dict of its attributes."""

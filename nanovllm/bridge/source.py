@@ -9,6 +9,8 @@
         occupancy()      Occupancy arrays: blocks in the cache, stored / removed so far, per batch
         evictions(n)     the last n Evictions, newest last: the eviction stream
         shared_prefixes(k), text(token_ids), metrics(), state, _repr_html_()
+        keep_metrics(m) / metric_samples   metrics read over time (the occupancy view's usage)
+        version          changes whenever the model applied a batch (redraw or not)
 
 A view reads the same methods of either source. What differs is stated, not hidden:
 ``has_ref_counts`` (vLLM's events carry none: its tree's nodes have ``ref_count=None``, no block
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import time
 import weakref
+from collections import deque
 from dataclasses import replace
 from html import escape
 from typing import Any
@@ -38,13 +41,22 @@ class CacheSource:
     name = "cache"
     has_ref_counts = False
     can_step = False
+    metrics_io = False  # reading metrics() may wait on the network: read it off the UI thread
+    metrics_error: str | None = None  # why the last metrics() read failed
+    state = None  # a subscriber's state (VllmCacheSource); None: no sockets involved
 
-    def __init__(self, model: PrefixCacheModel, tokenizer: Any = None):
+    def __init__(self, model: PrefixCacheModel, tokenizer: Any = None, history: int = 10_000):
         self.model = model
         self._tokenizer = tokenizer
+        self._texts: dict[tuple[int, ...], str] = {}  # decoded blocks (a tree's hover asks often)
+        self.metric_samples: deque[tuple[float, dict[str, Any]]] = deque(maxlen=history)
 
     def poll(self) -> int:
         return 0
+
+    @property
+    def version(self) -> int:
+        return self.model.applied
 
     def tree(self) -> PrefixTree:
         return self.model.tree()
@@ -67,10 +79,20 @@ class CacheSource:
             tok = self._tokenizer = AutoTokenizer.from_pretrained(tok)
         if tok is None or token_ids is None:
             return None
-        return tok.decode(list(token_ids))
+        key = tuple(token_ids)
+        if key not in self._texts:
+            if len(self._texts) > 50_000:
+                self._texts.clear()
+            self._texts[key] = tok.decode(list(key))
+        return self._texts[key]
 
     def metrics(self) -> dict[str, Any] | None:
         return None
+
+    def keep_metrics(self, metrics: dict[str, Any] | None, ts: float | None = None) -> None:
+        """Keep a read of ``metrics()`` (None: it failed) with its time, for views over time."""
+        if metrics is not None:
+            self.metric_samples.append((time.time() if ts is None else ts, metrics))
 
     def status_rows(self) -> list[tuple[str, str]]:
         m = self.model
@@ -111,8 +133,9 @@ class VllmCacheSource(CacheSource):
         max_queue: int = 10_000,
         history: int = 10_000,
     ):
-        super().__init__(PrefixCacheModel(history), model)
+        super().__init__(PrefixCacheModel(history), model, history)
         self._metrics = None if metrics is None else VllmMetrics(metrics)
+        self.metrics_io = isinstance(metrics, str)
         self.subscriber = KvEventSubscriber(
             endpoint, replay_endpoint, topic=topic, bind=bind, max_queue=max_queue
         )
@@ -136,6 +159,10 @@ class VllmCacheSource(CacheSource):
 
     def metrics(self) -> dict[str, Any] | None:
         return None if self._metrics is None else self._metrics.read()
+
+    @property
+    def metrics_error(self) -> str | None:
+        return None if self._metrics is None else self._metrics.error
 
     def status_rows(self) -> list[tuple[str, str]]:
         s = self.state
@@ -177,7 +204,7 @@ class EngineCacheSource(CacheSource):
     can_step = True
 
     def __init__(self, engine, history: int = 10_000):
-        super().__init__(PrefixCacheModel(history), engine.tokenizer)
+        super().__init__(PrefixCacheModel(history), engine.tokenizer, history)
         self.engine = engine
         self._differ = CacheEventDiffer()
         self._on_step(None)

@@ -1,9 +1,10 @@
 """Bad input never crashes the subscriber: each case ends in a clear state (bridge/subscriber.py).
 
 A wrong endpoint, garbage frames, a gap in seq (filled from the replay socket, or counted as
-missed without one), a late join, a slow consumer, and a publisher killed mid-stream and started
-again. The publishers are our ``ZmqEventPublisher`` (vLLM's wire), a raw PUB socket for garbage,
-and for the kill a separate process.
+missed without one), a late join, a slow consumer, the same publisher back after a dropped
+connection (what was missed taken from its replay buffer), and a publisher killed mid-stream and
+started again. The publishers are our ``ZmqEventPublisher`` (vLLM's wire), a raw PUB socket for
+garbage, and for the kill a separate process.
 """
 
 from __future__ import annotations
@@ -72,6 +73,30 @@ class DropSeqs:
         self.sock.close(linger=linger)
 
 
+class Blip:
+    """Stands in for the PUB socket: on ``down`` it closes the socket and binds a new one at the
+    same endpoint, losing what it sends until a subscriber is back: a network blip, in the
+    publisher's own thread (ZMQ sockets stay in one thread). The publisher, its seqs and its
+    replay buffer live on."""
+
+    def __init__(self, pub: ZmqEventPublisher, endpoint: str):
+        self.pub, self.endpoint = pub, endpoint
+        self.sock, self.down, self.lost = pub._pub, False, []
+
+    def send_multipart(self, frames):
+        if self.down:
+            self.sock.close(linger=0)
+            self.sock = self.pub._ctx.socket(zmq.PUB)
+            self.sock.bind(self.endpoint)
+            self.down = False
+            self.lost.append(int.from_bytes(frames[1], "big"))
+            return  # sent before anyone reconnected: lost
+        self.sock.send_multipart(frames)
+
+    def close(self, linger=None):
+        self.sock.close(linger=linger)
+
+
 def test_a_wrong_endpoint_is_a_state_and_a_malformed_one_an_error():
     with KvEventSubscriber("tcp://127.0.0.1:9") as sub:  # nothing listens on port 9
         time.sleep(0.5)
@@ -134,6 +159,39 @@ def test_a_gap_without_replay_is_counted_as_missed(tmp_path):
         s = sub.state
         assert (s.gaps, s.replayed, s.missed, s.complete) == (1, 0, 2, False)
         assert "2 batches missed" in s.summary()
+    pub.close()
+
+
+def test_the_same_publisher_back_after_a_blip_gives_what_was_missed_from_replay(tmp_path):
+    """The connection drops, the publisher lives on: on reconnecting the subscriber finds its last
+    batch (same seq, same ts) in the replay buffer, so it is the same publisher, not a restart,
+    and it takes the batches it missed from there, in order, before the live ones."""
+    pub = publisher(tmp_path)
+    pub._pub = blip = Blip(pub, f"ipc://{tmp_path}/pub")
+    with subscribe(tmp_path) as sub:
+        for i in range(3):
+            pub.publish(batch(i))
+        assert wait_for(lambda: sub.state.last_seq == 2)
+        blip.down = True
+        pub.publish(batch(3))  # the socket goes down with this one
+        assert pub.flush()
+        assert wait_for(lambda: sub.state.last_seq == 3, timeout=15), sub.state  # replayed
+        assert blip.lost == [3]
+        time.sleep(0.5)  # the subscription reaches the new PUB socket
+        for i in (4, 5):
+            pub.publish(batch(i))
+        assert wait_for(lambda: sub.state.last_seq == 5), sub.state
+        items = sub.drain()
+        assert not any(isinstance(x, Restart) for x in items)
+        assert [b.ts for b in items] == [0, 1, 2, 3, 4, 5]  # the missed one in its place
+        s = sub.state
+        assert (s.status, s.restarts, s.replayed, s.missed, s.complete) == (
+            "connected",
+            0,
+            1,
+            0,
+            True,
+        ), s
     pub.close()
 
 

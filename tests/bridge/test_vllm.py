@@ -167,3 +167,32 @@ def test_metrics_from_url_and_get_metrics_agree(vllm_server):
         assert flat[key] == from_url["raw"][key], key
     assert 0 < from_url["prefix_cache_hit_rate"] <= 1  # the second prompt hit the system prompt
     assert VllmMetrics("http://127.0.0.1:9/metrics", timeout=0.5).read() is None
+
+
+def test_watch_vllm_draws_its_cache_and_metrics(vllm_server, teaching_model):
+    """widgets.watch_vllm on the real engine: the tree of the shared prompt, drawn "stored, state
+    unknown" with each block's text, and vLLM's metrics from its /metrics URL in the views."""
+    import widgets
+    from widgets.views.prefix_tree import UNKNOWN_COLOR
+
+    vllm_server.reset_prefix_cache()
+    w = widgets.watch_vllm(
+        vllm_server.kv_events["endpoint"],
+        replay=vllm_server.kv_events["replay_endpoint"],
+        model=teaching_model,
+        metrics_url=vllm_server.metrics_url,
+    )
+    try:
+        vllm_server.generate(PROMPTS, max_tokens=MAX_TOKENS)
+        assert w.settle() == ("connected",), w.status_text
+        tree = w.prefix_tree_view.tree
+        assert len(tree.roots) == 1 and len(tree.nodes) == 5  # as in the shape test above
+        marks = w.prefix_tree_view.figure.data[2]
+        assert set(marks.marker.color) == {UNKNOWN_COLOR}
+        assert any("tokens: 'one two three" in h for h in marks.hovertext), marks.hovertext
+        assert "2 blocks, 3 branches" in w.cache_panel.html
+        assert "prefix cache hit rate" in w.cache_panel.html  # read from the /metrics URL
+        assert len(w.occupancy_view.figure.data[3].y) >= 1  # vLLM's KV cache usage, sampled
+        assert w.error is None and w.source.metrics_error is None
+    finally:
+        w.close()

@@ -1,6 +1,6 @@
 """The package's shape (widgets/): no import circles, a facade under 200 lines, files of a few
-hundred lines, and the engine read only through ``nanovllm.engine.observe`` and the public API
-(import-linter will hold the last one in CI; this is the widgets' own check until then)."""
+hundred lines, and the engine read only through ``nanovllm.engine.observe``, ``nanovllm.bridge`` and
+the public API (import-linter's widgets contract holds the last one in CI too)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,14 @@ from pathlib import Path
 import widgets
 
 ROOT = Path(widgets.__file__).parent
-ALLOWED = ("nanovllm.engine.observe", "nanovllm.errors", "nanovllm.replay", "nanovllm.teaching")
-# + `nanovllm` itself
+# + `nanovllm` itself; nanovllm.bridge: vLLM's KV events and metrics (watcher.py, attach.py)
+ALLOWED = (
+    "nanovllm.engine.observe",
+    "nanovllm.errors",
+    "nanovllm.replay",
+    "nanovllm.teaching",
+    "nanovllm.bridge",
+)
 
 
 def modules() -> dict[str, Path]:

@@ -14,9 +14,10 @@
                        pick among a cell's blocks, abort a request), never as calls into the engine
 
 A view never sees an engine: the workbench builds each context from its History
-(``DrawContext.of_history``), and another source (a vLLM KV-event subscriber, issue 26) can build
-one from its own data: only the fields a view reads need to be there. A view keeps no state that a
-controller must feed or clear; what it remembers is what it last drew (to skip equal redraws).
+(``DrawContext.of_history``); ``widgets.watch`` (watcher.py) builds one that holds only a cache
+source (``cache``: a vLLM's KV events, or ours), for the views of its own registry: only the fields
+a view reads need to be there. A view keeps no state that a controller must feed or clear; what
+it remembers is what it last drew (to skip equal redraws).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from html import escape
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import ipywidgets as W
 
@@ -78,6 +79,9 @@ class DrawContext:
     last_step: int | None = None  # the newest step recorded (the live one)
     text: Callable[[int, int, int], str | None] = _no_text  # (seq id, start, end) -> its text
     earlier: Callable[[int], Iterable[Frame]] | None = None  # kept frames from a step, backwards
+    # a cache source (nanovllm.bridge.source: VllmCacheSource, EngineCacheSource): the prefix
+    # cache as its KV events show it, for the views of widgets.watch (no steps, no snapshots)
+    cache: Any = None
 
     @classmethod
     def of_history(
@@ -122,8 +126,12 @@ class DrawContext:
 
     @cached_property
     def prefix_tree(self) -> PrefixTree | None:
+        """The snapshot's tree (with ref counts and eviction order); with no snapshot, the cache
+        source's (a vLLM's: ref counts unknown)."""
         snap = self.snapshot
-        return None if snap is None or snap.block_hash is None else prefix_tree(snap)
+        if snap is not None and snap.block_hash is not None:
+            return prefix_tree(snap)
+        return self.cache.tree() if self.cache is not None else None
 
     @cached_property
     def request_rows(self) -> list[RequestRow] | None:

@@ -80,9 +80,11 @@ class PrefixCacheModel:
         self._samples: deque[tuple[float, int, int, int]] = deque(maxlen=history)
         self.block_size: int | None = None  # of the last store
         self.stored = self.removed = self.restored = 0
+        self.evicted = 0  # removals of held hashes by BlockRemoved (a clear is not an eviction)
         self.unknown_removed = 0  # removals of hashes not held (stored before we listened)
         self.bad_stores = 0  # stores whose token_ids do not fill block_size per hash
         self.clears = 0
+        self.applied = 0  # batches applied, and clears: it moves whenever the model may change
         self._order = 0
 
     def apply(self, batch: EventBatch) -> None:
@@ -95,12 +97,14 @@ class PrefixCacheModel:
             elif isinstance(e, AllBlocksCleared):
                 self.clear(batch.ts)
         self._samples.append((batch.ts, len(self.nodes), self.stored, self.removed))
+        self.applied += 1
 
     def clear(self, ts: float | None = None) -> None:
         """Every block left (AllBlocksCleared, or the publisher restarted with an empty cache)."""
         self.removed += len(self.nodes)
         self.nodes.clear()
         self.clears += 1
+        self.applied += 1
         if ts is not None:
             self._samples.append((ts, 0, self.stored, self.removed))
 
@@ -130,6 +134,7 @@ class PrefixCacheModel:
         index = self.chain_index(h)
         del self.nodes[h]
         self.removed += 1
+        self.evicted += 1
         self.evictions.append(
             Eviction(ts, h, node.parent, node.token_ids, index, ts - node.stored_at)
         )

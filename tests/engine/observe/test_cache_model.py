@@ -84,3 +84,15 @@ def test_the_differ_reports_runs_with_parents_first(tiny_model):
         assert len(events) == 1 and events[0].block_hashes == tuple(differ.held)
         assert events[0].parent_block_hash is None and events[0].token_ids == tuple(system)
         assert differ.diff(llm) == []  # nothing new
+
+
+def test_counters_a_view_redraws_by():
+    """``applied`` moves with every batch and clear (a view's redraw key); ``evicted`` counts
+    BlockRemoved of held hashes only (a clear and an unknown hash are no evictions)."""
+    m = PrefixCacheModel()
+    m.apply(EventBatch(0.0, (stored([1, 2], None),)))
+    m.apply(EventBatch(1.0, ()))  # an empty batch: nothing changed, still a new sample
+    m.apply(EventBatch(2.0, (BlockRemoved((2, 99)),)))
+    assert (m.applied, m.evicted, m.removed, m.unknown_removed) == (3, 1, 1, 1)
+    m.clear(3.0)
+    assert (m.applied, m.evicted, m.removed, m.clears) == (4, 1, 2, 1)

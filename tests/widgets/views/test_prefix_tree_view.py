@@ -160,3 +160,50 @@ def test_skeleton_of_a_large_tree_keeps_branches_and_leaves():
     assert len(keep) == 1 + 2 * chains  # trunk, each branch's first node and its leaf
     pos = layout(tree)
     assert len({pos[h][1] for h in tree.nodes if not tree.children.get(h)}) == chains
+
+
+def test_a_tree_from_kv_events_is_drawn_stored_state_unknown(tiny_model):
+    """vLLM's events carry no ref counts and no block ids: every node is drawn slate, unlabelled,
+    the legend says why, and the hover shows the block's tokens as text instead."""
+    from html import escape
+
+    from cache_helpers import BS, H, cache_of, trunk_and_branches
+    from transformers import AutoTokenizer
+
+    from nanovllm.engine.observe.block_table import short_hash
+    from nanovllm.engine.observe.prefix_tree import TreeNode
+    from widgets.views import DrawContext, ViewSetup
+    from widgets.views.prefix_tree import (
+        BLOCK_STATE_COLORS,
+        UNKNOWN_COLOR,
+        PrefixTreeView,
+        _color,
+    )
+
+    source = cache_of(trunk_and_branches()[:2], tokenizer=tiny_model)
+    view = PrefixTreeView(ViewSetup(num_blocks=0, block_size=0))
+    view.draw(DrawContext(cache=source))
+    edges, orphans, marks = view.figure.data
+    assert view.tree.nodes.keys() == set(map(H, range(1, 7))) == source.model.nodes.keys()
+    assert len(edges.x) == 3 * len(view.tree.edges) == 3 * 5
+    assert list(marks.marker.color) == [UNKNOWN_COLOR] * 6
+    assert UNKNOWN_COLOR not in BLOCK_STATE_COLORS
+    assert all(t == " " for t in marks.text)  # no "#k", no "×n": nothing known to count
+    title = view.figure.layout.title.text
+    assert title.startswith("Prefix cache, from KV events: 6 stored blocks, 1 chain<br>")
+    assert "no ref counts" in title and "#k" not in title
+    assert view.figure.layout.xaxis.title.text == f"block in the chain (tokens of {BS})"
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    for h, node in source.model.nodes.items():  # each node's hover: its place and its text
+        (hover,) = [t for t in marks.hovertext if t.startswith(f"hash {short_hash(h)},")]
+        assert "no block id" in hover and "physical block" not in hover
+        assert f"tokens: {escape(tok.decode(list(node.token_ids)))!r}" in hover
+        i = view.tree.chain_index(h)
+        assert f"block {i} of its chain: tokens {i * BS}..{(i + 1) * BS - 1}" in hover
+    # an engine's node (a ref count) keeps its look: the colour is the state's
+    used = TreeNode(7, None, (0,), 1, None)
+    assert _color(used) != UNKNOWN_COLOR
+
+    source.model.apply(trunk_and_branches()[2])  # 6 evicted: the tree and the figure follow
+    view.draw(DrawContext(cache=source))
+    assert len(view.figure.data[2].x) == 5 and H(6) not in view.tree.nodes
