@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,11 +122,13 @@ class EngineArgs:
     load_format: str | None = None
     trust_remote_code: bool | None = None
     disable_log_stats: bool | None = None
+    speculative_config: dict | None = None  # on the command line, JSON as vLLM takes it
 
     @staticmethod
     def add_cli_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         """Add ``--model``, ``--dtype``, ``--block-size``, ``--tensor-parallel-size`` / ``-tp``,
-        ... (``--enforce-eager`` / ``--no-enforce-eager`` for the flags); returns ``parser``."""
+        ... (``--enforce-eager`` / ``--no-enforce-eager`` for the flags, ``--speculative-config``
+        as JSON: ``'{"method": "ngram", "num_speculative_tokens": 3}'``); returns ``parser``."""
         for f in dataclasses.fields(EngineArgs):
             flags = ["--" + f.name.replace("_", "-")]
             if f.name == "tensor_parallel_size":
@@ -134,7 +137,8 @@ class EngineArgs:
             if kind == "bool":
                 parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=None)
             else:
-                parser.add_argument(*flags, type={"int": int, "float": float}.get(kind, str))
+                types = {"int": int, "float": float, "dict": json.loads}
+                parser.add_argument(*flags, type=types.get(kind, str))
         return parser
 
     @classmethod

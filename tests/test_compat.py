@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -340,6 +341,23 @@ def test_engine_args_round_trip():
         model="m", tensor_parallel_size=2, block_size=16, enforce_eager=True
     )
     assert parser.parse_args(["--no-enable-prefix-caching"]).enable_prefix_caching is False
+
+
+def test_speculative_config_from_the_command_line(teaching_model):
+    """--speculative-config takes vLLM's JSON; the engine it builds drafts with n-gram lookup."""
+    parser = EngineArgs.add_cli_args(argparse.ArgumentParser())
+    spec = '{"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 2}'
+    args = parser.parse_args(["--model", teaching_model, "--speculative-config", spec])
+    engine_args = EngineArgs.from_cli_args(args)
+    assert engine_args.speculative_config == {
+        "method": "ngram",
+        "num_speculative_tokens": 3,
+        "prompt_lookup_max": 2,
+    }
+    with LLM(**dataclasses.asdict(engine_args)) as llm:
+        assert llm.config.speculative_config.num_speculative_tokens == 3
+    with pytest.raises(SystemExit):  # not JSON: argparse's usage error, as in vLLM
+        parser.parse_args(["--speculative-config", "ngram"])
 
 
 def test_max_tokens_as_vllm_counts_them(tiny_model):
