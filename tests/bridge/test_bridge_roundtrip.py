@@ -9,7 +9,6 @@ each block's tokens must hash (with its parent) to its hash: the tokens are the 
 from __future__ import annotations
 
 import random
-import time
 
 import pytest
 
@@ -22,15 +21,11 @@ from nanovllm.engine.core.block_manager import chain_hash  # noqa: E402
 from nanovllm.engine.observe.cache_model import PrefixCacheModel  # noqa: E402
 from nanovllm.engine.observe.prefix_tree import prefix_tree  # noqa: E402
 from nanovllm.engine.observe.snapshot import take_snapshot  # noqa: E402
+from nanovllm.testing.waiting import wait_for as poll_until  # noqa: E402
 
 
 def wait_for(cond, timeout=10.0):
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.005)
-    return True
+    return poll_until(cond, timeout, poll=0.005)
 
 
 def workload(seed: int, vocab: int, steps: int = 60):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
 
@@ -13,17 +12,9 @@ pytest.importorskip("msgspec")
 from nanovllm import LLM, ConfigError, SamplingParams  # noqa: E402
 from nanovllm.bridge.source import EngineCacheSource, VllmCacheSource  # noqa: E402
 from nanovllm.engine.core.block_manager import chain_hash  # noqa: E402
+from nanovllm.testing.waiting import wait_for  # noqa: E402
 
 SYSTEM = list(range(100, 148))  # three blocks of 16
-
-
-def wait_for(cond, timeout=10.0) -> bool:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def run_workload(llm) -> None:

@@ -24,15 +24,7 @@ from nanovllm.bridge.subscriber import KvEventSubscriber, Restart  # noqa: E402
 from nanovllm.bridge.wire import encode_batch  # noqa: E402
 from nanovllm.engine.observe.cache_events import BlockRemoved, BlockStored, EventBatch  # noqa: E402
 from nanovllm.errors import ConfigError  # noqa: E402
-
-
-def wait_for(cond, timeout=10.0) -> bool:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.01)
-    return True
+from nanovllm.testing.waiting import wait_for  # noqa: E402
 
 
 def batch(i: int) -> EventBatch:

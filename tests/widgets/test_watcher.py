@@ -25,6 +25,7 @@ from nanovllm.bridge.wire import encode_batch, pack_frames  # noqa: E402
 from nanovllm.engine.observe.cache_events import EventBatch  # noqa: E402
 from nanovllm.engine.observe.prefix_tree import prefix_tree  # noqa: E402
 from nanovllm.errors import ConfigError  # noqa: E402
+from nanovllm.testing.waiting import wait_for as poll_until  # noqa: E402
 from widgets.views.controls_note import NOTE as STEP_NOTE  # noqa: E402
 from widgets.views.prefix_tree import UNKNOWN_COLOR  # noqa: E402
 
@@ -39,12 +40,7 @@ def workload(llm) -> None:
 
 
 def wait_for(cond, timeout=15.0) -> bool:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.02)
-    return True
+    return poll_until(cond, timeout, poll=0.02)
 
 
 def batch(i: int) -> bytes:
