@@ -4,7 +4,7 @@
 # leaves at most eight files in $OUT (the device tool brings back eight): its logs, and all.tgz.
 #
 #   PART=numbers   bash benchmarks/gpu_session.sh  # new kernels' check, bench --peer 32, profile
-#   PART=tests     bash benchmarks/gpu_session.sh  # the GPU tests (-m gpu and the CUDA-run files)
+#   PART=tests     bash benchmarks/gpu_session.sh  # the GPU tests, then spec_bench on the GPU
 #   PART=teaching  bash benchmarks/gpu_session.sh  # notebooks + workbench on the teaching model
 #   PART=0.6b      bash benchmarks/gpu_session.sh  # the same on a random Qwen3-0.6B, 4,381 blocks
 #
@@ -49,6 +49,7 @@ tests)
   step gpu_marked 240 "${PYTEST[@]}" -m gpu tests
   step cuda_files 240 "${PYTEST[@]}" tests/engine/test_overlap.py tests/layers \
     tests/attention tests/engine/test_sampling_features.py tests/test_streaming.py
+  step spec 90 python3 benchmarks/spec_bench.py --device cuda --reps 3
   ;;
 teaching)  # the default model: notebooks, then the workbench headless on its defaults
   for nb in notebooks/0*.ipynb; do
@@ -68,7 +69,7 @@ esac
 cat "$LOG/steps.txt"
 tar czf "$OUT/all.tgz" -C "$LOG" .
 cp "$LOG/steps.txt" "$OUT/" 2>/dev/null
-for f in bench profile kernels gpu_marked cuda_files workbench; do
+for f in bench profile kernels gpu_marked cuda_files spec workbench; do
   [ -f "$LOG/$f.log" ] && cp "$LOG/$f.log" "$OUT/"
 done
 ls "$OUT"
