@@ -7,6 +7,7 @@
 #   PART=tests     bash benchmarks/gpu_session.sh  # the GPU tests, then spec_bench on the GPU
 #   PART=teaching  bash benchmarks/gpu_session.sh  # notebooks + workbench on the teaching model
 #   PART=0.6b      bash benchmarks/gpu_session.sh  # the same on a random Qwen3-0.6B, 4,381 blocks
+#   PART=rest      bash benchmarks/gpu_session.sh  # one call: -m gpu, workbench on 0.6B, spec, notebooks
 #
 # The teaching and 0.6b parts need .whl (benchmarks/gpu_wheels.sh): the device image has no Jupyter stack.
 set -uo pipefail
@@ -21,9 +22,12 @@ fi
 export PYTHONPATH=$PWD:$PWD/benchmarks:${PYTHONPATH:-}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$LOG/gpu.txt"
 git log -1 --format='commit %h %s' 2>/dev/null | tee -a "$LOG/gpu.txt"
+DEADLINE=${DEADLINE:-570}  # seconds for the whole part: a step gets at most what is left of it
 step() {  # step NAME SECONDS CMD...: run with a timeout, log to $LOG/NAME.log, print its time
   local name=$1 limit=$2; shift 2
-  local start=$SECONDS
+  local start=$SECONDS left=$((DEADLINE - SECONDS))
+  if [ "$left" -lt 20 ]; then echo "step $name: not run (deadline)" | tee -a "$LOG/steps.txt"; return; fi
+  [ "$limit" -gt "$left" ] && limit=$left
   timeout "$limit" "$@" > "$LOG/$name.log" 2>&1
   local rc=$?
   echo "step $name: rc=$rc in $((SECONDS - start)) s" | tee -a "$LOG/steps.txt"
@@ -40,6 +44,16 @@ PYTEST=(python3 -m pytest -q -p no:cacheprovider -o addopts="" -rs)
 NBVAL=(python3 -m pytest -q -p no:cacheprovider --durations=3)
 
 case "${PART:-numbers}" in
+rest)  # one call for what a session most needs after the numbers, in order of importance
+  step gpu_marked 180 "${PYTEST[@]}" -m gpu tests
+  random_06b > "$LOG/model.log" 2>&1
+  step workbench 120 python3 benchmarks/workbench_overhead.py --model "$MODEL" --attached-only \
+    --workload bench --engine-defaults --reps 2 --threads 0
+  step spec 60 python3 benchmarks/spec_bench.py --device cuda --reps 3
+  step notebooks 150 "${NBVAL[@]}" notebooks/0[1-8]*.ipynb notebooks/10*.ipynb
+  step cuda_files 240 "${PYTEST[@]}" tests/engine/test_overlap.py tests/layers \
+    tests/attention tests/engine/test_sampling_features.py tests/test_streaming.py
+  ;;
 numbers)
   step kernels 150 python3 benchmarks/gpu_kernels_check.py --no-sweep --out "$LOG/kernels"
   step bench 300 python3 benchmarks/bench.py --peer 32
@@ -52,7 +66,7 @@ tests)
   step spec 90 python3 benchmarks/spec_bench.py --device cuda --reps 3
   ;;
 teaching)  # the default model: notebooks, then the workbench headless on its defaults
-  for nb in notebooks/0*.ipynb; do
+  for nb in notebooks/0[1-8]*.ipynb notebooks/10*.ipynb; do
     step "nb_$(basename "$nb" .ipynb | cut -c1-2)" 100 "${NBVAL[@]}" "$nb"
   done
   step workbench 150 python3 benchmarks/workbench_overhead.py --attached-only --reps 3 --threads 0
@@ -61,7 +75,7 @@ teaching)  # the default model: notebooks, then the workbench headless on its de
   random_06b > "$LOG/model.log" 2>&1
   step workbench 200 python3 benchmarks/workbench_overhead.py --model "$MODEL" --attached-only \
     --workload bench --engine-defaults --reps 2 --threads 0 --config num_kvcache_blocks=4381
-  for nb in notebooks/0*.ipynb; do
+  for nb in notebooks/0[1-8]*.ipynb notebooks/10*.ipynb; do
     NANOVLLM_MODEL=$MODEL step "nb_$(basename "$nb" .ipynb | cut -c1-2)" 90 "${NBVAL[@]}" "$nb"
   done
   ;;
@@ -69,7 +83,7 @@ esac
 cat "$LOG/steps.txt"
 tar czf "$OUT/all.tgz" -C "$LOG" .
 cp "$LOG/steps.txt" "$OUT/" 2>/dev/null
-for f in bench profile kernels gpu_marked cuda_files spec workbench; do
+for f in bench profile kernels gpu_marked cuda_files spec workbench notebooks; do
   [ -f "$LOG/$f.log" ] && cp "$LOG/$f.log" "$OUT/"
 done
 ls "$OUT"
