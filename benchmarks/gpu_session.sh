@@ -51,6 +51,7 @@ rest)  # one call for what a session most needs after the numbers, in order of i
     --workload bench --engine-defaults --reps 2 --threads 0
   step spec 60 python3 benchmarks/spec_bench.py --device cuda --reps 3
   step notebooks 150 "${NBVAL[@]}" notebooks/0[1-8]*.ipynb notebooks/10*.ipynb
+  step skinny 45 python3 benchmarks/profile_decode.py --model "$MODEL" --batch 1 --skinny-gemm
   step cuda_files 240 "${PYTEST[@]}" tests/engine/test_overlap.py tests/layers \
     tests/attention tests/engine/test_sampling_features.py tests/test_streaming.py
   ;;
@@ -83,7 +84,7 @@ esac
 cat "$LOG/steps.txt"
 tar czf "$OUT/all.tgz" -C "$LOG" .
 cp "$LOG/steps.txt" "$OUT/" 2>/dev/null
-for f in bench profile kernels gpu_marked cuda_files spec workbench notebooks; do
+for f in bench profile kernels gpu_marked cuda_files spec workbench notebooks skinny; do
   [ -f "$LOG/$f.log" ] && cp "$LOG/$f.log" "$OUT/"
 done
 ls "$OUT"

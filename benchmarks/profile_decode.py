@@ -76,13 +76,15 @@ def main() -> None:
     ap.add_argument("--eager", action="store_true")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--batch", type=int, nargs="+", default=[256], help="decode batch sizes")
+    ap.add_argument("--skinny-gemm", action="store_true", help="Config.skinny_gemm=True")
     args = ap.parse_args()
     path = args.model or os.path.join(tempfile.gettempdir(), "nanovllm-random-qwen3-0.6b")
     if not os.path.exists(os.path.join(path, "model.safetensors")):
         from nanovllm.testing.random_model import QWEN3_0_6B, make_random_model
 
         make_random_model(path, QWEN3_0_6B, device="cuda")
-    with LLM(path, enforce_eager=args.eager) as llm:  # max_model_len: min(4096, the model's)
+    # max_model_len: min(4096, the model's)
+    with LLM(path, enforce_eager=args.eager, skinny_gemm=args.skinny_gemm) as llm:
         for batch in args.batch:
             profile_batch(llm, batch, args.steps)
 
