@@ -40,8 +40,8 @@ import sys
 from nanovllm.testing.random_model import QWEN3_0_6B, make_random_model
 make_random_model(sys.argv[1], QWEN3_0_6B, device='cuda')" "$MODEL"
 }
-PYTEST=(python3 -m pytest -q -p no:cacheprovider -o addopts="" -rs)
-NBVAL=(python3 -m pytest -q -p no:cacheprovider --durations=3)
+PYTEST=(python3 -m pytest -v -p no:cacheprovider -o addopts="" -rs --durations=5)
+NBVAL=(python3 -m pytest -v -p no:cacheprovider --durations=5)
 
 case "${PART:-numbers}" in
 rest)  # one call for what a session most needs after the numbers, in order of importance
@@ -54,6 +54,12 @@ rest)  # one call for what a session most needs after the numbers, in order of i
   step skinny 45 python3 benchmarks/profile_decode.py --model "$MODEL" --batch 1 --skinny-gemm
   step cuda_files 240 "${PYTEST[@]}" tests/engine/test_overlap.py tests/layers \
     tests/attention tests/engine/test_sampling_features.py tests/test_streaming.py
+  ;;
+verify)  # the CUDA-run files again (fixes of the last call's failures), then the rest of -m gpu
+  step cuda_files 150 "${PYTEST[@]}" tests/engine/test_overlap.py tests/layers \
+    tests/attention tests/engine/test_sampling_features.py tests/test_streaming.py
+  step families 120 "${PYTEST[@]}" -m gpu tests/models/test_gpu_families.py \
+    -k "qwen2 or mistral or qwen3]"
   ;;
 numbers)
   step kernels 150 python3 benchmarks/gpu_kernels_check.py --no-sweep --out "$LOG/kernels"
@@ -84,7 +90,7 @@ esac
 cat "$LOG/steps.txt"
 tar czf "$OUT/all.tgz" -C "$LOG" .
 cp "$LOG/steps.txt" "$OUT/" 2>/dev/null
-for f in bench profile kernels gpu_marked cuda_files spec workbench notebooks skinny; do
+for f in bench profile kernels gpu_marked cuda_files spec workbench notebooks skinny families; do
   [ -f "$LOG/$f.log" ] && cp "$LOG/$f.log" "$OUT/"
 done
 ls "$OUT"

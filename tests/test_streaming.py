@@ -19,9 +19,13 @@ PROMPTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def llm(multibyte_model):
-    with LLM(multibyte_model, kvcache_block_size=16, max_num_seqs=8) as engine:
+@pytest.fixture(scope="module", params=[False, True], ids=["overlap_off", "overlap_on"])
+def llm(multibyte_model, request):
+    """Both ways of stepping: overlap on (the GPU's default) leaves a placeholder as the last
+    token of every running sequence between steps, which a stream must never decode."""
+    with LLM(
+        multibyte_model, kvcache_block_size=16, max_num_seqs=8, overlap_scheduling=request.param
+    ) as engine:
         yield engine
 
 

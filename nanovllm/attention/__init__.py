@@ -1,7 +1,8 @@
 """Attention backends behind one small interface, chosen by name with lazy imports.
 
-``torch_ref`` (the oracle) and ``cpu_sdpa`` (the same attention arranged for a CPU, the CPU default)
-are pure torch and always exist. ``triton`` is the GPU default. Importing nanovllm never imports
+``torch_ref`` (the oracle, on any device) and ``cpu_sdpa`` (the same attention arranged for a CPU,
+the CPU default; it plans on the host, so a CPU device only) are pure torch and always exist.
+``triton`` is the GPU default. Importing nanovllm never imports
 triton. Optional backends over flash-attn or FlashInfer would register here the same way
 (module, class, package); none is implemented yet, so none is offered.
 """
@@ -23,6 +24,9 @@ _BACKENDS = {  # name -> (module, class, the package it needs: None for pure tor
 }
 
 
+_CPU_ONLY = {"cpu_sdpa"}  # its per-step plan (index tensors, the C kernel) lives on the host
+
+
 def backend_names() -> list[str]:
     """Every registered backend, plus "auto" (the one table Config validates against)."""
     return ["auto", *_BACKENDS]
@@ -31,6 +35,7 @@ def backend_names() -> list[str]:
 def available_backends(device: str) -> list[str]:
     names = [n for n, (_, _, pkg) in _BACKENDS.items() if pkg is None]
     if device.startswith("cuda"):
+        names = [n for n in names if n not in _CPU_ONLY]
         names += [
             n for n, (_, _, pkg) in _BACKENDS.items() if pkg and importlib.util.find_spec(pkg)
         ]
@@ -45,6 +50,11 @@ def resolve_backend_name(name: str, device: str) -> str:
         return "triton" if "triton" in available_backends(device) else "torch_ref"
     if name not in _BACKENDS:
         raise ConfigError(f"attention_backend={name!r} is unknown; choose from {sorted(_BACKENDS)}")
+    if name in _CPU_ONLY and device.startswith("cuda"):
+        raise ConfigError(
+            f"attention_backend={name!r} runs on a CPU device only; on {device} use 'triton' "
+            "(the GPU default) or 'torch_ref' (the reference), or pass device='cpu'"
+        )
     interpreted = name == "triton" and os.environ.get("TRITON_INTERPRET") == "1"
     if _BACKENDS[name][2] and not device.startswith("cuda") and not interpreted:
         raise ConfigError(

@@ -13,6 +13,7 @@ from nanovllm import LLM, SamplingParams
 from nanovllm.attention import AttentionMetadata, cpu_sdpa, get_backend, resolve_backend_name
 from nanovllm.attention.cpu_native import decode_kernel
 from nanovllm.attention.cpu_sdpa import GROUP_RATIO, CpuSdpaBackend, plan_step
+from nanovllm.errors import ConfigError
 
 BS, KV_HEADS, HEADS, DIM = 16, 2, 6, 8
 
@@ -182,6 +183,13 @@ def test_auto_picks_cpu_sdpa_on_cpu():
     assert resolve_backend_name("torch_ref", "cpu") == "torch_ref"
 
 
+def test_cpu_sdpa_is_refused_on_a_cuda_device():
+    """Its plan lives on the host: on a GPU it would fail deep inside the first forward pass."""
+    with pytest.raises(ConfigError, match="CPU device only.*'triton'"):
+        resolve_backend_name("cpu_sdpa", "cuda")
+    assert resolve_backend_name("torch_ref", "cuda") == "torch_ref"
+
+
 def test_the_engine_generates_the_same_tokens_with_either_backend(second_model):
     """Greedy, GQA 4, chunked prefill (16-token budget) and prefix-cache hits (shared prompts)."""
     rng = random.Random(1)
@@ -196,6 +204,7 @@ def test_the_engine_generates_the_same_tokens_with_either_backend(second_model):
             kvcache_block_size=16,
             max_num_batched_tokens=16,
             attention_backend=backend,
+            device="cpu",  # cpu_sdpa is a CPU backend (this also runs on a GPU machine)
         ) as llm:
             llm.generate(prompts[:1], params, use_tqdm=False)  # its blocks are cached: later hits
             outs[backend] = [o["token_ids"] for o in llm.generate(prompts, params, use_tqdm=False)]

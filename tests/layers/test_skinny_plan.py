@@ -63,7 +63,8 @@ def test_the_kernel_is_chosen_only_where_it_wins_by_the_margin(monkeypatch):
     assert layers[0].skinny.configs == {4: best}
     kernel_runs.clear()
     x = torch.randn(4, 256, device=DEVICE)
-    assert rel_error(layers[1](x), x.double() @ layers[1].weight.double().T) < 1e-4
+    bound = 3e-3 if DEVICE.type == "cuda" else 1e-4  # a GPU's tl.dot takes float32 as TF32
+    assert rel_error(layers[1](x), x.double() @ layers[1].weight.double().T) < bound
     assert kernel_runs == [best]
 
 

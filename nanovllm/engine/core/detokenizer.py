@@ -21,7 +21,8 @@ decode does not end in U+FFFD: a UTF-8 character split over byte tokens is held 
 token completes it. ``finish()`` takes everything that is left, held-back bytes too.
 
 Which tokens make text (``text_end``): all generated ones, except the EOS or stop token that ended
-the sequence (vLLM leaves it out too), unless ``include_stop_str_in_output``.
+the sequence (vLLM leaves it out too), unless ``include_stop_str_in_output``, and except a pending
+last token (overlap scheduling: a placeholder for a token still being sampled, not a token id).
 
 A sequence gets an ``IncrementalDetokenizer`` (``seq.detokenizer``) only when something needs its
 text while it runs: stop strings (``StopChecker``, called by the scheduler) or a stream. Otherwise
@@ -30,7 +31,7 @@ the text is made once, when the output is built (``final_text``).
 
 from __future__ import annotations
 
-from nanovllm.engine.core.sequence import FinishReason, Sequence
+from nanovllm.engine.core.sequence import FinishReason, Sequence, is_pending
 
 REPLACEMENT = "\ufffd"
 PROMPT_CONTEXT = 5  # prompt tokens the first window starts back (vLLM's initial offset)
@@ -107,7 +108,10 @@ def detokenizer_of(seq: Sequence, tokenizer) -> IncrementalDetokenizer:
 
 def text_end(seq: Sequence) -> int:
     """How many of ``seq.token_ids`` make text: all, unless the last one is the EOS or stop token
-    that finished the sequence (and the request did not ask for it)."""
+    that finished the sequence (and the request did not ask for it), or a placeholder for a token
+    the step in flight is still sampling (overlap scheduling; its text comes at the next poll)."""
+    if is_pending(seq.token_ids[-1]):
+        return seq.num_tokens - 1
     if (
         seq.finish_reason is FinishReason.STOP
         and not isinstance(seq.stop_reason, str)
