@@ -55,9 +55,10 @@ rest)  # one call for what a session most needs after the numbers, in order of i
   step cuda_files 240 "${PYTEST[@]}" tests/engine/test_overlap.py tests/layers \
     tests/attention tests/engine/test_sampling_features.py tests/test_streaming.py
   ;;
-verify)  # the CUDA-run files again (fixes of the last call's failures), then the rest of -m gpu
-  step cuda_files 150 "${PYTEST[@]}" tests/engine/test_overlap.py tests/layers \
-    tests/attention tests/engine/test_sampling_features.py tests/test_streaming.py
+verify)  # the files that failed in the last call (after their fixes), then the notebooks it missed
+  step cuda_files 80 "${PYTEST[@]}" tests/engine/test_overlap.py tests/test_streaming.py \
+    tests/attention/test_cpu_sdpa.py tests/layers/test_skinny_plan.py
+  step notebooks 150 "${NBVAL[@]}" notebooks/0[678]*.ipynb notebooks/10*.ipynb
   step families 120 "${PYTEST[@]}" -m gpu tests/models/test_gpu_families.py \
     -k "qwen2 or mistral or qwen3]"
   ;;
