@@ -16,7 +16,9 @@
 prefix-cache hits, step time) and keeps a few per-step series; the recorded run and its replay are
 summarized the same way, so they compare side by side. ``schedule(records, ids)`` writes each
 step as (arrival index, sample, phase, tokens, start) rows: the same workload on the same settings
-(greedy) schedules the same rows, whatever sequence ids either engine gave the requests.
+(greedy) schedules the same rows, whatever sequence ids either engine gave the requests; with
+speculative decoding too (a decode with a draft is one row of 1 + k tokens, and the replay
+accepts the same drafts).
 
 Reads only ``StepRecord``s and the engine's public request API; never changes the recorded engine.
 It lives above the facade, not in ``engine/observe``: a replay drives an engine of its own, and

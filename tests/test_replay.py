@@ -1,5 +1,6 @@
 """What-if replay (nanovllm/replay.py): recording a workload as it arrives, and
-running it again on a fresh engine with the same or other settings."""
+running it again on a fresh engine with the same or other settings (speculative decoding on or
+off among them)."""
 
 from __future__ import annotations
 
@@ -18,24 +19,31 @@ def _prompt(rng: random.Random, n: int) -> list[int]:
     return [rng.randrange(10, 400) for _ in range(n)]
 
 
-def recorded_run(model: str, **config):
-    """Six requests, two of them arriving later, stepped by hand; returns (recorder, records)."""
+def recorded_run(model: str, prompts: list | None = None, **config):
+    """Six requests (``prompts``, else random ones), the last two arriving after five steps, the
+    last with n=2, stepped by hand; returns (recorder, records)."""
     rng = random.Random(0)
+    prompts = prompts or [_prompt(rng, n) for n in (40, 20, 70, 33, 50, 25)]
     greedy = SamplingParams(temperature=0, max_tokens=24, ignore_eos=True)
     with LLM(model, **{**CONFIG, **config}) as llm:
         rec = WorkloadRecorder(llm)
         records = []
         llm.subscribe(rec)
         llm.subscribe(records.append)
-        for n in (40, 20, 70, 33):
-            llm.add_request(_prompt(rng, n), greedy)
+        for prompt in prompts[:4]:
+            llm.add_request(prompt, greedy)
         for _ in range(5):
             llm.step()
-        llm.add_request(_prompt(rng, 50), greedy)
-        llm.add_request(_prompt(rng, 25), SamplingParams(temperature=0, max_tokens=8, n=2))
+        llm.add_request(prompts[4], greedy)
+        llm.add_request(prompts[5], SamplingParams(temperature=0, max_tokens=8, n=2))
         while llm.has_unfinished():
             llm.step()
     return rec, records
+
+
+def without_time(summary: RunSummary) -> dict:
+    """The totals of a run but its step time (wall time: never the same twice)."""
+    return {k: v for k, v in summary.row().items() if k != "step_time"}
 
 
 def test_the_recorder_keeps_each_request_with_its_arrival_step(tiny_model):
@@ -54,10 +62,7 @@ def test_replay_with_the_same_settings_schedules_every_step_the_same(tiny_model)
     rec, records = recorded_run(tiny_model)
     again = replay(rec.workload, tiny_model, **CONFIG)
     assert again.schedule == schedule(records, rec.keys)
-    assert again.summary.row() == {
-        **RunSummary.of(records).row(),
-        "step_time": again.summary.step_time,
-    }
+    assert without_time(again.summary) == without_time(RunSummary.of(records))
 
 
 def test_replay_with_fewer_blocks_preempts_more(tiny_model):
@@ -93,3 +98,37 @@ def test_replay_closes_its_engine(tiny_model, monkeypatch):
         replay(rec.workload, tiny_model, max_steps=3, **CONFIG)
     assert made[-1].closed
     gc.collect()
+
+
+SPEC = {"method": "ngram", "num_speculative_tokens": 3}
+WEEK = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday Monday Tuesday"
+TEACHING_PROMPTS = [WEEK, "one two three four five six", "a b c d e f g", "7 x 4 = 28, 7 x 5 = 35,"]
+
+
+def drafted(records) -> list[tuple]:
+    """Each drafting step's drafts, accepted counts and rolled-back slots."""
+    return [(r.drafts, r.num_accepted, r.rolled_back_slots) for r in records if r.drafts]
+
+
+def test_a_run_with_speculation_replays_step_for_step(teaching_model):
+    """Drafts, verification and rollback replay as recorded: the same rows every step (a decode
+    with a draft schedules 1 + k tokens), the same drafts accepted and slots rolled back, the same
+    tokens, preemptions included; replayed without speculation, the same greedy tokens in more
+    steps."""
+    prompts = [*TEACHING_PROMPTS, WEEK, "January February March April"]
+    # 8 x 16 slots for six requests of up to 128 tokens: it preempts
+    small = dict(num_kvcache_blocks=8, max_model_len=128, speculative_config=SPEC)
+    rec, records = recorded_run(teaching_model, prompts, **small)
+    recorded = {rec.keys[i]: tokens for r in records for i, tokens in r.finished_outputs}
+    assert sum(r.num_drafts for r in records) > 0 and sum(map(len, recorded.values())) > 0
+    assert RunSummary.of(records).preemptions > 0 and rec.missed == 0
+    again = replay(rec.workload, teaching_model, **{**CONFIG, **small})
+    assert again.schedule == schedule(records, rec.keys)
+    assert again.outputs == recorded and len(recorded) == 7
+    assert drafted(again.records) == drafted(records)
+    assert any(r.num_accepted_tokens for r in records)
+    assert any(any(r.rolled_back_slots) for r in records)  # rejections rolled back, too
+    assert without_time(again.summary) == without_time(RunSummary.of(records))
+    plain = replay(rec.workload, teaching_model, **{**CONFIG, **small, "speculative_config": None})
+    assert plain.outputs == recorded
+    assert plain.summary.steps > again.summary.steps

@@ -2,6 +2,8 @@
 
 - `tiny_model_path()`: a random-weight tiny Qwen3 (about a second to build, once per machine,
   cached on disk under a file lock); equivalence and property tests use it.
+- `hf_oracle.assert_matches_transformers(path)`: nanovllm's greedy tokens and logprobs against
+  Hugging Face transformers on the same checkpoint (imported on its own: it loads transformers).
 
 The trained default model is not here: it ships in `nanovllm.teaching` (`teaching_model_path()`).
 """

@@ -169,9 +169,30 @@ def test_drafts_are_accepted_and_counted(engines):
         metrics["spec_decode_acceptance_rate"] == accepted / metrics["spec_decode_num_draft_tokens"]
     )
     assert metrics["spec_decode_acceptance_rate"] > 0.5  # the week repeats: drafts are right
+    assert metrics["spec_decode_mean_acceptance_length"] == pytest.approx(
+        1 + accepted / metrics["spec_decode_num_drafts"]
+    )
     assert metrics["generated_tokens"] == len(out[0]["token_ids"])
     # fewer steps than tokens: that is the point
     assert len([r for r in records if r.seq_ids]) < len(out[0]["token_ids"])
+
+
+@pytest.mark.parametrize("k", [0, 3], ids=["speculation-off", "k=3"])
+def test_no_draft_means_acceptance_rate_0_and_length_1(engines, k):
+    """As vLLM's SpeculativeDecodingMetrics: with no draft verified, the mean acceptance length is
+    1.0 (each decode appends its own token), the acceptance rate 0.0."""
+    llm = engines("teaching", k)
+    llm.reset_metrics()
+    assert llm.get_metrics()["spec_decode_mean_acceptance_length"] == 1.0  # no step yet
+    # one token: the prefill samples it, no decode step drafts
+    llm.generate(TEACHING_PROMPTS[:2], SamplingParams(temperature=0, max_tokens=1), use_tqdm=False)
+    if k == 0:  # decodes, but nothing drafts
+        llm.generate(TEACHING_PROMPTS[:2], SamplingParams(max_tokens=8), use_tqdm=False)
+    m = llm.get_metrics()
+    assert m["generated_tokens"] > 0 and m["spec_decode_num_drafts"] == 0
+    assert m["spec_decode_num_draft_tokens"] == m["spec_decode_num_accepted_tokens"] == 0
+    assert m["spec_decode_acceptance_rate"] == 0.0
+    assert m["spec_decode_mean_acceptance_length"] == 1.0
 
 
 def test_preemption_and_drafts_together(tiny_model):

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_equivalence import MAX_NEW, hf_greedy, hf_logprobs, hf_model, prompts_for
 
 from nanovllm import LLM, SamplingParams
 from nanovllm.config import Config
 from nanovllm.testing import tiny_model_path
+from nanovllm.testing.hf_oracle import MAX_NEW_TOKENS, assert_matches_transformers, oracle_prompts
 
 # name -> (family, overrides of the family's tiny config)
 CASES = {
@@ -32,7 +32,7 @@ CASES = {
         dict(norm_topk_prob=False, decoder_sparse_step=2, mlp_only_layers=[]),
     ),
 }
-GREEDY = SamplingParams(temperature=0, max_tokens=MAX_NEW, ignore_eos=True, logprobs=3)
+GREEDY = SamplingParams(temperature=0, max_tokens=MAX_NEW_TOKENS, ignore_eos=True, logprobs=3)
 
 
 def case_path(name: str) -> str:
@@ -43,17 +43,9 @@ def case_path(name: str) -> str:
 @pytest.mark.parametrize("name", list(CASES))
 def test_greedy_tokens_and_logprobs_match_transformers(name):
     path = case_path(name)
-    model = hf_model(path)
+    # max_num_batched_tokens=48: the 64-token prompt is prefilled in chunks
+    model = assert_matches_transformers(path, kvcache_block_size=16, max_num_batched_tokens=48)
     assert type(model).__name__ == Config.from_model(path).spec.architecture
-    prompts = prompts_for(model.config.vocab_size)
-    with LLM(path, kvcache_block_size=16, max_num_batched_tokens=48) as llm:  # chunked prefill
-        outs = llm.generate(prompts, GREEDY, use_tqdm=False)
-    for prompt, out in zip(prompts, outs):
-        assert out["token_ids"] == hf_greedy(model, prompt)
-        ref = hf_logprobs(model, prompt, out["token_ids"])
-        torch.testing.assert_close(torch.tensor(out["logprobs"]), ref, atol=1e-4, rtol=1e-4)
-        for chosen, top in zip(out["token_ids"], out["top_logprobs"]):
-            assert len(top) == 3 and max(top, key=top.get) == chosen
 
 
 def test_tiny_configs_exercise_what_each_family_adds():
@@ -77,7 +69,7 @@ def test_tiny_configs_exercise_what_each_family_adds():
 def test_two_ranks_generate_what_one_does(name):
     path = case_path(name)
     kw = dict(num_kvcache_blocks=64, kvcache_block_size=16, max_model_len=256)
-    prompts = prompts_for(448)
+    prompts = oracle_prompts(448)
     runs = {}
     for tp in (1, 2):
         with LLM(path, tensor_parallel_size=tp, max_num_batched_tokens=40, **kw) as llm:

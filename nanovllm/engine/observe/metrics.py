@@ -10,7 +10,10 @@ Speculative decoding uses vLLM's counter names (``vllm:spec_decode_num_drafts`` 
 the prefix): drafts verified, draft tokens, accepted tokens, accepted tokens per draft position;
 and the two figures read from them, ``spec_decode_acceptance_rate`` (accepted / draft tokens) and
 ``spec_decode_mean_acceptance_length`` (1 + accepted / drafts: tokens a drafting decode appends
-per step, its own included).
+per step, its own included). With no draft verified (speculation off, or nothing drafted yet) they
+read 0.0 and 1.0, as vLLM 0.32's per-request ``SpeculativeDecodingMetrics`` does (a decode appends
+its own token, so a length below 1 cannot happen); vLLM's periodic log prints no spec-decode line
+then, and its Prometheus counters stay at 0 (the ratios are left to PromQL).
 """
 
 from __future__ import annotations
@@ -143,7 +146,7 @@ class MetricsCollector:
             spec_decode_mean_acceptance_length=(
                 1 + t.spec_decode_num_accepted_tokens / t.spec_decode_num_drafts
                 if t.spec_decode_num_drafts
-                else 0.0
+                else 1.0  # no draft: each decode appends its own token only
             ),
         )
         out["spec_decode_num_accepted_tokens_per_pos"] = list(

@@ -6,21 +6,24 @@ sends it over each worker's pipe, so a worker never reads a half-written message
 
 ::
 
-    writer.write(obj) -> Ticket("nanovllm_<engine>_<gen>", nbytes)  --pipe-->  reader.read(ticket)
-                      |  segment: [ pickled obj | unused ]   (replaced by one 2x larger, gen + 1,
-                                                              when a message outgrows it)
+    writer.write(obj) -> Ticket("nanovllm_<pid>_<token>_<gen>", nbytes)
+                           --pipe-->  reader.read(ticket)
+        segment: [ pickled obj | unused ]   (replaced by one 2x larger, gen + 1, when a message
+                                             outgrows it)
 
 Contract:
-- Segment names start with ``SHM_PREFIX`` and carry a per-channel token, so two engines in one
-  process never collide. Only the writer creates and unlinks segments; ``close()`` unlinks the
-  current one, and the previous one is unlinked as soon as it is replaced (a reader that still maps
-  it keeps a valid mapping until it moves on).
+- Segment names are ``process_prefix()`` (``SHM_PREFIX`` and the writing process's pid) followed
+  by a per-channel token, so two engines never collide, and whoever lists /dev/shm (a leak check,
+  an operator) can tell which process made a segment. Only the writer creates and unlinks
+  segments; ``close()`` unlinks the current one, and the previous one is unlinked as soon as it is
+  replaced (a reader that still maps it keeps a valid mapping until it moves on).
 - The writer must not write again before every reader has finished reading the last message (the
   worker group waits for every rank's reply to a step before sending the next one).
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import uuid
 from dataclasses import dataclass
@@ -40,12 +43,20 @@ class Ticket:
 
 
 def new_channel_token() -> str:
-    return uuid.uuid4().hex[:12]  # short: macOS caps shared-memory names at 31 characters
+    # short: macOS caps shared-memory names at 31 characters, and "/nanovllm_<pid>_<token>_<gen>"
+    # with a 7-digit pid and 8 hex digits leaves 3 for the generation
+    return uuid.uuid4().hex[:8]
+
+
+def process_prefix(pid: int | None = None) -> str:
+    """The start of every segment name a writer in process ``pid`` (default: this one) creates."""
+    return f"{SHM_PREFIX}{os.getpid() if pid is None else pid}_"
 
 
 class ShmWriter:
     def __init__(self, token: str | None = None, initial_bytes: int | None = None):
         self.token = token or new_channel_token()
+        self.pid = os.getpid()
         self.initial_bytes = INITIAL_BYTES if initial_bytes is None else initial_bytes
         self._shm: shared_memory.SharedMemory | None = None  # created on the first write
         self._generation = 0
@@ -53,7 +64,7 @@ class ShmWriter:
     @property
     def prefix(self) -> str:
         """Every segment this writer creates has a name starting with this."""
-        return f"{SHM_PREFIX}{self.token}_"
+        return f"{process_prefix(self.pid)}{self.token}_"
 
     @property
     def generation(self) -> int:

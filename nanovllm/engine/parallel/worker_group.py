@@ -7,7 +7,7 @@ never joins a process group, never touches the GPU, and survives a worker's deat
 ::
 
     main process: WorkerGroup                          worker r = 0 .. N-1: worker_main
-      run(inputs)  -- ShmWriter.write(inputs) -->  segment "nanovllm_<token>_<gen>"  (any size)
+      run(inputs)  -- ShmWriter.write(inputs) -->  "nanovllm_<pid>_<token>_<gen>"  (any size)
                    -- ("run", ticket)  pipe r -->  ShmReader.read(ticket)
                                                    ModelRunner(config, TensorParallel(r, N))
                    <-- ("ok", (SamplerOutput, RunTiming))   rank 0: forward + sample

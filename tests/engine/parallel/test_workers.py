@@ -18,7 +18,7 @@ import sys
 import textwrap
 import threading
 import time
-from multiprocessing import resource_tracker
+from multiprocessing import resource_tracker, shared_memory
 
 import numpy as np
 import pytest
@@ -26,7 +26,7 @@ import pytest
 from nanovllm import LLM, SamplingParams
 from nanovllm.engine.parallel import shm_channel, worker_group
 from nanovllm.engine.parallel.heartbeat import HeartbeatWatch, start_beating
-from nanovllm.engine.parallel.shm_channel import SHM_PREFIX, ShmReader, ShmWriter
+from nanovllm.engine.parallel.shm_channel import SHM_PREFIX, ShmReader, ShmWriter, process_prefix
 from nanovllm.engine.runner.inputs import StepInputs
 from nanovllm.errors import EngineClosedError, ModelLoadError, StepError, WorkerError
 from nanovllm.layers.sampling_batch import SamplingBatch
@@ -60,9 +60,21 @@ def shm_segments() -> set[str]:
     return set(os.listdir("/dev/shm"))
 
 
+def unowned_segments(before: set[str], pid: int) -> set[str]:
+    """Segments new since ``before`` that process ``pid`` (this one, or a child that ran an
+    engine) may have left: every nanovllm segment named with ``pid``'s prefix (known to be its),
+    and new segments of other names that no other live process holds. nanovllm segments of other
+    pids belong to other runs on this machine, which may create and unlink theirs at any moment:
+    they are never ours, held or not."""
+    new = shm_segments() - before
+    ours = {s for s in new if s.startswith(process_prefix(pid))}
+    unnamed = {s for s in new if not s.startswith(SHM_PREFIX)}
+    return ours | (unnamed - held_by_other_processes(unnamed))
+
+
 def held_by_other_processes(names: set[str]) -> set[str]:
     """The segments among ``names`` that another live process maps or holds open: those belong to
-    whatever else runs on this machine (another test run, say), not to an engine of ours."""
+    whatever else runs on this machine, not to an engine of ours."""
     held = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -121,14 +133,14 @@ class Leftovers:
         if hasattr(llm.executor, "port"):
             self.engine_ports.add(llm.executor.port)
             self.engine_prefixes.add(llm.executor.shm_prefix)
+            assert llm.executor.shm_prefix.startswith(process_prefix())  # unowned_segments sees it
 
     def check(self) -> None:
         assert mp.active_children() == []
         assert children() - self.children == set()
         now = shm_segments()
         assert {s for s in now for p in self.engine_prefixes if s.startswith(p)} == set()
-        new = now - self.shm
-        assert new - held_by_other_processes(new) == set()  # nothing of ours, named or not
+        assert unowned_segments(self.shm, os.getpid()) == set()  # noted engines or not
         listening = listening_sockets()
         assert set(listening.values()) & self.engine_ports == set()
         assert set(listening) & my_socket_inodes() == set()
@@ -179,6 +191,28 @@ def test_each_channel_has_its_own_name():
     finally:
         a.close()
         b.close()
+
+
+def test_leftover_check_ignores_another_runs_segment_and_catches_ours():
+    """Another run's writer between its close() (unmapped) and unlink(): a nanovllm segment no
+    process holds. It is not ours; a segment of this process's writer, held or not, is."""
+    leftovers = Leftovers()
+    other_pid = os.getppid()  # any pid but ours: the name is all the check reads
+    foreign = shared_memory.SharedMemory(
+        name=f"{process_prefix(other_pid)}0123abcd_0", create=True, size=64
+    )
+    foreign.close()
+    writer = ShmWriter()
+    try:
+        leftovers.check()
+        writer.write("left behind")
+        with pytest.raises(AssertionError, match=writer.prefix):
+            leftovers.check()
+        writer.close()
+        leftovers.check()
+    finally:
+        writer.close()
+        foreign.unlink()
 
 
 # ---- lifecycle -----------------------------------------------------------------------------------
@@ -240,12 +274,14 @@ def test_interpreter_exit_closes_workers(tiny_model, tmp_path):
     script = tmp_path / "run.py"
     script.write_text(
         textwrap.dedent(f"""
+        import os
+
         from nanovllm import LLM, SamplingParams
 
         if __name__ == "__main__":
             llm = LLM({str(tiny_model)!r}, tensor_parallel_size=2, **{KW!r})
             llm.generate(["hi"], SamplingParams(temperature=0, max_tokens=3), use_tqdm=False)
-            print(*llm.executor.pids, llm.executor.shm_prefix, flush=True)
+            print(os.getpid(), *llm.executor.pids, llm.executor.shm_prefix, flush=True)
             # no close(): interpreter exit must do it
     """)
     )
@@ -258,11 +294,10 @@ def test_interpreter_exit_closes_workers(tiny_model, tmp_path):
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     assert proc.returncode == 0, proc.stderr
-    *pids, prefix = proc.stdout.split()
+    child, *pids, prefix = proc.stdout.split()
     assert all(gone(int(p)) for p in pids)
-    assert not any(s.startswith(prefix) for s in shm_segments())
-    new = shm_segments() - before
-    assert new - held_by_other_processes(new) == set()
+    assert prefix.startswith(process_prefix(int(child)))
+    assert unowned_segments(before, int(child)) == set()
     assert "leaked" not in proc.stderr, proc.stderr
 
 
@@ -275,15 +310,19 @@ def _expect_worker_error(call) -> WorkerError:
     return err
 
 
-def _kill_between_steps(llm: LLM, pid: int) -> None:
+def _signal_after_three_steps(llm: LLM, pid: int, sig: signal.Signals) -> None:
     steps = []
 
     def observer(record):
         steps.append(record.step)
         if len(steps) == 3:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, sig)
 
     llm.subscribe(observer)
+
+
+def _kill_between_steps(llm: LLM, pid: int) -> None:
+    _signal_after_three_steps(llm, pid, signal.SIGKILL)
 
 
 def _kill_mid_step(llm: LLM, pid: int) -> None:
@@ -373,14 +412,7 @@ def test_a_stopped_worker_raises_worker_error_naming_it_within_seconds(tiny_mode
     leftovers.note(llm)
     assert (llm.executor.step_timeout, llm.executor.heartbeat_timeout) == (600.0, 10.0)
     pid = llm.executor.pids[1]
-    steps = []
-
-    def stop_after_three_steps(record):
-        steps.append(record.step)
-        if len(steps) == 3:
-            os.kill(pid, signal.SIGSTOP)
-
-    llm.subscribe(stop_after_three_steps)
+    _signal_after_three_steps(llm, pid, signal.SIGSTOP)
     t0 = time.monotonic()
     err = _expect_worker_error(lambda: llm.generate(PROMPTS, LONG, use_tqdm=False))
     assert 10 <= time.monotonic() - t0 < 30
