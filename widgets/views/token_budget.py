@@ -45,7 +45,8 @@ class TokenBudgetView(View):
                 legend=dict(x=1.02, y=1.0, yanchor="top", traceorder="reversed"),  # off the title
                 xaxis=dict(title="step", type="category"),
                 yaxis=dict(title="tokens", gridcolor="#eee", rangemode="tozero"),
-            )
+            ),
+            empty=True,
         )
 
     def draw(self, ctx: DrawContext) -> None:
@@ -63,5 +64,4 @@ class TokenBudgetView(View):
                 f"Token budget per step: {budget:,} (max_num_batched_tokens); decodes first, "
                 f"then prefill chunks" + (f"; {used:.0%} used over the window" if records else "")
             )
-            # no steps (a reset): no axes, or plotly keeps the last window's ticks on an empty plot
-            self.figure.layout.xaxis.visible = self.figure.layout.yaxis.visible = bool(records)
+            self.fit(not records)  # no steps (a reset): the title line alone
