@@ -236,6 +236,9 @@ class View:
                 ax.visible = not empty
         fig.layout.showlegend = False if empty else legend
         fig.layout.margin.b = 0 if empty else bottom
+        # margins as set: one pushed out by a legend or colorbar drawn before would be scaled
+        # down with the others to fit the small height, and the title moved out of its line
+        fig.layout.margin.autoexpand = not empty
         fig.layout.height = fig.layout.margin.t + EMPTY_PLOT_PX if empty else height or built
 
     def wire(self) -> None:

@@ -62,6 +62,8 @@ class TokenBudgetView(View):
             used = (decode + prefill).sum() / (budget * len(records)) if budget and records else 0
             self.figure.layout.title.text = (
                 f"Token budget per step: {budget:,} (max_num_batched_tokens); decodes first, "
-                f"then prefill chunks" + (f"; {used:.0%} used over the window" if records else "")
+                f"then prefill chunks; {used:.0%} used over the window"
+                if records
+                else f"Token budget per step: no steps yet ({budget:,}: max_num_batched_tokens)"
             )
             self.fit(not records)  # no steps (a reset): the title line alone
