@@ -792,11 +792,14 @@ NOTEBOOK_STATE = """() => {
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["05_step_by_step", "08_inside_the_cache"])
+@pytest.mark.parametrize(
+    "name", ["05_step_by_step", "08_inside_the_cache", "10_speculative_decoding"]
+)
 def test_a_notebook_run_all_as_a_learner_sees_it(lab_notebooks, tmp_path, name):
     """Run All in the browser: every cell runs, no error output, no blank figure (notebook 08's
-    block table, after every request finished, draws the picked request's last table); the page
-    is saved as /tmp/notebook_<name>_<k>.png, screen by screen, to look at."""
+    block table, after every request finished, draws the picked request's last table; notebook
+    10's speculation view, its acceptance per step); the page is saved as
+    /tmp/notebook_<name>_<k>.png, screen by screen, to look at."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -822,6 +825,14 @@ def test_a_notebook_run_all_as_a_learner_sees_it(lab_notebooks, tmp_path, name):
                 assert page.locator(".nanovllm-view-block_table .barlayer .point").count() > 0
                 labels = page.evaluate(TREE_LABELS)  # every "#k" the kernel sent is drawn
                 assert labels["drawn"] == labels["sent"] and labels["sent"], labels
+            # an engine that drafts has a speculation view, with its steps' acceptance drawn;
+            # the others (no speculative_config) have none
+            spec = page.locator(".nanovllm-view-speculation")
+            if name == "10_speculative_decoding":
+                assert spec.locator(".barlayer .point").count() > 0
+                assert "accepted over the window" in spec.locator(".gtitle").text_content()
+            else:
+                assert spec.count() == 0
             # screen by screen, until the one that shows the last cell's end (the notebook's
             # cells are rendered as they come into view: its height grows while we scroll)
             for k in range(20):
