@@ -10,7 +10,7 @@ engine without speculation has no speculation view; at a 940 px window no reques
 seq id, state or latencies. Screenshots are saved under the test's tmp_path and copied to
 /tmp/workbench_screenshot.png (the page), /tmp/workbench_empty.png (before the first step),
 /tmp/workbench_reset.png (after Reset) and /tmp/workbench_<view>.png (the block table, the
-requests panel, the prefix tree, the requests panel at 940 px).
+requests panel, the prefix tree, the requests panel at 940 px, with the worst rows on top).
 
 Needs Debian's chromium (CI installs it); skipped, saying so, when /usr/bin/chromium is missing.
 """
@@ -490,16 +490,19 @@ def pick_a_request_and_click_a_block(page, tmp_path: Path) -> None:
     plot_titled(page, f"Block table of seq {picked} (")
 
 
-# Each request row (those drawn, and ``rows``: the worst rows' HTML, added for the measure and
-# removed): how far its first line's text (seq id, state) and its second line's latencies ("TTFT
-# ... · ... ms/token") reach, and the lines' width, in px.
+# Each request row (those drawn, and ``rows``: the worst rows' HTML, added for the measure and the
+# screenshot, then removed by DROP_ADDED): how far its first line's text (seq id, state) and its
+# second line's latencies ("TTFT ... · ... ms/token") reach, and the lines' width, in px.
 ROW_WIDTHS = """(rows) => {
   const table = [...document.querySelectorAll('.nanovllm-requests .widget-html-content')]
     .find((e) => e.querySelector(':scope > div > div'));
   const added = rows.map((html) => {
     const d = document.createElement('div');
     d.innerHTML = html;
-    return table.appendChild(d.firstElementChild);
+    const row = d.firstElementChild;
+    row.dataset.added = 'yes';
+    table.prepend(row);
+    return row;
   });
   const out = [...table.children].map((row) => {
     const [first, second] = row.children;
@@ -513,9 +516,9 @@ ROW_WIDTHS = """(rows) => {
       latencies: text.textContent.slice(0, end), reach: range.getBoundingClientRect().right - left,
       width: second.clientWidth, added: added.includes(row)};
   });
-  added.forEach((row) => row.remove());
   return out;
 }"""
+DROP_ADDED = "() => document.querySelectorAll('[data-added=yes]').forEach((row) => row.remove())"
 ELLIPSIS_PX = 14  # a cut line ends in "…": the latencies must end before it
 
 
@@ -538,20 +541,24 @@ def requests_rows_fit_a_narrow_panel(page, tmp_path: Path) -> None:
     """A learner's panel was ~270 px wide and cut TTFT and ms/token off; then a 4-digit seq id with
     two 7-character latencies cut "ms/token" at a 940 px window: there, every row drawn and the
     worst rows show their first line (seq id, state) whole and their latencies before any "…";
-    the screenshot shows the panel."""
+    the screenshots show the panel, and the panel with the worst rows on top."""
     page.set_viewport_size({"width": 940, "height": 2000})
     panel = page.locator(".nanovllm-requests")
     panel.scroll_into_view_if_needed()
     page.wait_for_timeout(500)
-    rows = page.evaluate(ROW_WIDTHS, worst_rows())
+    panel.screenshot(path=str(tmp_path / "requests_narrow.png"))
+    shutil.copyfile(tmp_path / "requests_narrow.png", "/tmp/workbench_requests_narrow.png")
+    rows = page.evaluate(ROW_WIDTHS, worst_rows())  # the worst rows on top, for the screenshot
+    panel.screenshot(path=str(tmp_path / "requests_worst.png"))
+    shutil.copyfile(tmp_path / "requests_worst.png", "/tmp/workbench_requests_worst.png")
+    page.evaluate(DROP_ADDED)
     width = panel.evaluate("(e) => e.getBoundingClientRect().width")
     worst = [r for r in rows if r["added"]]
-    print(f"requests panel {width:.0f} px wide; a row drawn: {rows[0]}; the worst: {worst}")
+    drawn = next(r for r in rows if not r["added"])
+    print(f"requests panel {width:.0f} px wide; a row drawn: {drawn}; the worst: {worst}")
     assert len(worst) == 4 and len(rows) > 4, rows
     assert all(r["needs"] <= r["width"] + 1 for r in rows), rows
     assert all(r["reach"] + ELLIPSIS_PX <= r["width"] for r in rows), rows
-    panel.screenshot(path=str(tmp_path / "requests_narrow.png"))
-    shutil.copyfile(tmp_path / "requests_narrow.png", "/tmp/workbench_requests_narrow.png")
 
 
 # The dashboard's charts as the page draws them: {view name: [height px, ticks drawn, px from the
