@@ -17,7 +17,9 @@
     +------------------------------------------------------------------+
 
 Every loop here goes over ``views/``'s registry, in its order: nothing names a view but the
-registry. ``draw(ctx)`` draws each view; a view that fails shows its failure and the others are
+registry. A view that does not apply to the engine (``View.left_out``) is not built: the page
+shows no empty chart for it, and asking for it (``wb.speculation_view``, ``wb.freeze(...)``) says
+why. ``draw(ctx)`` draws each view; a view that fails shows its failure and the others are
 drawn all the same. It knows no engine: the Workbench decides what to draw and when.
 """
 
@@ -26,14 +28,15 @@ from __future__ import annotations
 import ipywidgets as W
 
 from .controls.toolbar import Controls
-from .views import Click, DrawContext, View, ViewSetup, view_classes
+from .views import Click, DrawContext, View, ViewSetup, build_views
 from .views.figures import LEFT_COLUMN_WIDTH, PANEL_MIN_WIDTH
 from .views.frozen import FrozenFigure
 
 
 class Dashboard:
     def __init__(self, setup: ViewSetup, controls: Controls, hidden: tuple[W.Widget, ...] = ()):
-        self.views: list[View] = [cls(setup) for cls in view_classes()]
+        self.views: list[View]
+        self.views, self.left_out = build_views(setup)  # the views that apply to this engine
         self.controls = controls
         self.widget = W.VBox(
             [
@@ -53,6 +56,14 @@ class Dashboard:
     def by_attribute(self, attribute: str) -> View | None:
         return next((v for v in self.views if v.attribute == attribute), None)
 
+    def why_absent(self, key: str) -> str | None:
+        """Why the view named (or reached as) ``key`` is not here, if the registry has it but it
+        does not apply to this engine (``View.left_out``)."""
+        for cls, why in self.left_out.items():
+            if key in (cls.name, cls.attribute):
+                return f"the {cls.name} view is not on this dashboard: {why}"
+        return None
+
     def on_click(self, handler) -> None:
         """Where every view's clicks go."""
         for v in self.views:
@@ -70,7 +81,8 @@ class Dashboard:
     def freeze(self, name: str, ctx: DrawContext) -> FrozenFigure:
         names = [v.name for v in self.views if v.figure is not None]
         if name not in names:
-            raise ValueError(f"view={name!r}: choose one of {names}")
+            why = self.why_absent(name)
+            raise ValueError(f"view={name!r}: " + (why or f"choose one of {names}"))
         return self.view(name).freeze(ctx)
 
     def renew(self, names) -> list[str]:

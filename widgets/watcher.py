@@ -43,7 +43,7 @@ from nanovllm.errors import ConfigError
 from .controls.source_status import describe
 from .dashboard import _rows
 from .pacing import RedrawGate
-from .views import CACHE_REGISTRY, DrawContext, View, ViewSetup, view_classes
+from .views import CACHE_REGISTRY, DrawContext, View, ViewSetup, build_views
 from .views.figures import plotly_module
 from .views.frozen import FrozenFigure
 
@@ -69,7 +69,7 @@ class Watch:
         self.gate = RedrawGate(redraw_interval, max_share=MAX_SHARE, max_interval=5.0)
         self.gate.draw = self._draw
         setup = ViewSetup(num_blocks=0, block_size=source.model.block_size or 0)
-        self.views: list[View] = [cls(setup) for cls in view_classes(CACHE_REGISTRY)]
+        self.views: list[View] = build_views(setup, CACHE_REGISTRY)[0]
         self.status = W.HTML(value="")
         self.status.add_class("nanovllm-watch-status")
         self.error: str | None = None  # the last failure of a poll or a frame

@@ -41,10 +41,7 @@ class Workbench:
         self.model, self.config, self._replay_panel = str(model), dict(config or {}), None
         llm = LLM(self.model, **self.config)
         self.texts = SequenceText(lambda: self.llm)  # token text for the views' hovers and rows
-        c = llm.config
-        setup = ViewSetup(
-            c.num_kvcache_blocks, c.kvcache_block_size, opts.window, c.max_num_batched_tokens
-        )
+        setup = ViewSetup.of_engine(llm.config, opts.window)
         self.stage = Stage(opts, setup, self.texts)
         self.driver = Driver(llm, **self.stage.driver_callbacks())
         self.stage.running = lambda: self.driver.running
@@ -62,7 +59,10 @@ class Workbench:
             return getattr(stage, name)
         view = stage.dashboard.by_attribute(name) if stage is not None else None
         if view is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            why = stage.dashboard.why_absent(name) if stage is not None else None
+            raise AttributeError(
+                f"{name}: {why}" if why else f"{type(self).__name__!r} has no attribute {name!r}"
+            )
         return view
 
     def __dir__(self):

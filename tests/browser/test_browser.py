@@ -4,9 +4,13 @@ What must hold: the dashboard renders (plotly's SVG for the block grid, timeline
 block grid's heatmap image), the metrics panel follows a plain ``llm.generate`` while the cell is
 still running (widget messages leave the busy kernel), Step / Add request / Run / Pause work from
 clicks, a request picked in the dropdown gets its block table drawn, a click on a block of the
-grid picks one of that block's owners, and no widget fails to display. Screenshots are saved
-under the test's tmp_path and copied to /tmp/workbench_screenshot.png (the page) and
-/tmp/workbench_<view>.png (the block table, the requests panel, the prefix tree).
+grid picks one of that block's owners, and no widget fails to display. A chart with nothing to
+show (before the first step, after Reset) is its title line, and grows when data arrives; an
+engine without speculation has no speculation view; at a 940 px window no request row cuts its
+seq id, state or latencies. Screenshots are saved under the test's tmp_path and copied to
+/tmp/workbench_screenshot.png (the page), /tmp/workbench_empty.png (before the first step),
+/tmp/workbench_reset.png (after Reset) and /tmp/workbench_<view>.png (the block table, the
+requests panel, the prefix tree, the requests panel at 940 px, with the worst rows on top).
 
 Needs Debian's chromium (CI installs it); skipped, saying so, when /usr/bin/chromium is missing.
 """
@@ -486,25 +490,103 @@ def pick_a_request_and_click_a_block(page, tmp_path: Path) -> None:
     plot_titled(page, f"Block table of seq {picked} (")
 
 
-# Each request row's first line (state, TTFT, ms/token): its width and the width it needs.
-FIRST_LINES = """() => [...document.querySelectorAll(
-    '.nanovllm-requests .widget-html-content > div > div:first-child')]
-  .map((d) => ({box: d.clientWidth, needs: d.scrollWidth, text: d.innerText}))"""
+# Each request row (those drawn, and ``rows``: the worst rows' HTML, added for the measure and the
+# screenshot, then removed by DROP_ADDED): how far its first line's text (seq id, state) and its
+# second line's latencies ("TTFT ... · ... ms/token") reach, and the lines' width, in px.
+ROW_WIDTHS = """(rows) => {
+  const table = [...document.querySelectorAll('.nanovllm-requests .widget-html-content')]
+    .find((e) => e.querySelector(':scope > div > div'));
+  const added = rows.map((html) => {
+    const d = document.createElement('div');
+    d.innerHTML = html;
+    const row = d.firstElementChild;
+    row.dataset.added = 'yes';
+    table.prepend(row);
+    return row;
+  });
+  const out = [...table.children].map((row) => {
+    const [first, second] = row.children;
+    const text = second.firstChild, end = text.textContent.indexOf('/token') + 6;
+    const whole = document.createRange(), range = document.createRange();
+    whole.selectNodeContents(first);
+    range.setStart(text, 0);
+    range.setEnd(text, end);
+    const left = second.getBoundingClientRect().left;
+    return {first: first.innerText, needs: whole.getBoundingClientRect().right - left,
+      latencies: text.textContent.slice(0, end), reach: range.getBoundingClientRect().right - left,
+      width: second.clientWidth, added: added.includes(row)};
+  });
+  return out;
+}"""
+DROP_ADDED = "() => document.querySelectorAll('[data-added=yes]').forEach((row) => row.remove())"
+ELLIPSIS_PX = 14  # a cut line ends in "…": the latencies must end before it
+
+
+def worst_rows() -> list[str]:
+    """The widest rows the panel can draw (a 5-digit seq id, 7-character latencies), as HTML."""
+    from nanovllm.engine.observe.request_rows import RequestRow
+    from widgets.views import ViewSetup
+    from widgets.views.requests import RequestsPanel
+
+    panel = RequestsPanel(ViewSetup(num_blocks=8, block_size=16))
+    rows = [
+        RequestRow(seq, status, 8, 12, 19, 0, 3, ttft, inter, reason)
+        for seq, status, reason in ((1234, "PREEMPTED", None), (99999, "FINISHED", "length"))
+        for ttft, inter in ((0.0999, 0.0999), (4321.0, 4321.0))
+    ]
+    return [panel._html(r, lambda *span: "What is a block table? " * 4) for r in rows]
 
 
 def requests_rows_fit_a_narrow_panel(page, tmp_path: Path) -> None:
-    """A learner's panel was ~270 px wide and cut TTFT and ms/token off: at a narrow window the
-    first line of every row (the latencies) still fits; the screenshot shows the panel."""
+    """A learner's panel was ~270 px wide and cut TTFT and ms/token off; then a 4-digit seq id with
+    two 7-character latencies cut "ms/token" at a 940 px window: there, every row drawn and the
+    worst rows show their first line (seq id, state) whole and their latencies before any "…";
+    the screenshots show the panel, and the panel with the worst rows on top."""
     page.set_viewport_size({"width": 940, "height": 2000})
     panel = page.locator(".nanovllm-requests")
     panel.scroll_into_view_if_needed()
     page.wait_for_timeout(500)
-    lines = page.evaluate(FIRST_LINES)
-    width = panel.evaluate("(e) => e.getBoundingClientRect().width")
-    print(f"requests panel {width:.0f} px wide; first lines: {lines[:2]}")
-    assert lines and all(x["needs"] <= x["box"] + 1 for x in lines), lines
     panel.screenshot(path=str(tmp_path / "requests_narrow.png"))
     shutil.copyfile(tmp_path / "requests_narrow.png", "/tmp/workbench_requests_narrow.png")
+    rows = page.evaluate(ROW_WIDTHS, worst_rows())  # the worst rows on top, for the screenshot
+    panel.screenshot(path=str(tmp_path / "requests_worst.png"))
+    shutil.copyfile(tmp_path / "requests_worst.png", "/tmp/workbench_requests_worst.png")
+    page.evaluate(DROP_ADDED)
+    width = panel.evaluate("(e) => e.getBoundingClientRect().width")
+    worst = [r for r in rows if r["added"]]
+    drawn = next(r for r in rows if not r["added"])
+    print(f"requests panel {width:.0f} px wide; a row drawn: {drawn}; the worst: {worst}")
+    assert len(worst) == 4 and len(rows) > 4, rows
+    assert all(r["needs"] <= r["width"] + 1 for r in rows), rows
+    assert all(r["reach"] + ELLIPSIS_PX <= r["width"] for r in rows), rows
+
+
+# The dashboard's charts as the page draws them: {view name: [height px, ticks drawn, px from the
+# box's top to its title's]}.
+CHART_SIZES = """() => Object.fromEntries([...document.querySelectorAll('.nanovllm-figure')]
+  .map((box) => [[...box.classList].find((c) => c.startsWith('nanovllm-figure-')).slice(16),
+    [Math.round(box.getBoundingClientRect().height),
+     box.querySelectorAll('.xaxislayer-above .xtick, .yaxislayer-above .ytick').length,
+     Math.round((box.querySelector('.gtitle')?.getBoundingClientRect().top ?? NaN)
+       - box.getBoundingClientRect().top)]]))"""
+EMPTY_CHARTS = ("timeline", "timing", "token_budget", "block_table", "prefix_tree")
+EMPTY_MAX_PX = 80  # an empty chart: its title line (widgets/views/base.py, View.fit)
+
+
+def charts_are_title_lines(page, names=EMPTY_CHARTS) -> dict:
+    """The charts ``names`` drawn as their title line (no tick drawn, the title inside the
+    chart's box), once they are."""
+    return wait_until(
+        page,
+        lambda: (
+            (sizes := page.evaluate(CHART_SIZES))
+            and all(n in sizes and sizes[n][0] <= EMPTY_MAX_PX and not sizes[n][1] for n in names)
+            and all(0 <= sizes[n][2] < sizes[n][0] - 10 for n in names)  # the title inside
+            and sizes
+        ),
+        20,
+        f"the empty charts {names} drawn as their title line",
+    )
 
 
 def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
@@ -531,6 +613,15 @@ def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
             page.locator(".js-plotly-plot .heatmaplayer").first.wait_for(
                 state="attached", timeout=30_000
             )
+            # no step yet: every chart but the grid is its title line; no speculation view (the
+            # engine does not draft), the grid at its full height
+            sizes = charts_are_title_lines(page)
+            print(f"charts before the first step (px, ticks, title): {sizes}")
+            assert "speculation" not in sizes, sizes
+            assert page.locator(".nanovllm-view-speculation").count() == 0
+            assert sizes["blocks"][0] > 200 and sizes["blocks"][1] > 0, sizes
+            page.screenshot(path=str(tmp_path / "empty.png"))
+            shutil.copyfile(tmp_path / "empty.png", "/tmp/workbench_empty.png")
 
             # cell 2 runs generate(): the panel moves while the kernel is still busy
             run_cell(page, 1)
@@ -617,6 +708,10 @@ def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
             )
             print(report)
             (tmp_path / "pause_latency.txt").write_text(report + "\n")
+            sizes = page.evaluate(CHART_SIZES)
+            print(f"charts after the steps (px, ticks): {sizes}")
+            grown = [n for n in ("timing", "token_budget") if sizes[n][0] >= 200 and sizes[n][1]]
+            assert grown == ["timing", "token_budget"], sizes  # data: full height, with axes
             assert max(latencies) < PAUSE_LATENCY_MAX_S, report
             assert max(after) <= 1, report
 
@@ -643,6 +738,15 @@ def test_workbench_renders_and_reacts_in_jupyterlab(lab, tmp_path):
             print(f"figures renewed: {renewed}")
             assert renewed == "[]", f"figures the page drew blank: {renewed}"
             requests_rows_fit_a_narrow_panel(page, tmp_path)
+            page.set_viewport_size({"width": 1400, "height": 2000})
+            button(page, "Reset").click()  # every request aborted, no step kept
+            sizes = charts_are_title_lines(page, ("timeline", "timing", "token_budget"))
+            print(f"charts after Reset (px, ticks, title): {sizes}")
+            page.wait_for_timeout(1500)
+            print(f"charts 1.5 s after Reset (px, ticks, title): {page.evaluate(CHART_SIZES)}")
+            page.locator(".nanovllm-dashboard").first.scroll_into_view_if_needed()
+            page.screenshot(path=str(tmp_path / "reset.png"))
+            shutil.copyfile(tmp_path / "reset.png", "/tmp/workbench_reset.png")
         except BaseException:
             report_failure(page, tmp_path)
             raise
@@ -695,11 +799,14 @@ NOTEBOOK_STATE = """() => {
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["05_step_by_step", "08_inside_the_cache"])
+@pytest.mark.parametrize(
+    "name", ["05_step_by_step", "08_inside_the_cache", "10_speculative_decoding"]
+)
 def test_a_notebook_run_all_as_a_learner_sees_it(lab_notebooks, tmp_path, name):
     """Run All in the browser: every cell runs, no error output, no blank figure (notebook 08's
-    block table, after every request finished, draws the picked request's last table); the page
-    is saved as /tmp/notebook_<name>_<k>.png, screen by screen, to look at."""
+    block table, after every request finished, draws the picked request's last table; notebook
+    10's speculation view, its acceptance per step); the page is saved as
+    /tmp/notebook_<name>_<k>.png, screen by screen, to look at."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -725,6 +832,14 @@ def test_a_notebook_run_all_as_a_learner_sees_it(lab_notebooks, tmp_path, name):
                 assert page.locator(".nanovllm-view-block_table .barlayer .point").count() > 0
                 labels = page.evaluate(TREE_LABELS)  # every "#k" the kernel sent is drawn
                 assert labels["drawn"] == labels["sent"] and labels["sent"], labels
+            # an engine that drafts has a speculation view, with its steps' acceptance drawn;
+            # the others (no speculative_config) have none
+            spec = page.locator(".nanovllm-view-speculation")
+            if name == "10_speculative_decoding":
+                assert spec.locator(".barlayer .point").count() > 0
+                assert "accepted over the window" in spec.locator(".gtitle").text_content()
+            else:
+                assert spec.count() == 0
             # screen by screen, until the one that shows the last cell's end (the notebook's
             # cells are rendered as they come into view: its height grows while we scroll)
             for k in range(20):

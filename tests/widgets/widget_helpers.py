@@ -1,5 +1,6 @@
-"""What the workbench's tests share: prompts, a workload that fills the cache, reading the figures
-back, a simulated page, and StepRecords written by hand."""
+"""What the workbench's tests share: prompts, a workload that fills the cache, a system prompt with
+its hash chain computed by hand, reading the figures back, a simulated page, and StepRecords
+written by hand."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import numpy as np
 
 from nanovllm import SamplingParams
+from nanovllm.engine.core.block_manager import chain_hash
 from nanovllm.engine.core.events import SequenceEvent, StepRecord, StepTiming
 from nanovllm.engine.core.sequence import SequenceStatus
 from widgets import Workbench
@@ -30,6 +32,22 @@ async def until(condition, timeout: float = 60.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.01)
+
+
+# ---- a system prompt shared by three questions, and its hash chain by hand ----------------------
+BS = 16  # tokens per block: the views' engine below, and the workbench's TEACHING_DEFAULTS
+SYSTEM = list(range(100, 140))  # 40 tokens: two full blocks and 8 over
+QUESTIONS = [list(range(200 + 20 * k, 212 + 20 * k)) for k in range(3)]  # 12 tokens each
+GREEDY = SamplingParams(temperature=0, max_tokens=10, ignore_eos=True)
+
+
+def hand_chain(tokens: list[int], num_blocks: int) -> list[int]:
+    """The chained hashes of the first ``num_blocks`` full blocks, by hand."""
+    hashes, prev = [], None
+    for i in range(num_blocks):
+        prev = chain_hash(prev, tokens[i * BS : (i + 1) * BS])
+        hashes.append(prev)
+    return hashes
 
 
 # ---- reading the figures back --------------------------------------------------------------------

@@ -5,8 +5,9 @@ engine, step by step: dashboard.py); ``CACHE_REGISTRY`` is ``widgets.watch``'s (
 seen through its KV-cache events, a vLLM's or ours: watcher.py), whose views draw from the
 context's cache source alone. A dashboard builds its views in this order and lays them out by
 each one's ``column`` (a "left" and "right" run side by side, a "wide" one gets a row of its
-own); freeze, renew, drawing and click wiring iterate over them. A new view is a file here and
-one line below.
+own); freeze, renew, drawing and click wiring iterate over them. A view that does not apply to the
+engine or source (``View.left_out``: the speculation view of an engine that never drafts) is not
+built, and asking for it says why. A new view is a file here and one line below.
 """
 
 from __future__ import annotations
@@ -41,10 +42,24 @@ def view_classes(registry=REGISTRY) -> tuple[type[View], ...]:
     return tuple(getattr(import_module(f"{__name__}.{m}"), cls) for m, cls in registry)
 
 
+def build_views(setup: ViewSetup, registry=REGISTRY) -> tuple[list[View], dict[type[View], str]]:
+    """The registry's views that apply to ``setup``, built in order; and the classes left out
+    (``View.left_out``), each with why."""
+    views, left_out = [], {}
+    for cls in view_classes(registry):
+        why = cls.left_out(setup)
+        if why is None:
+            views.append(cls(setup))
+        else:
+            left_out[cls] = why
+    return views, left_out
+
+
 __all__ = [
     "REGISTRY",
     "CACHE_REGISTRY",
     "view_classes",
+    "build_views",
     "View",
     "ViewSetup",
     "DrawContext",

@@ -7,9 +7,12 @@
                   (the picked request's table, the prefix tree, the request rows) computed once
         |
         v
+    View.left_out(setup)  why a view does not apply to this engine or source (then it is not
+                       built: the speculation view without a speculative_config), or None
     View.draw(ctx)     every view, one signature; errors stay in the view (draw_safely)
     View.widget        what the dashboard lays out: a failure line above the view's body
-    View.figure        its live figure, if it has one: freeze() copies it, renew() replaces it
+    View.figure        its live figure, if it has one: freeze() copies it, renew() replaces it;
+                       fit() sizes it: empty, its title line alone (which says why); else full
     View.on_click      set by the dashboard: clicks leave a view as ``Click``s (pick a request,
                        pick among a cell's blocks, abort a request), never as calls into the engine
 
@@ -43,6 +46,7 @@ from .figures import Figure, figure_box
 from .frozen import FrozenFigure
 
 LOOK_BACK = 2000  # kept frames searched for the picked request's last table
+EMPTY_PLOT_PX = 8  # the plot an empty figure keeps below its title line (plotly needs one)
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,18 @@ class ViewSetup:
     block_size: int
     window: int = 100  # the steps the per-step views show
     token_budget: int | None = None  # max_num_batched_tokens
+    speculative: bool = False  # the engine drafts tokens (a speculative_config)
+
+    @classmethod
+    def of_engine(cls, config, window: int) -> ViewSetup:
+        """For an engine of this ``Config`` (nanovllm.config: read, not imported)."""
+        return cls(
+            config.num_kvcache_blocks,
+            config.kvcache_block_size,
+            window,
+            config.max_num_batched_tokens,
+            config.speculative_config is not None,
+        )
 
 
 @dataclass(frozen=True)
@@ -152,6 +168,12 @@ class View:
     column: ClassVar[str] = "wide"  # "left", "right" (a row beside the left column) or "wide"
     figure: Figure | None = None
 
+    @classmethod
+    def left_out(cls, setup: ViewSetup) -> str | None:
+        """Why this view has nothing to show for what ``setup`` describes, and how to change
+        that (the dashboard then leaves it out); None: it applies."""
+        return None
+
     def __init__(self, setup: ViewSetup):
         self.setup = setup
         self.on_click: Callable[[Click], None] | None = None
@@ -189,11 +211,35 @@ class View:
         return None
 
     # ---- the live figure ------------------------------------------------------------------------
-    def boxed(self, fig: Figure) -> W.Box:
-        """Make ``fig`` this view's live figure, in the box the page finds it by."""
+    def boxed(self, fig: Figure, empty: bool = False) -> W.Box:
+        """Make ``fig`` this view's live figure, in the box the page finds it by; its layout as
+        built is its size with data (``fit``), and ``empty``: it starts as its title line."""
         self.figure, self.box = fig, figure_box(self.name, fig)
+        self._sized = (fig.layout.height, fig.layout.margin.b, fig.layout.showlegend)
+        if empty:
+            self.fit(True)
         self.wire()
         return self.box
+
+    def fit(self, empty: bool, height: int | None = None, keep: tuple[str, ...] = ()) -> None:
+        """Size the figure for what it has. With data: ``height`` px (as built by default), with
+        its axes (but those named in ``keep``: the view shows them itself) and legend. Empty
+        (nothing recorded yet, a reset, nothing picked): its title line alone, which says why,
+        with no axes, legend or bottom margin, so an empty chart takes a line, not its full
+        height of blank. Called in the view's ``batch_update``, where plotly drops an assignment
+        that sets back the value from before the batch (the first one would stand): an axis the
+        view shows by a rule of its own goes in ``keep``."""
+        built, bottom, legend = self._sized
+        fig = self.figure
+        for ax in (*fig.select_xaxes(), *fig.select_yaxes()):
+            if ax.plotly_name not in keep:
+                ax.visible = not empty
+        fig.layout.showlegend = False if empty else legend
+        fig.layout.margin.b = 0 if empty else bottom
+        # margins as set: one pushed out by a legend or colorbar drawn before would be scaled
+        # down with the others to fit the small height, and the title moved out of its line
+        fig.layout.margin.autoexpand = not empty
+        fig.layout.height = fig.layout.margin.t + EMPTY_PLOT_PX if empty else height or built
 
     def wire(self) -> None:
         """Register the figure's click handlers (again after ``renew``); none by default."""

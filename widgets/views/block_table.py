@@ -94,7 +94,8 @@ class BlockTableView(View):
                     ticktext=[f"logical blocks: tokens of {bs}", "physical blocks"],
                 ),
                 yaxis=dict(autorange="reversed", showgrid=False, zeroline=False),
-            )
+            ),
+            empty=True,
         )
         return W.VBox(
             [W.HBox([self.picker, self.summary], layout=W.Layout(align_items="center")), box]
@@ -164,7 +165,7 @@ class BlockTableView(View):
             arrows.x, arrows.y = arrows_x, arrows_y
             self.figure.layout.yaxis.tickvals = rows
             self.figure.layout.yaxis.ticktext = labels
-            self.figure.layout.height = max(220, 90 + 20 * len(shown))
+            self.fit(not shown, max(220, 90 + 20 * len(shown)))  # no table: the title says why
             self.figure.layout.title.text = title
         # a second update: in the browser, a property an update sets on some traces is reset on
         # the others (it would take the bars' colours), so the squares' colours go alone

@@ -61,7 +61,8 @@ class EvictionView(View):
                 margin=dict(l=50, r=20, t=50, b=40),
                 xaxis=dict(title="the n-th block evicted", gridcolor="#eee", zeroline=False),
                 yaxis=dict(title="place in its chain", gridcolor="#eee", zeroline=False, dtick=1),
-            )
+            ),
+            empty=True,
         )
         return W.VBox([box, self.newest])
 
@@ -72,7 +73,9 @@ class EvictionView(View):
             return
         self._key = key
         if source is None:
-            self.figure.layout.title.text = "Evictions: no cache source (widgets.watch)"
+            with self.figure.batch_update():
+                self.fit(True)
+                self.figure.layout.title.text = "Evictions: no cache source (widgets.watch)"
             return
         shown = source.evictions(MAX_SHOWN)
         first = source.model.evicted - len(shown) + 1  # the number of the first one shown
@@ -85,7 +88,7 @@ class EvictionView(View):
             scatter.marker.color = np.array([e.lifetime for e in shown])
             scatter.hovertext = [_hover(e, text(e.token_ids)) for e in shown]
             self.figure.layout.title.text = _title(source.model, len(shown))
-            self.figure.layout.xaxis.visible = self.figure.layout.yaxis.visible = bool(shown)
+            self.fit(not shown)
         self.newest.value = _newest(shown[::-1][:NEWEST], text)
 
 

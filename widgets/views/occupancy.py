@@ -78,7 +78,8 @@ class OccupancyView(View):
                     dtick=25,
                     showgrid=False,
                 ),
-            )
+            ),
+            empty=True,
         )
 
     def draw(self, ctx: DrawContext) -> None:
@@ -89,13 +90,16 @@ class OccupancyView(View):
             return
         self._key = key
         if source is None:
-            self.figure.layout.title.text = "Cache occupancy: no cache source (widgets.watch)"
+            with self.figure.batch_update():
+                self.fit(True)
+                self.figure.layout.title.text = "Cache occupancy: no cache source (widgets.watch)"
             return
         occ = source.occupancy()
         usage = [(ts, m["kv_cache_usage"]) for ts, m in samples if "kv_cache_usage" in m]
         t0 = min([*occ.ts[:1], *(ts for ts, _ in usage[:1])], default=0.0)
         x = occ.ts - t0
         with self.figure.batch_update():
+            self.fit(not len(occ.ts) and not usage, keep=("yaxis2",))  # shown with usage only
             blocks, stored, removed, used = self.figure.data
             blocks.x, blocks.y = x, occ.blocks
             stored.x, stored.y = x, occ.stored

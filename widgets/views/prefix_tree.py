@@ -113,7 +113,8 @@ class PrefixTreeView(View):
                     showgrid=False,
                     zeroline=False,
                 ),
-            )
+            ),
+            empty=True,
         )
 
     def draw(self, ctx: DrawContext) -> None:
@@ -164,10 +165,8 @@ class PrefixTreeView(View):
             marks.text = [_label(n) if labels else NO_LABEL for n in nodes]
             marks.textposition = [LABEL_PLACES[pos[h][0] % 2] for h in shown]
             marks.hovertext = [self._hover(tree, n) for n in nodes]
-            self.figure.layout.xaxis.visible = bool(tree.nodes)  # no empty axis
-            self.figure.layout.yaxis.visible = bool(tree.nodes)
             rows = 1 + max((y for _, y in pos.values()), default=0)
-            self.figure.layout.height = max(260, min(660, 110 + ROW_PX * rows))
+            self.fit(not tree.nodes, max(260, min(660, 110 + ROW_PX * rows)))
             self.figure.layout.title.text = self._title(tree, keep, snap is None)
             self.figure.layout.xaxis.title.text = (
                 f"block in the chain (tokens of {self._block_size})"

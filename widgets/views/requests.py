@@ -3,22 +3,25 @@
 ::
 
     12 requests: 3 running, 1 waiting, 8 finished (newest 10 shown)
-    seq 11 · TTFT 31.0 ms · 9.8 ms/token                                                 [x]
-    RUNNING · prompt 7 · out 12 · computed 18 · cached 0
+    seq 11 · RUNNING                                                                   [x]
+    TTFT 31.0 ms · 9.8 ms/token · prompt 7 · out 12 · computed 18 · cached 0
     'What is a block table?' → ' A block table maps logical blocks to …'
-    seq 10 · TTFT 28.4 ms · 9.1 ms/token                                                 [x]
-    FINISHED · length · prompt 7 · out 32 · cached 0
+    seq 10 · FINISHED · length                                                         [x]
+    TTFT 28.4 ms · 9.1 ms/token · prompt 7 · out 32 · cached 0
 
-The latencies have the first line, so a narrow panel cuts the counts, not them; the state starts the
-second (with a finished row's reason), and a finished row has no "computed" (its blocks are gone,
-and so is that count). Rows are the context's ``request_rows`` (latencies measured up to the last
-step shown: paused, they stay still); the texts come from its text source (the prompt's first and
-the completion's last ``TEXT_TOKENS`` tokens). The header counts the requests the engine still
-holds, and says how many more were added and collected (``generate()`` and ``get_output`` read and
-forget them). The rows are one HTML table (one message per redraw, none when nothing changed),
-beside a fixed pool of ``MAX_ROWS`` Abort buttons of the same row height: whatever the number of
-requests, a redraw costs at most one message plus the buttons whose state changed. A button's click
-asks to abort its row's request; it is disabled once that request has finished.
+A narrow panel (292 px in a 940 px window) cuts a line's end, never what a row must show: the first
+line is the seq id and its state (with a finished row's reason), the second starts with the two
+latencies (``duration``: 7 characters at most each), so neither grows with the seq id; the counts
+after them and the text may end in "…" (the line's tooltip holds it whole). A finished row has no
+"computed" (its blocks are gone, and so is that count). Rows are the context's ``request_rows``
+(latencies measured up to the last step shown: paused, they stay still); the texts come from its
+text source (the prompt's first and the completion's last ``TEXT_TOKENS`` tokens). The header
+counts the requests the engine still holds, and says how many more were added and collected
+(``generate()`` and ``get_output`` read and forget them). The rows are one HTML table (one message
+per redraw, none when nothing changed), beside a fixed pool of ``MAX_ROWS`` Abort buttons of the
+same row height: whatever the number of requests, a redraw costs at most one message plus the
+buttons whose state changed. A button's click asks to abort its row's request; it is disabled once
+that request has finished.
 """
 
 from __future__ import annotations
@@ -117,25 +120,23 @@ class RequestsPanel(View):
 
     def _html(self, r: RequestRow, text) -> str:
         color = STATUS_COLORS.get(r.status, "#111")
-        latency = f"TTFT {duration(r.ttft)} · {duration(r.inter_token)}/token"
-        counts = [r.finish_reason] if r.finish_reason else []
-        counts += [f"prompt {r.num_prompt_tokens}", f"out {r.num_completion_tokens}"]
+        state = r.status + (f" · {r.finish_reason}" if r.finish_reason else "")
+        numbers = [f"TTFT {duration(r.ttft)}", f"{duration(r.inter_token)}/token"]
+        numbers += [f"prompt {r.num_prompt_tokens}", f"out {r.num_completion_tokens}"]
         if not r.finished:  # a finished sequence's blocks are freed: its count is gone
-            counts.append(f"computed {r.num_computed_tokens}")
-        counts.append(f"cached {r.num_cached_tokens}")
+            numbers.append(f"computed {r.num_computed_tokens}")
+        numbers.append(f"cached {r.num_cached_tokens}")
         if r.num_preemptions:
-            counts.append(f"preempted {r.num_preemptions}x")
-        counts_line, words = " · ".join(counts), self._text(r, text)
-        head = f"seq {r.seq_id} · {latency}"
+            numbers.append(f"preempted {r.num_preemptions}x")
+        numbers_line, words = " · ".join(numbers), self._text(r, text)
         return (
             "<div style='font-size:12px;line-height:16px;padding-top:1px;"
             f"height:{ROW_HEIGHT};overflow:hidden;border-bottom:1px solid #eee;"
             "box-sizing:border-box'>"
-            f"<div style='{_LINE}' title='{escape(head)}'><b>seq {r.seq_id}</b> · "
-            f"{escape(latency)}</div>"
-            f"<div style='{_LINE};color:#374151' title='{escape(r.status)} · "
-            f"{escape(counts_line)}'><span style='color:{color}'>{escape(r.status)}</span> · "
-            f"{escape(counts_line)}</div>"
+            f"<div style='{_LINE}'><b>seq {r.seq_id}</b> · "
+            f"<span style='color:{color}'>{escape(state)}</span></div>"
+            f"<div style='{_LINE};color:#374151' title='{escape(numbers_line)}'>"
+            f"{escape(numbers_line)}</div>"
             f"<div style='{_LINE};color:#374151;font-family:monospace' title='{escape(words)}'>"
             f"{escape(words)}</div></div>"
         )  # a clipped line ends in "…"; hovering it shows the whole line

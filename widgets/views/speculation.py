@@ -12,7 +12,8 @@ window.
 Drawn from StepRecords alone (``drafts``, ``num_accepted``, ``new_token_ids``); token ids become
 text through the context's text source where it knows the tokens (what a request appended), and
 stay ids otherwise (a rejected draft token was never part of a sequence). The slots the rejected
-tokens wrote are marked on the block grid (blocks.py) for the same step.
+tokens wrote are marked on the block grid (blocks.py) for the same step. An engine without a
+``speculative_config`` never drafts: the view is then left out (``left_out``), not drawn empty.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from html import escape
 
 import ipywidgets as W
 
-from .base import DrawContext, View
+from .base import DrawContext, View, ViewSetup
 from .figures import WIDE_FIGURE_WIDTH, bars, figure, step_labels
 from .timing import steps_shown
 
@@ -31,6 +32,16 @@ MAX_ROWS = 12  # drafted requests listed for one step
 
 class SpeculationView(View):
     name, attribute = "speculation", "speculation_view"
+
+    @classmethod
+    def left_out(cls, setup: ViewSetup) -> str | None:
+        if setup.speculative:
+            return None
+        return (
+            "this engine does not draft tokens (speculative_config is None); build it with "
+            'speculative_config={"method": "ngram", "num_speculative_tokens": 3} to see its drafts'
+            " (notebook 10)"
+        )
 
     def build(self):
         self.text = W.HTML("")
@@ -43,13 +54,14 @@ class SpeculationView(View):
             xaxis=dict(title="step", type="category"),
             yaxis=dict(title="accepted", range=[0, 1], tickformat=".0%", gridcolor="#eee"),
         )
-        return W.VBox([self.text, self.boxed(fig)])
+        return W.VBox([self.text, self.boxed(fig, empty=True)])
 
     def draw(self, ctx: DrawContext) -> None:
         record = ctx.frame.record if ctx.frame is not None else None
         self.text.value = step_html(record, ctx.text) if record is not None else ""
         drafted = [r for r in steps_shown(ctx.frames) if r.num_draft_tokens]
         with self.figure.batch_update():
+            self.fit(not drafted)
             trace = self.figure.data[0]
             trace.x = step_labels(r.step for r in drafted)
             trace.y = [r.num_accepted_tokens / r.num_draft_tokens for r in drafted]
@@ -59,7 +71,8 @@ class SpeculationView(View):
             self.figure.layout.title.text = (
                 f"Speculative decoding: {rate:.0%} of {total} draft tokens accepted over the window"
                 if drafted
-                else "Speculative decoding: no draft in the window (off, or nothing to look up)"
+                else "Speculative decoding: no draft in the window yet (prompt lookup proposes "
+                "one when a decoding request's last tokens occurred earlier in it)"
             )
 
 

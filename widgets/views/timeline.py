@@ -59,7 +59,8 @@ class TimelineView(View):
                 legend=dict(orientation="h", x=0.45, y=1.0, yanchor="bottom", font=dict(size=10)),
                 xaxis=dict(title="step", showgrid=False, zeroline=False, type="category"),
                 yaxis=dict(autorange="reversed", showgrid=False, type="category"),
-            )
+            ),
+            empty=True,
         )
 
     def wire(self) -> None:
@@ -78,8 +79,7 @@ class TimelineView(View):
             grid.x, grid.y, grid.z, grid.text = step_labels(g.steps), labels, json_grid(g.z), text
             pre.x = step_labels(s for s, _ in g.preemptions)
             pre.y = [f"seq {i}" for _, i in g.preemptions]
-            self.figure.layout.height = max(220, 90 + 18 * len(g.ids))
-            self.figure.layout.xaxis.visible = self.figure.layout.yaxis.visible = bool(g.ids)
+            self.fit(not g.ids, max(220, 90 + 18 * len(g.ids)))
             self.figure.layout.title.text = (
                 "Sequence states: no steps yet"
                 if ctx.step is None

@@ -65,7 +65,7 @@ class TimingView(View):
         fig.update_yaxes(title_text="tokens", row=2, col=1, gridcolor="#eee")
         fig.update_xaxes(type="category")
         fig.update_xaxes(title_text="step", row=2, col=1)
-        return self.boxed(Figure(fig))
+        return self.boxed(Figure(fig), empty=True)
 
     @staticmethod
     def window_arrays(frames) -> tuple[np.ndarray, list[str]]:
@@ -86,9 +86,7 @@ class TimingView(View):
             pre.x, pre.y = steps, a[:, 1].astype(np.int64)
             dec.x, dec.y = steps, a[:, 2].astype(np.int64)
             self.figure.layout.title.text = _summary(a, phases)
-            # no steps (a reset): no axes, or plotly keeps the last window's ticks on an empty plot
-            self.figure.for_each_xaxis(lambda ax: ax.update(visible=bool(phases)))
-            self.figure.for_each_yaxis(lambda ax: ax.update(visible=bool(phases)))
+            self.fit(not phases)  # no steps (a reset): the title line alone
 
 
 def _row(r) -> tuple:

@@ -45,7 +45,8 @@ class TokenBudgetView(View):
                 legend=dict(x=1.02, y=1.0, yanchor="top", traceorder="reversed"),  # off the title
                 xaxis=dict(title="step", type="category"),
                 yaxis=dict(title="tokens", gridcolor="#eee", rangemode="tozero"),
-            )
+            ),
+            empty=True,
         )
 
     def draw(self, ctx: DrawContext) -> None:
@@ -61,7 +62,8 @@ class TokenBudgetView(View):
             used = (decode + prefill).sum() / (budget * len(records)) if budget and records else 0
             self.figure.layout.title.text = (
                 f"Token budget per step: {budget:,} (max_num_batched_tokens); decodes first, "
-                f"then prefill chunks" + (f"; {used:.0%} used over the window" if records else "")
+                f"then prefill chunks; {used:.0%} used over the window"
+                if records
+                else f"Token budget per step: no steps yet ({budget:,}: max_num_batched_tokens)"
             )
-            # no steps (a reset): no axes, or plotly keeps the last window's ticks on an empty plot
-            self.figure.layout.xaxis.visible = self.figure.layout.yaxis.visible = bool(records)
+            self.fit(not records)  # no steps (a reset): the title line alone

@@ -149,3 +149,58 @@ def _snapshot(step: int) -> EngineSnapshot:
         free_order=np.arange(3, n, dtype=np.int32),
         time=float(step),
     )
+
+
+# An empty chart is its title line (which says why it is empty): the top margin it sits in
+# (40 to 60 px) and a sliver of plot; the smallest chart with data is 200 px high.
+EMPTY_MAX_PX = 80
+CHARTS = ("timeline", "timing", "token_budget", "block_table", "prefix_tree")
+
+
+def test_an_empty_chart_is_a_title_line_and_grows_when_data_arrives(wb):
+    """Before the first step, after a reset and with no request picked, a chart with nothing to
+    draw shrank to no line of text: it kept its full height of blank (the prefix tree 260 px)."""
+
+    def heights() -> dict[str, int]:
+        return {n: wb.dashboard.view(n).figure.layout.height for n in CHARTS}
+
+    def compact(name: str) -> bool:
+        fig = wb.dashboard.view(name).figure
+        axes = [*fig.select_xaxes(), *fig.select_yaxes()]
+        return (
+            fig.layout.height <= EMPTY_MAX_PX
+            and not any(ax.visible for ax in axes)
+            and fig.layout.showlegend is False
+            and fig.layout.margin.autoexpand is False  # no margin pushed out by earlier data
+        )
+
+    assert all(compact(n) for n in CHARTS), heights()
+    assert wb.block_view.figure.layout.height > 200  # the grid: its blocks, free or not
+    for name in ("timeline", "timing", "token_budget"):  # the title says why it is empty
+        assert "no steps yet" in wb.dashboard.view(name).figure.layout.title.text, name
+    ids = pressure(wb, 2)
+    wb.step(3)
+    wb.pick(ids[0])
+    assert not any(compact(n) for n in CHARTS), heights()
+    assert min(heights().values()) >= 200, heights()
+    wb.reset()  # every request aborted, no step kept; the cache keeps its blocks: the tree stays
+    assert [n for n in CHARTS if not compact(n)] == ["prefix_tree"], heights()
+    wb.rebuild()  # a fresh engine: an empty cache, nothing picked
+    assert all(compact(n) for n in CHARTS), heights()
+    assert "Prefix cache: empty" in wb.prefix_tree_view.figure.layout.title.text
+
+
+def test_an_empty_cache_view_is_a_title_line():
+    from cache_helpers import cache_of, trunk_and_branches
+
+    from widgets.views import CACHE_REGISTRY
+
+    setup = ViewSetup(num_blocks=0, block_size=0)
+    for cls in view_classes(CACHE_REGISTRY):
+        view = cls(setup)
+        if view.figure is None:
+            continue
+        view.draw(DrawContext())  # no source yet
+        assert view.figure.layout.height <= EMPTY_MAX_PX, cls.__name__
+        view.draw(DrawContext(cache=cache_of(trunk_and_branches())))
+        assert view.figure.layout.height >= 200, cls.__name__

@@ -4,32 +4,9 @@ chain computed by hand with ``chain_hash``; the grid outlines the same blocks.""
 
 from __future__ import annotations
 
-import pytest
+from widget_helpers import BS, GREEDY, QUESTIONS, SYSTEM, hand_chain
 
-from nanovllm import LLM, SamplingParams
-from nanovllm.engine.core.block_manager import chain_hash
 from nanovllm.engine.observe.block_table import block_table
-
-BS = 16
-SYSTEM = list(range(100, 140))  # 40 tokens: two full blocks and 8 over
-QUESTIONS = [list(range(200 + 20 * k, 212 + 20 * k)) for k in range(3)]  # 12 tokens each
-GREEDY = SamplingParams(temperature=0, max_tokens=10, ignore_eos=True)
-
-
-def hand_chain(tokens: list[int], num_blocks: int) -> list[int]:
-    """The chained hashes of the first ``num_blocks`` full blocks, by hand."""
-    hashes, prev = [], None
-    for i in range(num_blocks):
-        prev = chain_hash(prev, tokens[i * BS : (i + 1) * BS])
-        hashes.append(prev)
-    return hashes
-
-
-@pytest.fixture
-def llm(tiny_model):
-    engine = LLM(tiny_model, kvcache_block_size=BS, num_kvcache_blocks=48, max_model_len=256)
-    yield engine
-    engine.close()
 
 
 def test_block_table_equals_the_sequences_table(llm):

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 from plotly.callbacks import Points
-from widget_helpers import LONG, PROMPT, flat_cells, grid_values
+from widget_helpers import LONG, PROMPT, SYSTEM, flat_cells, grid_values
 
 from nanovllm.engine.observe.snapshot import BLOCK_STATE_NAMES
 from widgets.views.blocks import blocks_named, owner_label
-
-SYSTEM = list(range(100, 140))  # 40 tokens: two full blocks and 8 over
 
 
 def test_step_button_draws_the_engine_snapshot(wb):
