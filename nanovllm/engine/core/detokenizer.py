@@ -31,7 +31,7 @@ the text is made once, when the output is built (``final_text``).
 
 from __future__ import annotations
 
-from nanovllm.engine.core.sequence import FinishReason, Sequence, is_pending
+from nanovllm.engine.core.sequence import FinishReason, Sequence
 
 REPLACEMENT = "\ufffd"
 PROMPT_CONTEXT = 5  # prompt tokens the first window starts back (vLLM's initial offset)
@@ -110,15 +110,13 @@ def text_end(seq: Sequence) -> int:
     """How many of ``seq.token_ids`` make text: all, unless the last one is the EOS or stop token
     that finished the sequence (and the request did not ask for it), or a placeholder for a token
     the step in flight is still sampling (overlap scheduling; its text comes at the next poll)."""
-    if is_pending(seq.token_ids[-1]):
-        return seq.num_tokens - 1
     if (
         seq.finish_reason is FinishReason.STOP
         and not isinstance(seq.stop_reason, str)
         and not seq.params.include_stop_str_in_output
     ):
         return seq.num_tokens - 1
-    return seq.num_tokens
+    return seq.num_known_tokens
 
 
 def hold_back(seq: Sequence) -> int:

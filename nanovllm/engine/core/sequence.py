@@ -142,11 +142,15 @@ class Sequence:
         return len(self.token_ids) - self.num_prompt_tokens
 
     @property
+    def num_known_tokens(self) -> int:
+        """The tokens known on the host: all but a pending last token (it counts in
+        ``num_tokens``, which the scheduler and the sampler read)."""
+        return len(self.token_ids) - is_pending(self.token_ids[-1])
+
+    @property
     def completion_token_ids(self) -> list[int]:
-        """The generated tokens known on the host: a pending last token is left out (it counts in
-        ``num_completion_tokens``, which the scheduler and the sampler read)."""
-        end = len(self.token_ids) - is_pending(self.token_ids[-1])
-        return self.token_ids[self.num_prompt_tokens : end]
+        """The generated tokens known on the host (``num_known_tokens``)."""
+        return self.token_ids[self.num_prompt_tokens : self.num_known_tokens]
 
     @property
     def is_finished(self) -> bool:
