@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A GPU session's checks in three parts, one device call each (each ends inside the 10-minute call
+# A GPU session's checks in parts, one device call each (each ends inside the 10-minute call
 # limit; every step has its own timeout, so a hung step costs its slot, not the call). Each part
 # leaves at most eight files in $OUT (the device tool brings back eight): its logs, and all.tgz.
 #
@@ -42,6 +42,9 @@ make_random_model(sys.argv[1], QWEN3_0_6B, device='cuda')" "$MODEL"
 }
 PYTEST=(python3 -m pytest -v -p no:cacheprovider -o addopts="" -rs --durations=5)
 NBVAL=(python3 -m pytest -v -p no:cacheprovider --durations=5)
+# CPU-suite files that run on CUDA when a GPU is present (device "auto")
+CUDA_FILES=(tests/engine/test_overlap.py tests/layers tests/attention
+  tests/engine/test_sampling_features.py tests/test_streaming.py)
 
 case "${PART:-numbers}" in
 rest)  # one call for what a session most needs after the numbers, in order of importance
@@ -52,8 +55,7 @@ rest)  # one call for what a session most needs after the numbers, in order of i
   step spec 60 python3 benchmarks/spec_bench.py --device cuda --reps 3
   step notebooks 150 "${NBVAL[@]}" notebooks/0[1-8]*.ipynb notebooks/10*.ipynb
   step skinny 45 python3 benchmarks/profile_decode.py --model "$MODEL" --batch 1 --skinny-gemm
-  step cuda_files 240 "${PYTEST[@]}" tests/engine/test_overlap.py tests/layers \
-    tests/attention tests/engine/test_sampling_features.py tests/test_streaming.py
+  step cuda_files 240 "${PYTEST[@]}" "${CUDA_FILES[@]}"
   ;;
 verify)  # the files that failed in the last call (after their fixes), then the notebooks it missed
   step cuda_files 80 "${PYTEST[@]}" tests/engine/test_overlap.py tests/test_streaming.py \
@@ -69,8 +71,7 @@ numbers)
   ;;
 tests)
   step gpu_marked 240 "${PYTEST[@]}" -m gpu tests
-  step cuda_files 240 "${PYTEST[@]}" tests/engine/test_overlap.py tests/layers \
-    tests/attention tests/engine/test_sampling_features.py tests/test_streaming.py
+  step cuda_files 240 "${PYTEST[@]}" "${CUDA_FILES[@]}"
   step spec 90 python3 benchmarks/spec_bench.py --device cuda --reps 3
   ;;
 teaching)  # the default model: notebooks, then the workbench headless on its defaults
