@@ -7,6 +7,8 @@
 #   PART=tests     bash benchmarks/gpu_session.sh  # the GPU tests, then spec_bench on the GPU
 #   PART=teaching  bash benchmarks/gpu_session.sh  # notebooks + workbench on the teaching model
 #   PART=0.6b      bash benchmarks/gpu_session.sh  # the same on a random Qwen3-0.6B, 4,381 blocks
+#   PART=auto      bash benchmarks/gpu_session.sh  # on an H200: PART=h200 (bench, profile, workbench
+#                                                  # at 4,381 blocks); on another card: PART=verify
 #   PART=rest      bash benchmarks/gpu_session.sh  # one call: -m gpu, workbench on 0.6B, spec, notebooks
 #
 # The teaching and 0.6b parts need .whl (benchmarks/gpu_wheels.sh): the device image has no Jupyter stack.
@@ -46,7 +48,18 @@ NBVAL=(python3 -m pytest -v -p no:cacheprovider --durations=5)
 CUDA_FILES=(tests/engine/test_overlap.py tests/layers tests/attention
   tests/engine/test_sampling_features.py tests/test_streaming.py)
 
+if [ "${PART:-numbers}" = auto ]; then  # the H200 numbers when one came, else the re-checks
+  if grep -q H200 "$LOG/gpu.txt"; then PART=h200; else PART=verify; fi
+  echo "PART=auto -> $PART" | tee -a "$LOG/steps.txt"
+fi
 case "${PART:-numbers}" in
+h200)  # the numbers, then the workbench at the bench's full cache (4,381 blocks)
+  step bench 300 python3 benchmarks/bench.py --peer 32
+  step profile 90 python3 benchmarks/profile_decode.py --batch 1 16 256
+  random_06b > "$LOG/model.log" 2>&1
+  step workbench 150 python3 benchmarks/workbench_overhead.py --model "$MODEL" --attached-only \
+    --workload bench --engine-defaults --reps 2 --threads 0 --config num_kvcache_blocks=4381
+  ;;
 rest)  # one call for what a session most needs after the numbers, in order of importance
   step gpu_marked 180 "${PYTEST[@]}" -m gpu tests
   random_06b > "$LOG/model.log" 2>&1
