@@ -23,7 +23,8 @@ if [ -d .whl ]; then
 fi
 export PYTHONPATH=$PWD:$PWD/benchmarks:${PYTHONPATH:-}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$LOG/gpu.txt"
-git log -1 --format='commit %h %s' 2>/dev/null | tee -a "$LOG/gpu.txt"
+# the device's copy of the tree may carry an older .git: the caller names the commit it sent
+echo "commit ${COMMIT:-$(git log -1 --format=%h 2>/dev/null) (from the copied .git)}" | tee -a "$LOG/gpu.txt"
 DEADLINE=${DEADLINE:-570}  # seconds for the whole part: a step gets at most what is left of it
 step() {  # step NAME SECONDS CMD...: run with a timeout, log to $LOG/NAME.log, print its time
   local name=$1 limit=$2; shift 2
