@@ -86,6 +86,59 @@ def test_qk_norm_rope_prologue(dtype, qk_norm, head_dim):
     assert got[2].data_ptr() == want[2].data_ptr()  # v stays a view of qkv
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("qk_norm", [True, False])
+@pytest.mark.parametrize(
+    "block_size, heads, kv_heads, head_dim",
+    [(16, 4, 2, 32), (32, 2, 2, 24), (64, 4, 1, 32)],  # GQA, MHA with a padded half, MQA
+)
+def test_prologue_with_the_kv_store(dtype, qk_norm, block_size, heads, kv_heads, head_dim):
+    """qk_norm_rope_store_kv = qk_norm_rope, then store_kvcache: q bit for bit, the caches bit
+    for bit (the same kernel math writes k; v is a copy), and a slot of -1 stores nothing."""
+    from nanovllm.attention.triton_kernels import store_kvcache
+
+    tokens, num_blocks = 7, 3
+    qkv = _randn(tokens, (heads + 2 * kv_heads) * head_dim, dtype=dtype)
+    positions = torch.tensor([0, 1, 5, 17, 3, 63, 40], device=DEVICE)
+    # a prefill run, a skipped (cached-prefix or padding) token, the last slot, a token of block 0
+    slots = torch.tensor([5, 6, -1, 7, num_blocks * block_size - 1, -1, block_size], device=DEVICE)
+    rotary = RotaryEmbedding(head_dim, 64, 10000.0).to(DEVICE)
+    q_w = (1 + 0.1 * _randn(head_dim, dtype=torch.float32)).to(dtype) if qk_norm else None
+    k_w = (1 + 0.1 * _randn(head_dim, dtype=torch.float32)).to(dtype) if qk_norm else None
+    args = (qkv, positions, q_w, k_w, 1e-6, rotary.cos, rotary.sin, heads, kv_heads, head_dim)
+    shape = (num_blocks, block_size, kv_heads, head_dim)
+    k_cache, v_cache = _randn(*shape, dtype=dtype), _randn(*shape, dtype=dtype)
+    want_k_cache, want_v_cache = k_cache.clone(), v_cache.clone()
+
+    q = ek.qk_norm_rope_store_kv(*args, k_cache, v_cache, slots)
+    want_q, k, v = ek.qk_norm_rope(*args)
+    store_kvcache(k, v, want_k_cache, want_v_cache, slots)
+    exact = dict(atol=0, rtol=0)
+    torch.testing.assert_close(q, want_q, **exact)
+    torch.testing.assert_close(k_cache, want_k_cache, **exact)
+    torch.testing.assert_close(v_cache, want_v_cache, **exact)
+    # and the oracle agrees with the torch twin (so the caches hold the right values, not only
+    # the same ones), with every slot not named by slot_mapping untouched
+    _, k_ref, v_ref = decoder.qk_norm_rope(*args)
+    keep = slots >= 0
+    flat = (-1, kv_heads, head_dim)
+    torch.testing.assert_close(k_cache.view(flat)[slots[keep]], k_ref[keep], **TOLERANCE[dtype])
+    torch.testing.assert_close(v_cache.view(flat)[slots[keep]], v_ref[keep], **exact)
+    untouched = torch.ones(num_blocks * block_size, dtype=torch.bool, device=DEVICE)
+    untouched[slots[keep]] = False
+    assert torch.equal(k_cache.view(flat)[untouched], want_k_cache.view(flat)[untouched])
+
+
+def test_prologue_with_the_kv_store_of_no_tokens():
+    cache = torch.zeros(2, 16, 1, 32, device=DEVICE)
+    qkv = torch.zeros(0, 3 * 32, device=DEVICE)
+    rotary = RotaryEmbedding(32, 64, 10000.0).to(DEVICE)
+    none = torch.zeros(0, dtype=torch.int64, device=DEVICE)
+    args = (qkv, none, None, None, 1e-6, rotary.cos, rotary.sin, 1, 1, 32)
+    assert ek.qk_norm_rope_store_kv(*args, cache, cache.clone(), none).shape == (0, 1, 32)
+    assert not cache.any()
+
+
 def test_every_op_has_a_kernel_twin():
     """layers/fusion.py finds each kernel by its torch function's name."""
     from nanovllm.layers.fusion import elementwise_op
