@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,13 +69,17 @@ class Config:
     overlap_scheduling: bool = False
     # norms, rotary, SiLU-and-mul: "triton" (layers/elementwise_kernels.py), "compile"
     # (torch.compile fuses the torch code), "torch" (eager); "auto": triton on CUDA unless
-    # enforce_eager, else torch
+    # enforce_eager, else torch. "triton" on CPU only under TRITON_INTERPRET=1 (tests)
     elementwise: str = "torch"
     # decode GEMMs of <= 16 rows: at start-up, time layers/skinny_gemm.py's kernel against cuBLAS
     # for each weight shape and graph bucket and keep the faster (CUDA graphs only; False: cuBLAS).
     # Off by default until it has run on a GPU (benchmarks/gpu_kernels_check.py): it was written
     # and tested under the Triton interpreter in a session whose device was not lent
     skinny_gemm: bool = False
+    # elementwise="triton" with the triton attention backend: attention's prologue kernel also
+    # writes each token's K/V to its cache slot, saving the backend's store launch per layer
+    # (layers/fusion.py:kv_store_op); False: the separate store (an A/B switch for benchmarks)
+    fused_kv_store: bool = True
     # the automatic KV-cache size keeps at most this many blocks beyond what the running sequences
     # can use (max_num_seqs x max_blocks_per_seq), for prefix-cache hits; None: as many again
     prefix_cache_blocks: int | None = None
@@ -139,7 +144,8 @@ class Config:
             raise ConfigError(
                 f"elementwise={self.elementwise!r}; choose one of {ELEMENTWISE} or 'auto'"
             )
-        if self.elementwise != "torch" and not self.device.startswith("cuda"):
+        interpreted = self.elementwise == "triton" and os.environ.get("TRITON_INTERPRET") == "1"
+        if self.elementwise != "torch" and not self.device.startswith("cuda") and not interpreted:
             raise ConfigError(
                 f"elementwise={self.elementwise!r} needs a CUDA device (device={self.device!r}); "
                 "pass elementwise='torch'"
@@ -153,8 +159,9 @@ class Config:
                 "overlap_scheduling=True needs tensor_parallel_size=1 (the worker ranks would need "
                 "each step's tokens before the next is launched); pass overlap_scheduling=False"
             )
-        if not isinstance(self.skinny_gemm, bool):
-            raise ConfigError(f"skinny_gemm={self.skinny_gemm!r} must be True or False")
+        for name in ("skinny_gemm", "fused_kv_store"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be True or False")
         if self.prefix_cache_blocks is not None and (
             not isinstance(self.prefix_cache_blocks, int) or self.prefix_cache_blocks < 0
         ):

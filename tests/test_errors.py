@@ -90,7 +90,8 @@ def test_unknown_config_keyword(tiny_model):
         (dict(dtype="int8"), "dtype"),
         (dict(gpu_memory_utilization=1.5), r"\(0, 1\]"),
         (dict(elementwise="fused"), "choose one of"),
-        (dict(device="cpu", elementwise="triton"), "needs a CUDA device"),
+        (dict(device="cpu", elementwise="compile"), "needs a CUDA device"),
+        (dict(fused_kv_store="yes"), "True or False"),
     ],
 )
 def test_bad_config_values(tiny_model, bad, match):
@@ -104,6 +105,17 @@ def test_elementwise_auto_is_torch_on_cpu(tiny_model):
     assert Config.from_model(tiny_model, device="cpu").elementwise == "torch"
     assert Config.from_model(tiny_model, device="cuda").elementwise == "triton"  # no GPU needed
     assert Config.from_model(tiny_model, device="cuda", enforce_eager=True).elementwise == "torch"
+
+
+def test_triton_elementwise_on_cpu_only_under_the_interpreter(tiny_model, monkeypatch):
+    """The Triton interpreter runs the kernels on CPU (tests); without it they need CUDA."""
+    from nanovllm.config import Config
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert Config.from_model(tiny_model, device="cpu", elementwise="triton").elementwise == "triton"
+    monkeypatch.delenv("TRITON_INTERPRET")
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        Config.from_model(tiny_model, device="cpu", elementwise="triton")
 
 
 def test_kv_cache_too_small_for_one_sequence(tiny_model):

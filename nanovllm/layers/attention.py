@@ -1,4 +1,9 @@
-"""The attention layer: stores this step's K/V into its slice of the KV cache, then attends."""
+"""The attention layer: stores this step's K/V into its slice of the KV cache, then attends.
+
+``forward`` does both. A caller whose prologue kernel has already written K/V into
+``kv_caches(kv_cache)`` (models/decoder.py, where ``layers/fusion.py:kv_store_op`` allows) calls
+``attend`` alone.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +38,14 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         """q: [T, heads, D]; k, v: [T, kv_heads, D];
         kv_cache: [2, layers, blocks, bs, kv_heads, D]."""
-        k_cache, v_cache = kv_cache[0, self.layer_id], kv_cache[1, self.layer_id]
+        k_cache, v_cache = self.kv_caches(kv_cache)
         self.backend.store_kv(k, v, k_cache, v_cache, meta)
         return self.backend.attend(q, k_cache, v_cache, meta, self.scale)
+
+    def attend(self, q: torch.Tensor, meta: AttentionMetadata, kv_cache: torch.Tensor):
+        """Attention over the cache alone: this step's K/V must already be in it."""
+        return self.backend.attend(q, *self.kv_caches(kv_cache), meta, self.scale)
+
+    def kv_caches(self, kv_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This layer's ``(k_cache, v_cache)``, each ``[blocks, bs, kv_heads, D]``."""
+        return kv_cache[0, self.layer_id], kv_cache[1, self.layer_id]

@@ -12,6 +12,11 @@ Face's modeling files:
 A family is a subclass of ``DecoderForCausalLM`` that sets ``traits``; Qwen3-MoE also overrides
 ``make_mlp`` (experts instead of the dense MLP). Each layer receives the step's
 ``AttentionMetadata`` and the one KV-cache tensor explicitly.
+
+Attention's prologue (``qk_norm_rope``) hands q, k, v to the attention layer, which stores k and
+v, then attends. Where ``layers/fusion.py:kv_store_op`` allows (Triton kernels on both sides and
+``fused_kv_store``), the prologue's kernel writes k and v to the cache itself and the layer only
+attends: the same values, one launch fewer per layer.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from nanovllm.config import ModelSpec
 from nanovllm.layers.activation import SiluAndMul
 from nanovllm.layers.attention import Attention
 from nanovllm.layers.embed_head import ParallelLMHead, VocabParallelEmbedding
-from nanovllm.layers.fusion import elementwise_op
+from nanovllm.layers.fusion import elementwise_op, kv_store_op
 from nanovllm.layers.linear import MergedColumnParallelLinear, QKVParallelLinear, RowParallelLinear
 from nanovllm.layers.norm import RMSNorm, rms_norm
 from nanovllm.layers.parallel import TensorParallel
@@ -89,6 +94,7 @@ class DecoderAttention(nn.Module):
         rotary: RotaryEmbedding,
         tp: TensorParallel,
         elementwise: str = "torch",
+        fused_kv_store: bool = False,
     ):
         super().__init__()
         d = spec.head_dim
@@ -105,9 +111,11 @@ class DecoderAttention(nn.Module):
         self.head_dim, self.eps = d, spec.rms_norm_eps
         # split qkv, per-head q/k RMSNorm, rotary: one function, so one kernel on CUDA
         self._prologue = elementwise_op(qk_norm_rope, elementwise)
+        # the same, also writing k and v to the cache (None: the attention layer stores them)
+        self._prologue_store_kv = kv_store_op(elementwise, backend.name, fused_kv_store)
 
     def forward(self, positions, hidden, meta: AttentionMetadata, kv_cache: torch.Tensor):
-        q, k, v = self._prologue(
+        args = (
             self.qkv_proj(hidden),
             positions,
             self.q_norm.weight if self.qk_norm else None,
@@ -119,7 +127,13 @@ class DecoderAttention(nn.Module):
             self.num_kv_heads,
             self.head_dim,
         )
-        o = self.attn(q, k, v, meta, kv_cache)
+        if self._prologue_store_kv is None:
+            q, k, v = self._prologue(*args)
+            o = self.attn(q, k, v, meta, kv_cache)
+        else:
+            caches = self.attn.kv_caches(kv_cache)
+            q = self._prologue_store_kv(*args, *caches, meta.slot_mapping)
+            o = self.attn.attend(q, meta, kv_cache)
         return self.o_proj(o.flatten(1))
 
 
@@ -187,8 +201,10 @@ class DecoderForCausalLM(nn.Module):
         backend: AttentionBackend,
         tp: TensorParallel,
         elementwise: str = "torch",
+        fused_kv_store: bool = False,
     ):
-        """``elementwise``: how the norms, rotary and SiLU-and-mul run (layers/fusion.py)."""
+        """``elementwise``: how the norms, rotary and SiLU-and-mul run (layers/fusion.py);
+        ``fused_kv_store``: let attention's prologue store K/V where it can (the same file)."""
         super().__init__()
         self.spec, self.tp, self.backend = spec, tp, backend
         traits = self.traits.resolve(spec)
@@ -200,7 +216,9 @@ class DecoderForCausalLM(nn.Module):
         self.model.layers = nn.ModuleList(
             DecoderLayer(
                 spec,
-                DecoderAttention(spec, traits, i, backend, self.rotary, tp, elementwise),
+                DecoderAttention(
+                    spec, traits, i, backend, self.rotary, tp, elementwise, fused_kv_store
+                ),
                 self.make_mlp(i, traits, elementwise),
                 elementwise,
             )

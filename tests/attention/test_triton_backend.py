@@ -1,5 +1,7 @@
 """The triton backend inside the whole engine, on CPU under TRITON_INTERPRET=1 (tiny shapes):
-greedy outputs equal the torch reference backend's, with chunked prefill and prefix hits."""
+greedy outputs equal the torch reference backend's, with chunked prefill and prefix hits; with the
+Triton elementwise kernels, storing K/V in attention's prologue (``fused_kv_store``) changes no
+output bit."""
 
 from __future__ import annotations
 
@@ -99,3 +101,54 @@ def test_triton_backend_verifies_drafts_like_torch_ref(teaching_model):
             outs[backend] = [o["token_ids"] for o in llm.generate(prompts, params, use_tqdm=False)]
             assert llm.get_metrics()["spec_decode_num_drafts"] > 0
     assert outs["triton"] == outs["torch_ref"]
+
+
+def _prologues_storing_kv(llm) -> int:
+    return sum(
+        getattr(m, "_prologue_store_kv", None) is not None for m in llm.executor.model.modules()
+    )
+
+
+def _generate(model, prompts, params, **config):
+    with LLM(model, kvcache_block_size=16, dtype="float32", enforce_eager=True, **config) as llm:
+        outs = llm.generate(prompts, params, use_tqdm=False)
+        return outs, _prologues_storing_kv(llm), llm.get_metrics()
+
+
+def test_fused_kv_store_changes_no_output_in_the_engine(tiny_model):
+    """Chunked prefill (24-token budget), a prefix-cache hit (the cached tokens' slots are not
+    recomputed), decodes: the fused store writes the caches the separate store would, so the
+    greedy tokens and their logprobs are equal to the bit, flag on and off."""
+    if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set")
+    rng = random.Random(1)
+    shared = [rng.randrange(3, 448) for _ in range(20)]
+    prompts = [shared + [1], [rng.randrange(3, 448) for _ in range(40)], [7], shared + [2, 3]]
+    params = SamplingParams(temperature=0, max_tokens=5, ignore_eos=True, logprobs=0)
+    runs = {}
+    for fused in (False, True):
+        runs[fused] = _generate(
+            tiny_model, prompts, params, attention_backend="triton", elementwise="triton",
+            fused_kv_store=fused, max_num_batched_tokens=24, max_num_seqs=3,
+        )  # fmt: skip
+    (off, off_fused, _), (on, on_fused, metrics) = runs[False], runs[True]
+    assert off_fused == 0 and on_fused > 0  # the flag decided which path ran
+    assert metrics["prefix_hit_tokens"] > 0
+    for a, b in zip(off, on):
+        assert a["token_ids"] == b["token_ids"] and a["logprobs"] == b["logprobs"]
+
+
+def test_fused_kv_store_verifies_drafts_like_torch_ref(teaching_model):
+    """Speculative decoding's rows (1 + k query tokens per sequence) with the fused store."""
+    if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set")
+    prompts = ["Monday Tuesday Wednesday Thursday", "one two three"]
+    params = SamplingParams(temperature=0, max_tokens=6)
+    spec = {"method": "ngram", "num_speculative_tokens": 3}
+    ref, _, _ = _generate(teaching_model, prompts, params, attention_backend="torch_ref")
+    fused, n_fused, metrics = _generate(
+        teaching_model, prompts, params, attention_backend="triton", elementwise="triton",
+        speculative_config=spec,
+    )  # fmt: skip
+    assert n_fused > 0 and metrics["spec_decode_num_drafts"] > 0
+    assert [o["token_ids"] for o in fused] == [o["token_ids"] for o in ref]

@@ -146,3 +146,17 @@ def test_every_op_has_a_kernel_twin():
     for fn in (norm.rms_norm, norm.add_rms_norm, activation.silu_and_mul, decoder.qk_norm_rope):
         kernel = elementwise_op(fn, "triton")
         assert kernel is not fn and kernel.__module__ == ek.__name__
+
+
+def test_the_fused_kv_store_is_chosen_only_with_triton_on_both_sides():
+    from nanovllm.layers.fusion import kv_store_op
+
+    assert kv_store_op("triton", "triton", True) is ek.qk_norm_rope_store_kv
+    for elsewhere in [
+        ("triton", "triton", False),  # Config.fused_kv_store=False
+        ("torch", "triton", True),
+        ("compile", "triton", True),
+        ("triton", "torch_ref", True),
+        ("torch", "cpu_sdpa", True),
+    ]:
+        assert kv_store_op(*elsewhere) is None, elsewhere
