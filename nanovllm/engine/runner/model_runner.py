@@ -82,7 +82,7 @@ class ModelRunner:  # an Executor (runner/executor.py) for one rank
             torch.set_default_dtype(self.dtype)
             try:
                 self.model = get_model_class(config.spec.architecture)(
-                    config.spec, backend, tp, config.elementwise
+                    config.spec, backend, tp, config.elementwise, config.fused_kv_store
                 )
             finally:
                 torch.set_default_dtype(default_dtype)
