@@ -246,6 +246,7 @@ def main() -> None:
     ap.add_argument("--enforce-eager", action="store_true")
     ap.add_argument("--elementwise", default="auto", help="triton | compile | torch (Config)")
     ap.add_argument("--skinny-gemm", action="store_true", help="Config.skinny_gemm=True")
+    ap.add_argument("--no-fused-kv-store", action="store_true", help="Config.fused_kv_store=False")
     ap.add_argument("--peer", type=int, default=0, help="run HF continuous batching on N requests")
     ap.add_argument("--num-seqs", type=int, default=256)
     ap.add_argument("--no-recorder-run", action="store_true", help="skip the Recorder run")
@@ -274,13 +275,15 @@ def main() -> None:
         elementwise=args.elementwise,
         load_format=load_format,
         skinny_gemm=args.skinny_gemm,
+        fused_kv_store=not args.no_fused_kv_store,
     )
     runner = getattr(llm.executor, "model", None) and llm.executor
     print(
         f"engine up in {time.perf_counter() - t:.1f} s "
         f"({getattr(runner, 'startup', {})}); KV blocks {llm.config.num_kvcache_blocks}; "
         f"memory {getattr(runner, 'memory_report', None)}; overlap scheduling "
-        f"{llm.config.overlap_scheduling}; elementwise {llm.config.elementwise}"
+        f"{llm.config.overlap_scheduling}; elementwise {llm.config.elementwise}; fused KV store "
+        f"{llm.config.fused_kv_store}"
     )
     plan = getattr(runner, "gemm_plan", [])
     if plan:

@@ -1,6 +1,11 @@
 """Where a decode step's time goes (GPU): the step's parts, then a per-kernel table.
 
     python benchmarks/profile_decode.py [--model PATH] [--eager] [--steps 5] [--batch 1 16 256]
+        [--skinny-gemm] [--no-fused-kv-store]
+
+``--no-fused-kv-store`` (Config.fused_kv_store=False) puts the separate KV-store launch back, so
+two runs A/B attention's prologue storing K/V itself (its kernel is counted under "fused
+elementwise"; the separate one under "KV store").
 
 1. For each ``--batch`` (default 256): at 256 the workload of bench.py, else that many requests
    of 512 random prompt tokens (the prompt of bench.py's batch-1 figure), is admitted and
@@ -77,6 +82,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--batch", type=int, nargs="+", default=[256], help="decode batch sizes")
     ap.add_argument("--skinny-gemm", action="store_true", help="Config.skinny_gemm=True")
+    ap.add_argument("--no-fused-kv-store", action="store_true", help="Config.fused_kv_store=False")
     args = ap.parse_args()
     path = args.model or os.path.join(tempfile.gettempdir(), "nanovllm-random-qwen3-0.6b")
     if not os.path.exists(os.path.join(path, "model.safetensors")):
@@ -84,7 +90,11 @@ def main() -> None:
 
         make_random_model(path, QWEN3_0_6B, device="cuda")
     # max_model_len: min(4096, the model's)
-    with LLM(path, enforce_eager=args.eager, skinny_gemm=args.skinny_gemm) as llm:
+    flags = dict(skinny_gemm=args.skinny_gemm, fused_kv_store=not args.no_fused_kv_store)
+    with LLM(path, enforce_eager=args.eager, **flags) as llm:
+        c = llm.config
+        backend = getattr(llm.executor, "backend_name", c.attention_backend)
+        print(f"config: {flags}, elementwise={c.elementwise}, attention backend={backend}")
         for batch in args.batch:
             profile_batch(llm, batch, args.steps)
 
