@@ -14,7 +14,9 @@ Contract (the `triton` backend and the tests depend on it exactly):
       k_cache[9] = tokens 32..36 + 11 unused slots (masked, never used)
 
 * `store_kvcache` writes token n's K/V to slot `slot_mapping[n]`; a negative slot skips the token
-  (CUDA-graph padding).
+  (CUDA-graph padding). With the Triton elementwise kernels, attention's prologue writes the same
+  slots itself (`layers/elementwise_kernels.py:qk_norm_rope_store_kv`, `Config.fused_kv_store`)
+  and the model skips this store: the layout above is shared by both.
 * `paged_attention` takes the query tokens of B sequences concatenated (`cu_seqlens_q`), whose
   K/V are already stored, and applies a bottom-right-aligned causal mask: query row i of a
   sequence with q_len rows and seq_len keys sees keys `j <= seq_len - q_len + i`. Whole prompts,

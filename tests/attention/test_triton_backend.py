@@ -152,3 +152,22 @@ def test_fused_kv_store_verifies_drafts_like_torch_ref(teaching_model):
     )  # fmt: skip
     assert n_fused > 0 and metrics["spec_decode_num_drafts"] > 0
     assert [o["token_ids"] for o in fused] == [o["token_ids"] for o in ref]
+
+
+@pytest.mark.gpu
+def test_fused_kv_store_changes_no_output_with_cuda_graphs(tiny_model):
+    """On the GPU: bf16, CUDA graphs (padded rows with slot -1), the default elementwise
+    kernels; the fused store on and off give the same tokens and logprobs to the bit."""
+    rng = random.Random(2)
+    shared = [rng.randrange(3, 448) for _ in range(40)]
+    prompts = [shared + [1], *([rng.randrange(3, 448) for _ in range(n)] for n in (3, 30, 90))]
+    prompts.append(shared + [5, 6])
+    params = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True, logprobs=0)
+    runs = {}
+    for fused in (False, True):
+        with LLM(tiny_model, kvcache_block_size=16, fused_kv_store=fused) as llm:
+            assert llm.executor.graphs is not None and llm.config.elementwise == "triton"
+            runs[fused] = llm.generate(prompts, params, use_tqdm=False)
+            assert (_prologues_storing_kv(llm) > 0) == fused
+    for a, b in zip(runs[False], runs[True]):
+        assert a["token_ids"] == b["token_ids"] and a["logprobs"] == b["logprobs"]
