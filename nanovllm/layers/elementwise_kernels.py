@@ -149,8 +149,7 @@ def _qk_norm_rope_kernel(
         # `half * 0 + slot`: a block compare (mask & a scalar compare is a mask dtype the
         # interpreter rejects)
         kv_mask = mask & (half * 0 + slot >= 0)
-        kv_head = tl.where(head < NUM_HEADS + NUM_KV_HEADS, head - NUM_HEADS,
-                           head - NUM_HEADS - NUM_KV_HEADS)  # fmt: skip
+        kv_head = (head - NUM_HEADS) % NUM_KV_HEADS  # of a k or a v head; q heads never use it
         cache_off = slot * stride_cs + kv_head * stride_ch
     if head >= NUM_HEADS + NUM_KV_HEADS:  # a v head (launched with STORE_KV only): a copy
         if STORE_KV:
