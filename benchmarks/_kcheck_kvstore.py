@@ -90,7 +90,7 @@ def check_graph_replay(report: Report, rotary: RotaryEmbedding, gen) -> None:
     with torch.cuda.graph(graph):
         q = layer.fused(rotary)
     fresh = Layer(TOKENS[-1], BLOCK_SIZES[-1], HEADS, KV_HEADS, gen)
-    for name in ("qkv", "positions", "slots", "k_cache", "v_cache"):
+    for name in ("qkv", "positions", "q_w", "k_w", "slots", "k_cache", "v_cache"):
         getattr(layer, name).copy_(getattr(fresh, name))
     graph.replay()
     want_q = fresh.unfused(rotary)  # fresh's own caches, the same starting contents
