@@ -19,9 +19,19 @@ so what they show is the step just run.
 Errors: an exception from preparing or launching a step (the engine's own: the model, a kernel, a
 worker) abandons the step and is raised as ``StepError``, which ``LLM.generate`` retries. The
 caller's code is never retried nor swallowed: an exception raised by a signal handler while a step
-runs (a watchdog's TimeoutError) is raised as itself, and an observer's exception is raised as
-itself once the step is complete (the other observers still see the record; observers.py); the
-engine stays usable.
+runs (a watchdog's TimeoutError) is raised as itself, and the engine stays usable.
+
+An observer's exception loses nothing, and is never swallowed (observers.py):
+
+    step(), step_overlapped(), drain(), flush_events()
+        the step completes, every observer sees its record, then the first observer exception
+        is raised as itself; the record is not returned, but its tokens and finishes are in the
+        requests (``get_output``) and the records the other observers kept.
+    LLM.generate(), LLM.stream() / astream()
+        the call's requests run to their end (every observer seeing every step), then
+        ``ObserverError`` is raised with the call's outputs (``.outputs``: generate's in
+        submission order, a stream's one after all its deltas), the steps whose observers raised
+        (``.steps``) and the first exception as ``__cause__``. Requests added by others go on.
 
 All state lives on the instance (sequence ids, cache, workers), so two engines in one process
 never collide. ``close()`` is idempotent and also runs on garbage collection and at exit.
