@@ -8,6 +8,7 @@ from nanovllm.errors import (
     ModelLoadError,
     ModelNotFoundError,
     NanoVLLMError,
+    ObserverError,
     RequestError,
     StepError,
     UnknownRequestError,
@@ -35,6 +36,7 @@ __all__ = [
     "UnknownRequestError",
     "EngineClosedError",
     "StepError",
+    "ObserverError",
     "WorkerError",
 ]
 __version__ = "0.1.0"

@@ -46,7 +46,7 @@ class EngineClosedError(NanoVLLMError, RuntimeError):
 
 class StepError(NanoVLLMError, RuntimeError):
     """An exception escaped one engine step from the engine's own code (an exception raised by
-    the caller's signal handler or step observer is raised as itself, never wrapped).
+    the caller's signal handler or step observer is never wrapped in it; see ``ObserverError``).
 
     The engine abandoned the step before raising: no sequence advanced (the next step computes the
     same tokens again), and the scheduler's decisions stand (admissions, preemptions, the blocks it
@@ -59,6 +59,33 @@ class StepError(NanoVLLMError, RuntimeError):
         self.step = step
         self.request_ids = list(request_ids)
         self.phase = phase
+
+
+class ObserverError(NanoVLLMError, RuntimeError):
+    """A step observer (a ``subscribe`` callback: the caller's code) raised while ``generate`` or
+    a stream ran. The call finished its requests first, so nothing is lost: ``outputs`` holds the
+    call's ``RequestOutput``s (``generate``'s, in submission order; a stream's one), ``steps`` the
+    steps whose observers raised, ``__cause__`` the first exception. Every observer saw every
+    record; the engine stays usable."""
+
+    def __init__(self, message: str, *, outputs: list, steps: list[int]):
+        super().__init__(message)
+        self.outputs = list(outputs)
+        self.steps = list(steps)
+
+    @classmethod
+    def after(cls, failures: list, outputs: list) -> ObserverError:
+        """The error a call raises once its requests finished; ``failures``: its ``(step,
+        exception)`` pairs, oldest first (raise it ``from`` the first exception)."""
+        steps = [step for step, _ in failures]
+        first = failures[0][1]
+        more = f" (and at {len(steps) - 1} later steps)" if len(steps) > 1 else ""
+        return cls(
+            f"a step observer raised {type(first).__name__}: {first} at step {steps[0]}{more}; "
+            "the requests ran to their end anyway: their outputs are in this error's .outputs",
+            outputs=outputs,
+            steps=steps,
+        )
 
 
 class WorkerError(NanoVLLMError, RuntimeError):

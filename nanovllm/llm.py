@@ -21,8 +21,9 @@ from typing import Any
 
 from nanovllm.engine.core.events import StepRecord
 from nanovllm.engine.llm_engine import LLMEngine, Prompt
+from nanovllm.engine.observers import ObserverFailure
 from nanovllm.engine.requests import params_type_error
-from nanovllm.errors import RequestError, StepError, WorkerError
+from nanovllm.errors import ObserverError, RequestError, StepError, WorkerError
 from nanovllm.outputs import RequestOutput
 from nanovllm.sampling_params import SamplingParams
 from nanovllm.streaming import AsyncTextStream, TextStream
@@ -100,8 +101,11 @@ class LLM(LLMEngine):
         Every prompt is validated before any is queued, so one bad prompt queues nothing. Requests
         already in the engine keep running alongside. Without ``sampling_params``, the
         checkpoint's defaults (``get_default_sampling_params()``). A step that fails in the
-        engine's own code is retried (``try_step``); any other exception (KeyboardInterrupt,
-        a signal handler's, a step observer's) propagates at once, and this call's requests are
+        engine's own code is retried (``try_step``). A step observer that raises (the caller's
+        code, never swallowed) costs no output: this call's requests run to their end, every
+        observer seeing every step, and then ``ObserverError`` is raised with the outputs in
+        ``.outputs`` and the observer's first exception as its ``__cause__``. Any other exception
+        (KeyboardInterrupt, a signal handler's) propagates at once, and this call's requests are
         aborted, so the engine is left clean.
         """
         self._check_open()
@@ -111,13 +115,17 @@ class LLM(LLMEngine):
         params = _as_params_list(sampling_params, len(prompts))
         validated = [self._validate(p, sp) for p, sp in zip(prompts, params)]
         ids = [self._enqueue(*v) for v in validated]
+        observed: list[ObserverFailure] = []
         try:
-            self._run_until_done(set(ids), use_tqdm)
+            self._run_until_done(set(ids), use_tqdm, observed)
         except BaseException:
             for i in ids:
                 self.forget(i)
             raise
-        return [self.get_output(i) for i in ids]
+        outputs = [self.get_output(i) for i in ids]
+        if observed:
+            raise ObserverError.after(observed, outputs) from observed[0].error
+        return outputs
 
     def chat(
         self,
@@ -198,15 +206,19 @@ class LLM(LLMEngine):
         self.close()
 
     # ---- the step loop ---------------------------------------------------------------------------
-    def try_step(self, failures: int = 0) -> tuple[StepRecord | None, int]:
+    def try_step(
+        self, failures: int = 0, observed: list[ObserverFailure] | None = None
+    ) -> tuple[StepRecord | None, int]:
         """One step (overlapped with the next when ``config.overlap_scheduling``), and the
         consecutive failures so far (``failures``: the count the last call returned). A step that
         failed in the engine's own code (``StepError``; the caller's exceptions pass through) is
         retried by the next call; one that fails ``MAX_CONSECUTIVE_STEP_FAILURES`` times in a row
         fails its requests (the others go on). A dead worker ends it all: no request can finish.
-        ``generate`` and the streams step through this."""
+        With an ``observed`` list, an observer's exception is appended to it, not raised
+        (engine/observers.py). ``generate`` and the streams step through this."""
         try:
-            return self.step_overlapped(), 0
+            with self.observers.deferred(observed):
+                return self.step_overlapped(), 0
         except StepError as e:
             if isinstance(e.__cause__, WorkerError):
                 raise
@@ -217,13 +229,15 @@ class LLM(LLMEngine):
                 self.fail_request(rid, str(e.__cause__ or e))
             return None, 0
 
-    def _run_until_done(self, ids: set[int], use_tqdm: bool) -> None:
+    def _run_until_done(
+        self, ids: set[int], use_tqdm: bool, observed: list[ObserverFailure]
+    ) -> None:
         pending = set(ids)
         bar = _progress(len(ids), use_tqdm)
         failures = 0
         try:
             while pending:
-                record, failures = self.try_step(failures)
+                record, failures = self.try_step(failures, observed)
                 done = {i for i in pending if self.is_request_finished(i)}
                 pending -= done
                 if bar is not None:
@@ -234,7 +248,8 @@ class LLM(LLMEngine):
                             f"{kind} {record.num_tokens / record.timing.total:,.0f} tok/s",
                             refresh=False,
                         )
-            self.drain()  # leave no step in flight (requests added elsewhere may be in it)
+            with self.observers.deferred(observed):
+                self.drain()  # leave no step in flight (requests added elsewhere may be in it)
         finally:
             if bar is not None:
                 bar.close()

@@ -17,6 +17,11 @@ over tokens, and text where a stop string may still begin, are held back until t
 so the deltas joined equal the output's ``text``. ``stream.output`` is the ``RequestOutput`` once
 the stream is exhausted.
 
+A step observer that raises while the stream steps (the caller's code, never swallowed) costs
+no text: the stream goes on to the end of its request, every delta delivered, and then raises
+``ObserverError`` (nanovllm/errors.py) in place of ``StopIteration``, with ``.outputs ==
+[stream.output]`` and the observer's first exception as its ``__cause__``.
+
 Closing a stream early aborts its request: ``close()`` at once; a stream dropped unfinished
 (``break``, then garbage collection; an exception in the loop) is only noted, and ``LLM`` aborts it
 at its next ``step()`` or ``has_unfinished()``. Garbage collection can run in the middle of a step,
@@ -33,6 +38,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol
 
 from nanovllm.engine.core.detokenizer import visible_text
+from nanovllm.errors import ObserverError
 from nanovllm.outputs import RequestOutput
 
 
@@ -45,7 +51,7 @@ class StreamSource(Protocol):
 
     def get_output(self, request_id: int) -> RequestOutput: ...
 
-    def try_step(self, failures: int = 0) -> tuple[object, int]: ...
+    def try_step(self, failures: int = 0, observed: list | None = None) -> tuple[object, int]: ...
 
     def release_stream(self, request_id: int, *, now: bool = False) -> None: ...
 
@@ -58,6 +64,7 @@ class _StreamBase:
         [self._seq] = llm.request_sequences(request_id)
         self._sent = 0
         self._failures = 0
+        self._observed: list = []  # (step, exception) of observers that raised in our steps
 
     def _poll(self) -> tuple[str, bool]:
         """(new text, whether the request is done)."""
@@ -69,7 +76,13 @@ class _StreamBase:
         return delta, False
 
     def _step(self) -> None:
-        _, self._failures = self.llm.try_step(self._failures)
+        _, self._failures = self.llm.try_step(self._failures, self._observed)
+
+    def _end(self) -> None:
+        """The request is done and every delta delivered: raise what observers raised, if any."""
+        if self._observed:
+            outputs = [self.output]
+            raise ObserverError.after(self._observed, outputs) from self._observed[0].error
 
     def _cleanup(self, now: bool = False) -> None:
         """Have ``LLM`` abort an unfinished request: at a safe point (this may run inside a step),
@@ -95,6 +108,7 @@ class TextStream(_StreamBase):
                 if delta:
                     yield delta
                 if done:
+                    self._end()
                     return
                 self._step()
         finally:
@@ -126,6 +140,7 @@ class AsyncTextStream(_StreamBase):
                 if delta:
                     yield delta
                 if done:
+                    self._end()
                     return
                 self._step()
                 await asyncio.sleep(0)

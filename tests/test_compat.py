@@ -657,10 +657,19 @@ ROWS: list[tuple[str, str, str, str]] = [
     (
         "this engine",
         "signal.signal(signal.SIGALRM, watchdog); llm.subscribe(callback); llm.generate(...)",
-        "an exception from the caller's code (a signal handler's, a step observer's) is raised "
-        "at once, never retried or swallowed; the engine stays usable (a step that fails in the "
-        "engine's own code is retried once, then fails its requests)",
+        "an exception from the caller's code is never retried or swallowed: a signal handler's "
+        "is raised at once, a step observer's once the call's requests are done, as "
+        "`ObserverError` with their outputs in `.outputs`; the engine stays usable (a step that "
+        "fails in the engine's own code is retried once, then fails its requests)",
         "import signal, pytest\n"
+        "from nanovllm import ObserverError\n"
+        "off = llm.subscribe(lambda record: 1 / 0)\n"
+        "try:\n"
+        "    with pytest.raises(ObserverError) as e:\n"
+        "        llm.generate('a', GREEDY, use_tqdm=False)\n"
+        "finally:\n"
+        "    off()\n"
+        "assert len(e.value.outputs[0].outputs[0].token_ids) == GREEDY.max_tokens\n"
         "def watchdog(signum, frame):\n    raise TimeoutError('watchdog')\n"
         "old = signal.signal(signal.SIGALRM, watchdog)\n"
         "signal.setitimer(signal.ITIMER_REAL, 0.05)\n"

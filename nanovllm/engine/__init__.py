@@ -3,7 +3,9 @@
 ::
 
     llm_engine.py   LLMEngine: add_request / step / step_overlapped / abort / get_output / close;
-                    the step loop, the overlap loop, and the executor's choice (make_executor)
+                    and the executor's choice (make_executor)
+    step_loop.py    StepLoop: a step's launch, finish and record; the overlap loop
+    observers.py    the subscribed observers, and what an observer's exception does
     requests.py     prompt forms in, one Sequence per sample (n), RequestOutput out
     core/           what is decided: Sequence and SequenceEvent, BlockManager (paged blocks,
                     prefix cache), Scheduler (schedule -> ScheduledBatch, postprocess ->
@@ -16,6 +18,7 @@
     observe/        what is seen: Recorder (history as DataFrames), EngineSnapshot,
                     MetricsCollector (get_metrics), HTML views for notebooks; it only reads
 
-Dependencies point one way, ``llm_engine > requests | observe | parallel > runner > core``
+Dependencies point one way, ``llm_engine > step_loop > requests | observe | parallel | observers
+> runner > core > spec``
 (``|``: independent of each other), and ``lint-imports`` checks it (pyproject.toml's contracts).
 """

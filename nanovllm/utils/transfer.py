@@ -1,7 +1,7 @@
 """Host-to-device copies that never wait for the device.
 
 A copy from ordinary (pageable) host memory may synchronize with the stream before it starts, so a
-step launched behind a running one would wait for it: with overlap scheduling (engine/llm_engine.py)
+step launched behind a running one would wait for it: with overlap scheduling (engine/step_loop.py)
 that would undo the overlap. Staging the data in pinned memory first makes the copy asynchronous;
 PyTorch's caching host allocator keeps the pinned block until the copy has run.
 """

@@ -149,7 +149,7 @@ def test_overlap_on_equals_off_with_triton_and_graphs(qwen3_06b):
                 records = []
                 llm.subscribe(records.append)
                 outs = llm.generate(prompts, params, use_tqdm=False)
-                assert llm.check_integrity() == [] and llm._in_flight is None
+                assert llm.check_integrity() == [] and llm.step_loop.in_flight is None
                 results.append(
                     ([(o["token_ids"], o.outputs[0].finish_reason) for o in outs], records)
                 )

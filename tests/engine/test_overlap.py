@@ -1,5 +1,6 @@
-"""Overlap scheduling (engine/llm_engine.py ``step_overlapped``): the same tokens as stepping one
-step at a time, one StepRecord per step with that step's tokens, and nothing left in flight.
+"""Overlap scheduling (``LLMEngine.step_overlapped``, engine/step_loop.py): the same tokens
+as stepping one step at a time, one StepRecord per step with that step's tokens, and nothing left
+in flight.
 
 On CPU the torch reference backend runs each launch to the end, but the data flow is the GPU's:
 the next step is scheduled and launched before the step in flight is postprocessed, its sampled
@@ -42,7 +43,7 @@ def generate_both(model: str, batch, params, **config):
             records = []
             llm.subscribe(records.append)
             outs = llm.generate(batch, params, use_tqdm=False)
-            assert llm._in_flight is None
+            assert llm.step_loop.in_flight is None
             results.append(([o.outputs[0].token_ids for o in outs], records, outs))
     return results
 
@@ -180,11 +181,11 @@ def test_step_drains_and_shows_exactly_one_step(tiny_model):
     with engine(tiny_model, True) as llm:
         llm.add_request([5, 6, 7, 8], params)
         assert llm.step_overlapped() is None  # launched step 0, finished nothing
-        assert llm._in_flight is not None
+        assert llm.step_loop.in_flight is not None
         record = llm.step()  # finishes the step in flight, launches nothing
-        assert record.step == 0 and llm._in_flight is None
+        assert record.step == 0 and llm.step_loop.in_flight is None
         record = llm.step()
-        assert record.step == 1 and llm._in_flight is None
+        assert record.step == 1 and llm.step_loop.in_flight is None
 
 
 def test_config_switch(tiny_model):
@@ -303,9 +304,9 @@ def test_the_cases_that_cannot_overlap_are_named_in_one_place(tiny_model, params
     with engine(tiny_model, True) as llm:
         llm.add_request([5, 6, 7, 8], SamplingParams(ignore_eos=True, **GREEDY, **params))
         assert llm.step_overlapped() is None  # the first call launches only
-        assert llm._must_finish_first(llm._in_flight) == reason
+        assert llm.step_loop.must_finish_first(llm.step_loop.in_flight) == reason
         record = llm.step_overlapped()  # finishes step 0 (first, if it cannot overlap)
         assert record.step == 0
-        assert (llm._in_flight is None) == (reason == "nothing ahead")
+        assert (llm.step_loop.in_flight is None) == (reason == "nothing ahead")
         llm.drain()
         assert llm.check_integrity() == []

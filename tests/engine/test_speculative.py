@@ -212,7 +212,7 @@ def test_preemption_and_drafts_together(tiny_model):
 
 def test_overlap_scheduling_falls_back_to_one_step_at_a_time(teaching_model):
     """overlap_scheduling=True with speculation: each step is finished before the next is
-    scheduled (``_must_finish_first`` says "speculation"), and the tokens are unchanged."""
+    scheduled (``StepLoop.must_finish_first`` says "speculation"), and the tokens are unchanged."""
     prompts = TEACHING_PROMPTS[:4]
     params = SamplingParams(temperature=0, max_tokens=20)
     outs = []
@@ -222,6 +222,6 @@ def test_overlap_scheduling_falls_back_to_one_step_at_a_time(teaching_model):
             if spec:
                 llm.add_request(prompts[0], params)
                 assert llm.step_overlapped() is None  # the first call only launches
-                assert llm._must_finish_first(llm._in_flight) == "speculation"
+                assert llm.step_loop.must_finish_first(llm.step_loop.in_flight) == "speculation"
                 llm.drain()
     assert outs[1] == outs[0]

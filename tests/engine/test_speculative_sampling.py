@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from nanovllm import LLM, SamplingParams
-from nanovllm.engine.core import scheduler as scheduler_module
+from nanovllm.engine.core import sample_writer
 
 PROMPT = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday Monday Tuesday"
 SPEC = {"method": "ngram", "num_speculative_tokens": 3}
@@ -83,7 +83,7 @@ def test_chi_square_next_tokens_unchanged_by_speculation(teaching_model, monkeyp
     def accept_all(draft, targets):
         return tuple(draft) + targets[len(draft) :]
 
-    monkeypatch.setattr(scheduler_module, "accepted_tokens", accept_all)
+    monkeypatch.setattr(sample_writer, "accepted_tokens", accept_all)
     wrong, _ = continuations(teaching_model, SPEC, seed=2)
     assert chi_square_p(fourth(plain), fourth(wrong))[1] < 1e-6
 

@@ -23,14 +23,14 @@ so it is not scheduled again; one that stops on a token costs one wasted row in 
 ``postprocess`` ignores. Aborts and failures between steps go through ``abort()``. So every finish,
 and every state change, is decided here and recorded as a ``SequenceEvent``; ``schedule`` hands the
 events so far to its batch and ``postprocess`` the rest to its outcome. A sequence's first-token and
-finish times are written here too, once each.
+finish times are written in ``postprocess`` too (the first by core/sample_writer.py), once each.
 
 Speculative decoding (a ``Drafter``, core/drafts.py): a decode row may carry draft tokens
 (``batch.drafts``), which cost budget and lookahead slots; ``advance`` counts only the row's own
-token as computed, and ``postprocess`` appends the accepted drafts and the target's next token
-(engine/spec/verify.py) one at a time, each checked for a finish as a plain decode's token is,
-then rolls back the rejected drafts' blocks. The engine finishes each step before scheduling the
-next when speculating, so a draft is always proposed from known tokens.
+token as computed, and ``postprocess`` has core/sample_writer.py append the accepted drafts and the
+target's next token one at a time, each checked for a finish here (``_finish_if_done``) as a plain
+decode's token is. The engine finishes each step before scheduling the next when speculating, so a
+draft is always proposed from known tokens.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ from collections.abc import Callable
 
 from nanovllm.engine.core.batch import SamplerOutput, ScheduledBatch, StepOutcome
 from nanovllm.engine.core.block_manager import BlockManager
-from nanovllm.engine.core.drafts import Drafter, rejected_slots
+from nanovllm.engine.core.drafts import Drafter
+from nanovllm.engine.core.sample_writer import write_samples
 from nanovllm.engine.core.sequence import (
     FinishReason,
     Sequence,
@@ -50,7 +51,6 @@ from nanovllm.engine.core.sequence import (
     is_pending,
     pending_token,
 )
-from nanovllm.engine.spec.verify import accepted_tokens
 
 
 class Scheduler:
@@ -222,24 +222,27 @@ class Scheduler:
                 batch.seqs[i].num_computed_tokens -= len(draft)
 
     def postprocess(self, batch: ScheduledBatch, out: SamplerOutput | None) -> StepOutcome:
-        """End the step and return what it changed: sample row k (batch row
-        ``batch.sample_rows[k]``) writes ``out.token_ids[k]`` and its logprobs where ``advance``
-        left its placeholder; the blocks the step filled enter the prefix cache; then each finish
-        is decided. A row whose logits were not finite fails (reason "error") before its blocks can
-        enter the prefix cache. Rows of sequences that finished meanwhile (aborted, or stopped in
-        the step before: a wasted row) are skipped. ``out`` None: the step sampled nothing (it
-        scheduled nothing, or it was abandoned before it ran), and only the events are taken."""
+        """End the step and return what it changed: each sample row writes its token where
+        ``advance`` left its placeholder (core/sample_writer.py); the blocks the step filled enter
+        the prefix cache; then each finish is decided, here. A row whose logits were not finite
+        fails (reason "error") before its blocks can enter the prefix cache. ``out`` None: the
+        step sampled nothing (it scheduled nothing, or it was abandoned before it ran), and only
+        the events are taken."""
         now = time.perf_counter()
         new_tokens: list[tuple[int, ...]] = [()] * len(batch.seqs)
         finished: list[Sequence] = []
-        spec = _SpecOutcome(len(batch.seqs)) if batch.has_drafts and out is not None else None
+        spec = None
         if out is not None:
             self._fail_non_finite(batch, out, finished)
             commit, running = self.bm.commit, SequenceStatus.RUNNING
             for seq in batch.seqs:
                 if seq.status is running:  # (a sequence preempted meanwhile holds no blocks)
                     commit(seq)
-            self._write_samples(batch, out, now, new_tokens, finished, spec)
+
+            def finish(seq: Sequence, token: int) -> bool:
+                return self._finish_if_done(seq, token, batch.step, finished)
+
+            new_tokens, spec = write_samples(batch, out, now, self.bm, finish)
         return StepOutcome(
             new_token_ids=tuple(new_tokens),
             finished_ids=tuple([s.seq_id for s in finished]),
@@ -265,74 +268,15 @@ class Scheduler:
                 seq.error = "the model produced non-finite logits (NaN/inf)"
                 self._finish_now(seq, FinishReason.ERROR, batch.step, finished)
 
-    def _write_samples(
-        self,
-        batch: ScheduledBatch,
-        out: SamplerOutput,
-        now: float,
-        new_tokens: list[tuple[int, ...]],
-        finished: list[Sequence],
-        spec: _SpecOutcome | None,
-    ) -> None:
-        """Each sample row's token in place of its placeholder (and in ``new_tokens``), its
-        logprobs, the sequence's first-token time, then its finish, if any."""
-        done = SequenceStatus.FINISHED
-        for k, i in enumerate(batch.sample_rows):
-            seq = batch.seqs[i]
-            if seq.status is done:
-                continue
-            if seq.first_token_time is None:
-                seq.first_token_time = now
-            end = batch.starts[i] + batch.num_new_tokens[i]  # the placeholder's position
-            if spec is not None and i in batch.drafts:
-                if seq.status is SequenceStatus.RUNNING:
-                    new_tokens[i] = self._write_verified(batch, i, out.targets[k], finished, spec)
-                    continue
-                end -= len(batch.drafts[i])  # preempted meanwhile: its first token only
-            # running, or preempted while the step ran (when the next one was scheduled)
-            token = out.token_ids[k]
-            seq.token_ids[end] = token
-            new_tokens[i] = (token,)
-            if seq.params.logprobs is not None:
-                seq.logprobs.append(out.logprobs[k])
-                seq.logprob_ranks.append(out.ranks[k] if out.ranks else None)
-                if seq.params.logprobs > 0:
-                    seq.top_logprobs.append(out.top_logprobs[k])
-            reason = self._finish_reason(seq, token)
-            if reason is not None:
-                self._finish_now(seq, reason, batch.step, finished)
-
-    def _write_verified(
-        self,
-        batch: ScheduledBatch,
-        i: int,
-        targets: tuple[int, ...],
-        finished: list[Sequence],
-        spec: _SpecOutcome,
-    ) -> tuple[int, ...]:
-        """Running row i verified its draft: the accepted tokens are appended one at a time, each
-        accepted draft token's KV now counting as computed and each token checked for a finish as
-        a plain decode's is; then the lookahead blocks past the tokens kept go back, and blocks
-        the accepted drafts filled enter the prefix cache. Returns the tokens written."""
-        seq, draft, start = batch.seqs[i], batch.drafts[i], batch.starts[i]
-        tokens = accepted_tokens(draft, targets)
-        spec.accepted[i] = accepted = len(tokens) - 1
-        spec.slots[i] = rejected_slots(
-            seq.block_table, self.bm.block_size, start, len(draft), accepted
-        )
-        for j, token in enumerate(tokens):
-            if j == 0:
-                seq.token_ids[start + 1] = token  # its placeholder
-            else:
-                seq.token_ids.append(token)
-                seq.num_computed_tokens += 1  # the accepted draft token before it
-            reason = self._finish_reason(seq, token)
-            if reason is not None:
-                self._finish_now(seq, reason, batch.step, finished)
-                return tokens[: j + 1]
-        self.bm.rollback(seq, seq.num_tokens)
-        self.bm.commit(seq)
-        return tokens
+    def _finish_if_done(
+        self, seq: Sequence, token: int, step: int, finished: list[Sequence]
+    ) -> bool:
+        """Decide whether ``seq`` finishes after writing ``token``; if so, finish it now."""
+        reason = self._finish_reason(seq, token)
+        if reason is None:
+            return False
+        self._finish_now(seq, reason, step, finished)
+        return True
 
     def _finish_now(
         self, seq: Sequence, reason: FinishReason, step: int, finished: list[Sequence]
@@ -406,13 +350,3 @@ class Scheduler:
         if len(self.running) > self.max_num_seqs:
             problems.append(f"{len(self.running)} running sequences exceed max_num_seqs")
         return problems
-
-
-class _SpecOutcome:
-    """Per batch row: draft tokens accepted, and the KV slots of the rejected ones."""
-
-    __slots__ = ("accepted", "slots")
-
-    def __init__(self, num_rows: int):
-        self.accepted: list[int] = [0] * num_rows
-        self.slots: list[tuple[int, ...]] = [()] * num_rows

@@ -12,7 +12,7 @@ more than one means a prefill (or a recompute after preemption), exactly one mea
 A token still being sampled by a step in flight (``Scheduler.advance`` ran, ``postprocess`` not
 yet) holds a placeholder: ``pending_token(k) = -(k + 1)``, k being its row in that step's sampler
 output. So the next step can be scheduled before this one's tokens reach the host, and the runner
-fetches the real token on the device (overlap scheduling, engine/llm_engine.py). Only the last
+fetches the real token on the device (overlap scheduling, engine/step_loop.py). Only the last
 token of a sequence is ever pending, and no finished sequence holds one.
 """
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nanovllm import LLM, SamplingParams, StepError
+from nanovllm import LLM, ObserverError, SamplingParams, StepError
 from nanovllm.engine.observe.recorder import Recorder
 from nanovllm.engine.observe.snapshot import BLOCK_CACHED, BLOCK_FREE, BLOCK_SHARED, BLOCK_USED
 
@@ -258,9 +258,10 @@ def test_abort_and_failure_times_come_from_their_events(tiny_model):
         assert llm.get_output(b).metrics.finished_time == times[b]
 
 
-def test_an_observer_exception_propagates_once_its_step_is_done(tiny_model):
-    """An observer is the caller's code: its exception is raised by the step it saw (not
-    swallowed, not retried), after every observer saw the record; the engine stays usable."""
+def test_an_observer_exception_propagates_once_its_requests_are_done(tiny_model):
+    """An observer is the caller's code: its exception is not swallowed nor retried, and it costs
+    no output: generate() runs its requests to their end, every observer seeing every step, then
+    raises ObserverError with the outputs (more cases: tests/engine/test_observers.py)."""
     with LLM(tiny_model, kvcache_block_size=16) as llm:
         seen = []
 
@@ -270,12 +271,14 @@ def test_an_observer_exception_propagates_once_its_step_is_done(tiny_model):
 
         llm.subscribe(bad)
         llm.subscribe(lambda record: seen.append(record.step))  # subscribed after the bad one
-        with pytest.raises(ValueError, match="observer bug"):
+        with pytest.raises(ObserverError, match="observer bug") as info:
             llm.generate([[1, 2, 3]], GREEDY, use_tqdm=False)
-        assert seen == [0, 1, 2]  # the later observer saw step 2; no step ran after it
+        assert isinstance(info.value.__cause__, ValueError) and info.value.steps == [2]
+        assert seen == list(range(10))  # the later observer saw every step, 2 included
+        assert len(info.value.outputs[0]["token_ids"]) == 10
         assert not llm.has_unfinished() and llm.check_integrity() == []
         out = llm.generate([[1, 2, 3]], GREEDY, use_tqdm=False)
-        assert len(out[0]["token_ids"]) == 10
+        assert out[0]["token_ids"] == info.value.outputs[0]["token_ids"]
 
 
 def test_recorder_history_is_bounded(tiny_model):
