@@ -78,6 +78,7 @@ def plural(n: int, word: str) -> str:
 
 class PrefixTreeView(View):
     name, attribute = "prefix_tree", "prefix_tree_view"
+    memo = ("_key", "_version")
 
     def build(self):
         self.tree: PrefixTree | None = None  # as last drawn

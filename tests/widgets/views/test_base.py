@@ -93,6 +93,56 @@ def test_a_learners_generate_runs_to_its_end_whatever_fails_in_the_workbench(wb,
     assert "a bug" not in wb.controls.status.value  # drawn again: the errors are gone
 
 
+def test_a_run_from_the_run_button_ends_whatever_a_view_raises(wb, monkeypatch):
+    """Run (the toggle: a task on the kernel's loop) with a view that raises at every frame: the
+    run steps until every request finished, the other views show its last step, the broken one
+    its error with the traceback a click away, and the status line says which view."""
+    ids = pressure(wb, 3, max_tokens=8)
+    wb.gate.interval, wb.gate.max_share = 0.0, float("inf")  # a frame at every step
+
+    def broken(ctx):
+        raise KeyError("odd data")
+
+    monkeypatch.setattr(wb.token_budget_view, "draw", broken)
+
+    async def cell():
+        wb.controls.run_toggle.value = True
+        await until(lambda: not wb.running)
+
+    asyncio.run(cell())
+    wb.flush()
+    assert not wb.llm.has_unfinished() and len(wb.history) >= 8
+    snap = wb.llm.snapshot()
+    assert {s.seq_id for s in snap.sequences if s.finish_reason == "length"} == set(ids)
+    last = wb.history.last_step
+    assert f"Step {last}</b>" in wb.metrics_panel.html  # the others drew the last step
+    assert wb.timeline_view.figure.data[0].x[-1] == str(last)
+    view = wb.token_budget_view
+    assert view.error == "KeyError: 'odd data'" and "Traceback" in view.failure.value
+    assert "the token_budget view failed: KeyError" in wb.controls.status.value
+    assert "stopped" not in wb.controls.status.value  # the run was not cut short
+
+
+def test_a_view_that_failed_half_way_draws_in_full_at_the_next_frame(wb, monkeypatch):
+    """A view that remembers what it drew (to skip equal redraws) and failed half way through a
+    draw must not skip the next one: its figure would stay half drawn (here the prefix tree's
+    markers moved but their hovers are the last step's) while its error line is cleared."""
+    pressure(wb, 2)
+    wb.step(2)
+    view = wb.prefix_tree_view
+
+    def broken(tree, node):
+        raise ValueError("odd data in a hover")
+
+    monkeypatch.setattr(view, "_hover", broken)
+    wb.step(16)  # the tree grew (a block filled): markers set, then the hovers fail
+    assert view.error == "ValueError: odd data in a hover"
+    monkeypatch.undo()
+    wb.redraw()  # the same step, the same cache
+    marks = view.figure.data[2]
+    assert view.error is None and len(marks.hovertext) == len(marks.x) == len(view.tree.nodes)
+
+
 def test_a_frame_that_fails_on_the_gates_timer_is_shown_not_lost(wb, monkeypatch):
     """A frame the gate sends later (its timer, on the kernel's loop) has no caller to raise to:
     its failure goes to the status line, not to asyncio's log."""
