@@ -52,7 +52,7 @@ SPEC_ROWS = (  # when either run's engine drafts (speculative_config); a dash fo
 )
 SPEC_NOTES = {
     "acceptance rate": "accepted / draft tokens",
-    "mean acceptance length": "tokens a decode with a draft appends per step, its own included",
+    "mean acceptance length": "tokens a drafting decode appends per step",
 }
 RUNS = (("recorded", "#3b82f6"), ("replay", "#f59e0b"))
 

@@ -74,7 +74,7 @@ class PickedTable:
     why: str = ""
 
 
-NOTHING_PICKED = "no request picked: choose one here, or click its blocks or its timeline row"
+NOTHING_PICKED = "no request picked: pick one here, or click one of its blocks"
 _NO_BLOCKS = {
     "WAITING": "waiting: it gets blocks when it is admitted",
     "PREEMPTED": "preempted: its blocks were freed; it gets new ones when it resumes",
