@@ -13,8 +13,11 @@
       -> Replay(summary, schedule, outputs); the engine is closed when it returns
 
 ``RunSummary.of(records)`` sums what a run did (steps, preemptions, prefill tokens computed,
-prefix-cache hits, step time) and keeps a few per-step series; the recorded run and its replay are
-summarized the same way, so they compare side by side. ``schedule(records, ids)`` writes each
+prefix-cache hits, step time) and keeps a few per-step series; for an engine with a
+``speculative_config`` (``speculative=True``) also the tokens drafted and accepted, the acceptance
+rate and the mean acceptance length, as the engine's metrics count them (observe/metrics.py, fed
+the same records). The recorded run and its replay are summarized the same way, so they compare
+side by side. ``schedule(records, ids)`` writes each
 step as (arrival index, sample, phase, tokens, start) rows: the same workload on the same settings
 (greedy) schedules the same rows, whatever sequence ids either engine gave the requests; with
 speculative decoding too (a decode with a draft is one row of 1 + k tokens, and the replay
@@ -34,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nanovllm.engine.core.events import StepRecord
+from nanovllm.engine.observe.metrics import MetricsCollector
 from nanovllm.errors import UnknownRequestError
 from nanovllm.llm import LLM
 from nanovllm.sampling_params import SamplingParams
@@ -108,7 +112,8 @@ class WorkloadRecorder:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What a run did, summed over its working steps (``series``: one value per working step)."""
+    """What a run did, summed over its working steps (``series``: one value per working step).
+    The speculation figures are None for an engine that does not draft (not 0: nothing to say)."""
 
     steps: int
     preemptions: int
@@ -117,12 +122,23 @@ class RunSummary:
     prefix_hit_tokens: int
     finished: int
     step_time: float  # seconds, the steps' own time (not the pauses between them)
+    draft_tokens: int | None = None  # draft tokens the target verified
+    accepted_tokens: int | None = None  # of them, the ones it accepted
+    acceptance_rate: float | None = None  # accepted / draft tokens
+    mean_acceptance_length: float | None = None  # tokens a drafting decode appends, its own too
     series: dict[str, list] = field(default_factory=dict, repr=False, compare=False)
 
     SERIES = ("kv_blocks_used", "num_running", "num_waiting")
 
+    @property
+    def speculative(self) -> bool:
+        """The run's engine drafted tokens (a speculative_config)."""
+        return self.draft_tokens is not None
+
     @classmethod
-    def of(cls, records: Iterable[StepRecord]) -> RunSummary:
+    def of(cls, records: Iterable[StepRecord], speculative: bool = False) -> RunSummary:
+        """``records``' summary; ``speculative``: the engine had a ``speculative_config``."""
+        records = list(records)
         work = [r for r in records if r.seq_ids]
         series: dict[str, list] = {name: [getattr(r, name) for r in work] for name in cls.SERIES}
         preempted, total = [], 0
@@ -139,11 +155,26 @@ class RunSummary:
             finished=sum(len(r.finished_ids) for r in records),
             step_time=sum(r.timing.total for r in work),
             series=series,
+            **(_speculation(work) if speculative else {}),
         )
 
     def row(self) -> dict[str, Any]:
         """The totals as a plain dict (a table row)."""
         return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "series"}
+
+
+def _speculation(records: list[StepRecord]) -> dict[str, Any]:
+    """The speculation figures the engine's metrics read from these records."""
+    metrics = MetricsCollector()
+    for r in records:
+        metrics.on_step(r)
+    m = metrics.summary()
+    return dict(
+        draft_tokens=m["spec_decode_num_draft_tokens"],
+        accepted_tokens=m["spec_decode_num_accepted_tokens"],
+        acceptance_rate=m["spec_decode_acceptance_rate"],
+        mean_acceptance_length=m["spec_decode_mean_acceptance_length"],
+    )
 
 
 def schedule(records: Iterable[StepRecord], keys: dict[int, SeqKey]) -> list[tuple]:
@@ -204,7 +235,8 @@ def replay(workload: Workload, model: str, max_steps: int = 1_000_000, **config:
                 records.append(record)
         wall = time.perf_counter() - started
         outputs = {keys[s.seq_id]: list(s.completion_token_ids) for s in _sequences(llm, keys)}
-    return Replay(dict(config), RunSummary.of(records), tuple(records), keys, outputs, wall)
+        summary = RunSummary.of(records, llm.config.speculative_config is not None)
+    return Replay(dict(config), summary, tuple(records), keys, outputs, wall)
 
 
 def _sequences(llm, keys: dict[int, SeqKey]):

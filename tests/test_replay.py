@@ -128,7 +128,33 @@ def test_a_run_with_speculation_replays_step_for_step(teaching_model):
     assert drafted(again.records) == drafted(records)
     assert any(r.num_accepted_tokens for r in records)
     assert any(any(r.rolled_back_slots) for r in records)  # rejections rolled back, too
-    assert without_time(again.summary) == without_time(RunSummary.of(records))
+    assert without_time(again.summary) == without_time(RunSummary.of(records, speculative=True))
     plain = replay(rec.workload, teaching_model, **{**CONFIG, **small, "speculative_config": None})
     assert plain.outputs == recorded
     assert plain.summary.steps > again.summary.steps
+
+
+def test_a_summary_has_the_speculation_figures_only_with_speculation(teaching_model):
+    """With a speculative_config the summary adds the tokens drafted and accepted, the acceptance
+    rate and the mean acceptance length (the metrics' figures, from the same records: checked
+    here against the records' drafts by hand); without one, none of them (None, not 0)."""
+    spec = dict(max_model_len=128, speculative_config=SPEC)
+    rec, records = recorded_run(teaching_model, [*TEACHING_PROMPTS, WEEK, WEEK], **spec)
+    summary = RunSummary.of(records, speculative=True)
+    drafts = [d for r in records for d in r.drafts if d]
+    accepted = sum(a for r in records for a in r.num_accepted)
+    assert summary.draft_tokens == sum(map(len, drafts)) > 0
+    assert summary.accepted_tokens == accepted > 0
+    assert summary.acceptance_rate == pytest.approx(accepted / summary.draft_tokens)
+    assert summary.mean_acceptance_length == pytest.approx(1 + accepted / len(drafts))
+    assert summary.speculative and 0 < summary.acceptance_rate <= 1
+    row = summary.row()
+    assert row["draft_tokens"] == summary.draft_tokens and "series" not in row
+    again = replay(rec.workload, teaching_model, **{**CONFIG, **spec})
+    assert again.summary.speculative  # the replay's engine drafts too: the same figures
+    assert again.summary.acceptance_rate == summary.acceptance_rate
+    plain = replay(rec.workload, teaching_model, **{**CONFIG, **spec, "speculative_config": None})
+    figures = ("draft_tokens", "accepted_tokens", "acceptance_rate", "mean_acceptance_length")
+    assert not plain.summary.speculative
+    assert all(getattr(plain.summary, k) is None for k in figures)
+    assert all(getattr(RunSummary.of(records), k) is None for k in figures)  # not said: none

@@ -28,7 +28,7 @@ from __future__ import annotations
 import ipywidgets as W
 
 from .controls.toolbar import Controls
-from .views import Click, DrawContext, View, ViewSetup, build_views
+from .views import Click, DrawContext, View, ViewSetup, build_views, draw_views
 from .views.figures import LEFT_COLUMN_WIDTH, PANEL_MIN_WIDTH
 from .views.frozen import FrozenFigure
 
@@ -71,12 +71,7 @@ class Dashboard:
 
     def draw(self, ctx: DrawContext) -> list[str]:
         """Draw every view; returns a line per view that failed (the others are drawn)."""
-        failed = []
-        for v in self.views:
-            error = v.draw_safely(ctx)
-            if error is not None:
-                failed.append(f"the {v.name} view failed: {error}")
-        return failed
+        return draw_views(self.views, ctx)
 
     def freeze(self, name: str, ctx: DrawContext) -> FrozenFigure:
         names = [v.name for v in self.views if v.figure is not None]

@@ -44,6 +44,16 @@ ROWS = (  # (RunSummary field, label)
     ("finished", "sequences finished"),
     ("step_time", "step time (s)"),
 )
+SPEC_ROWS = (  # when either run's engine drafts (speculative_config); a dash for one that does not
+    ("draft_tokens", "draft tokens"),
+    ("accepted_tokens", "accepted tokens"),
+    ("acceptance_rate", "acceptance rate"),
+    ("mean_acceptance_length", "mean acceptance length"),
+)
+SPEC_NOTES = {
+    "acceptance rate": "accepted / draft tokens",
+    "mean acceptance length": "tokens a drafting decode appends per step",
+}
 RUNS = (("recorded", "#3b82f6"), ("replay", "#f59e0b"))
 
 
@@ -59,8 +69,14 @@ class Comparison:
     def __post_init__(self) -> None:
         object.__setattr__(self, "summaries", (self.recorded, self.replayed.summary))
 
+    @property
+    def rows(self) -> tuple[tuple[str, str], ...]:
+        """(RunSummary field, label) of the table: the speculation rows when either run drafts."""
+        return ROWS + (SPEC_ROWS if any(s.speculative for s in self.summaries) else ())
+
     def notes(self) -> dict[str, str]:
-        """Why a row may differ for reasons other than the settings, by row label."""
+        """Why a row may differ for reasons other than the settings (and what a speculation
+        figure means), by row label."""
         out = {
             "step time (s)": "wall time of the steps: other work on the machine (the browser "
             "drawing, other programs) slows either run"
@@ -70,6 +86,8 @@ class Comparison:
                 f"aborts are not replayed: the {self.aborted} sequence(s) aborted in the "
                 "recorded run run to their end in the replay"
             )
+        if any(s.speculative for s in self.summaries):
+            out.update(SPEC_NOTES)
         return out
 
     def table(self):
@@ -77,15 +95,18 @@ class Comparison:
         a note where a row differs for another reason than the settings)."""
         import pandas as pd
 
+        rows = self.rows
         data = {
-            name: [getattr(s, key) for key, _ in ROWS] for (name, _), s in zip(RUNS, self.summaries)
+            name: [getattr(s, key) for key, _ in rows] for (name, _), s in zip(RUNS, self.summaries)
         }
         notes = self.notes()
-        data["note"] = [notes.get(label, "") for _, label in ROWS]
-        return pd.DataFrame(data, index=[label for _, label in ROWS])
+        data["note"] = [notes.get(label, "") for _, label in rows]
+        return pd.DataFrame(data, index=[label for _, label in rows], dtype=object)
 
     def html(self) -> str:
         def cell(v):
+            if v is None:  # a run that does not draft: no speculation figure
+                return "—"
             return f"{v:.3f}" if isinstance(v, float) else f"{v:,}"
 
         notes = self.notes()
@@ -96,7 +117,7 @@ class Comparison:
                 f"<td style='text-align:right'>{cell(getattr(s, key))}</td>" for s in self.summaries
             )
             + f"<td style='font-size:11px;color:#555'>{escape(notes.get(label, ''))}</td></tr>"
-            for key, label in ROWS
+            for key, label in self.rows
         )
         note = "" if self.complete else "<br><i>the history dropped early recorded steps</i>"
         return (
@@ -191,4 +212,5 @@ def compare(bench, **changes: Any) -> Comparison:
         value_of(e.after) == "FINISHED" and e.reason == "abort" for r in records for e in r.events
     )
     again = replay(workload, bench.model, **{**bench.config, **changes})
-    return Comparison(changes, RunSummary.of(records), again, complete, aborted)
+    recorded = RunSummary.of(records, bench.llm.config.speculative_config is not None)
+    return Comparison(changes, recorded, again, complete, aborted)

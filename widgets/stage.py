@@ -204,8 +204,10 @@ class Stage:
             self.gate.soon()
 
     def clear(self) -> None:
-        """Forget every step: the History (every view then draws nothing)."""
+        """Forget every step (the History: every view then draws nothing) and what was picked
+        among them (the Selection's request and step: a reset's requests are gone)."""
         self.history.clear()
+        self.selection.forget_requests()
 
     def close(self) -> None:
         self.gate.close()

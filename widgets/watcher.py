@@ -43,7 +43,7 @@ from nanovllm.errors import ConfigError
 from .controls.source_status import describe
 from .dashboard import _rows
 from .pacing import RedrawGate
-from .views import CACHE_REGISTRY, DrawContext, View, ViewSetup, build_views
+from .views import CACHE_REGISTRY, DrawContext, View, ViewSetup, build_views, draw_views
 from .views.figures import plotly_module
 from .views.frozen import FrozenFigure
 
@@ -193,7 +193,7 @@ class Watch:
         self._drawn_version = self.source.version
         self._last_frame = time.monotonic()
         self.frames += 1
-        failed = [f"the {v.name} view failed: {e}" for v in self.views if (e := v.draw_safely(ctx))]
+        failed = draw_views(self.views, ctx)
         self.error = "; ".join(failed) or None
         self._say_status()
 

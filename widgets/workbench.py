@@ -102,7 +102,6 @@ class Workbench:
             self.close()
             self._attach(LLM(self.model, **self.config))
             self.texts.clear()  # the new engine numbers its sequences from 0 again
-            self.selection.picked = None
             self.controls.show_closed(False)
         else:
             self.driver.clear_requests()

@@ -347,3 +347,29 @@ def test_in_a_kernel_a_killed_publisher_and_garbage_are_states_not_crashes(tmp_p
     assert garbage[0] == "connected" and {"malformed", "restarted"} <= set(garbage), out
     assert not any(said[k]["error"] for k in ("LIVE", "KILLED", "GARBAGE")), out
     assert said["ALIVE"] == 42, out
+
+
+def test_a_view_of_the_watch_that_raises_shows_it_and_the_others_draw(monkeypatch):
+    """The watch's views go through the same guard as the workbench's (views.draw_views): a view
+    that raises shows its error (the traceback a click away) and the status line names it; the
+    other views draw, and nothing raises out of a poll."""
+    from cache_helpers import cache_of, trunk_and_branches
+
+    from widgets.watcher import Watch
+
+    w = Watch(cache_of(trunk_and_branches()))  # no running loop: it draws on refresh()
+    try:
+
+        def broken(ctx):
+            raise RuntimeError("a bug in the occupancy view")
+
+        monkeypatch.setattr(w.view("occupancy"), "draw", broken)
+        w.refresh()
+        w.tick()
+        view = w.view("occupancy")
+        assert view.error == "RuntimeError: a bug in the occupancy view"
+        assert "Traceback" in view.failure.value
+        assert "the occupancy view failed: RuntimeError" in w.status.value
+        assert len(w.prefix_tree_view.figure.data[2].x) == 3  # 1 -> 2 -> 3 left after evictions
+    finally:
+        w.close()

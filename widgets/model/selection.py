@@ -5,13 +5,14 @@
 
     pinned     the step shown while time travelling (None: the latest)     slider, show_step, live
     picked     the request whose block table is drawn, outlined on the     dropdown, grid click,
-               grid (a sequence id; None: none)                            timeline click, pick
+               grid (a sequence id; None: none)                            timeline click, pick;
+                                                                           forget_requests (Reset)
     integrity  check the cache's invariants every step and mark the       the checkbox,
                blocks a violation names                                    integrity_overlay
 
 ``picked_table`` is what the block-table view draws for the picked request: its table now, or,
 once it holds no blocks (finished, preempted, waiting), its last kept table, with a line saying
-so (else why nothing is drawn).
+so (else why nothing is drawn); with none picked, a line that says so.
 
 A click on a grid cell picks one of the owners of the blocks it stands for (``pick_in``): the
 first, or, when the picked request already holds it (a shared block), the next one, so clicking
@@ -40,6 +41,12 @@ class Selection:
         if self.pinned is not None and (first_step is None or self.pinned < first_step):
             self.pinned = None
 
+    def forget_requests(self) -> None:
+        """A reset aborted every request and cleared the history: none stays picked (its table
+        would name a request that no longer exists) and no step stays pinned. ``integrity`` is a
+        setting, not a choice of what to look at: it stays."""
+        self.picked = self.pinned = None
+
 
 def pick_in(owners: dict[int, tuple[int, ...]], blocks, current: int | None) -> int | None:
     """The request a click on ``blocks`` (a grid cell's blocks) picks: the first held block's
@@ -67,6 +74,7 @@ class PickedTable:
     why: str = ""
 
 
+NOTHING_PICKED = "no request picked: pick one here, or click one of its blocks"
 _NO_BLOCKS = {
     "WAITING": "waiting: it gets blocks when it is admitted",
     "PREEMPTED": "preempted: its blocks were freed; it gets new ones when it resumes",
@@ -80,7 +88,7 @@ def picked_table(snap: EngineSnapshot | None, seq_id: int | None, earlier=()) ->
     (waiting, preempted, finished) shows its last table among the ``earlier`` frames (newest
     first), with a note; with none kept, the note says why nothing is drawn."""
     if seq_id is None:
-        return PickedTable(None)
+        return PickedTable(None, why=NOTHING_PICKED)
     if snap is None:
         return PickedTable(seq_id, why="no snapshot kept for this step")
     seq = find_sequence(snap, seq_id)

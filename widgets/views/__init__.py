@@ -5,7 +5,8 @@ engine, step by step: dashboard.py); ``CACHE_REGISTRY`` is ``widgets.watch``'s (
 seen through its KV-cache events, a vLLM's or ours: watcher.py), whose views draw from the
 context's cache source alone. A dashboard builds its views in this order and lays them out by
 each one's ``column`` (a "left" and "right" run side by side, a "wide" one gets a row of its
-own); freeze, renew, drawing and click wiring iterate over them. A view that does not apply to the
+own); freeze, renew, drawing (``draw_views``: a view that fails shows it, the others are drawn)
+and click wiring iterate over them. A view that does not apply to the
 engine or source (``View.left_out``: the speculation view of an engine that never drafts) is not
 built, and asking for it says why. A new view is a file here and one line below.
 """
@@ -55,11 +56,19 @@ def build_views(setup: ViewSetup, registry=REGISTRY) -> tuple[list[View], dict[t
     return views, left_out
 
 
+def draw_views(views: list[View], ctx: DrawContext) -> list[str]:
+    """Draw every view from ``ctx``; a line per view that failed (``View.draw_safely`` shows the
+    failure in the view, and the others are drawn all the same): the one place that guards them,
+    for both dashboards."""
+    return [f"the {v.name} view failed: {e}" for v in views if (e := v.draw_safely(ctx))]
+
+
 __all__ = [
     "REGISTRY",
     "CACHE_REGISTRY",
     "view_classes",
     "build_views",
+    "draw_views",
     "View",
     "ViewSetup",
     "DrawContext",

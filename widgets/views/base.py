@@ -9,7 +9,9 @@
         v
     View.left_out(setup)  why a view does not apply to this engine or source (then it is not
                        built: the speculation view without a speculative_config), or None
-    View.draw(ctx)     every view, one signature; errors stay in the view (draw_safely)
+    View.draw(ctx)     every view, one signature; errors stay in the view (draw_safely), and
+                       a view that failed forgets what it drew (``memo``): the next frame draws
+                       it in full, not skipped as equal to a half-drawn one
     View.widget        what the dashboard lays out: a failure line above the view's body
     View.figure        its live figure, if it has one: freeze() copies it, renew() replaces it;
                        fit() sizes it: empty, its title line alone (which says why); else full
@@ -167,6 +169,8 @@ class View:
     attribute: ClassVar[str]  # the Workbench attribute that gives it (``wb.block_view``)
     column: ClassVar[str] = "wide"  # "left", "right" (a row beside the left column) or "wide"
     figure: Figure | None = None
+    # the attributes where a view remembers what it drew, to skip equal redraws (None: nothing)
+    memo: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def left_out(cls, setup: ViewSetup) -> str | None:
@@ -192,10 +196,13 @@ class View:
 
     def draw_safely(self, ctx: DrawContext) -> str | None:
         """``draw``; a failure is shown in the view (the traceback on demand) and returned as a
-        line for the status bar, and the other views go on."""
+        line for the status bar, and the other views go on. The failed draw may have left the
+        figure half updated: the view forgets what it drew, so the next frame draws it anew."""
         try:
             self.draw(ctx)
         except Exception as e:  # a view's bug must not take the dashboard down
+            for name in self.memo:
+                setattr(self, name, None)
             self.error = f"{type(e).__name__}: {e}"
             details = escape("".join(traceback.format_exception(e)))
             self.failure.value = (

@@ -46,6 +46,7 @@ BAR_COLORS = (("#f3f4f6", "#9ca3af"), ("#bfdbfe", "#bfdbfe"), ("#2563eb", "#2563
 
 class BlockTableView(View):
     name, attribute, column = "block_table", "block_table_view", "left"
+    memo = ("_drawn",)
 
     def build(self):
         self.entries: tuple[BlockTableEntry, ...] = ()  # the table drawn, for notebooks

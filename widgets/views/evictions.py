@@ -36,6 +36,7 @@ BROKEN = -1  # the y of a block whose chain had lost an earlier block already
 
 class EvictionView(View):
     name, attribute, column = "evictions", "eviction_view", "wide"
+    memo = ("_key",)
 
     def build(self):
         self._key: tuple | None = None

@@ -27,6 +27,7 @@ BLOCKS_COLOR, STORED_COLOR, REMOVED_COLOR, USAGE_COLOR = "#2563eb", "#10b981", "
 
 class OccupancyView(View):
     name, attribute, column = "occupancy", "occupancy_view", "left"
+    memo = ("_key",)
 
     def build(self):
         self._key: tuple | None = None

@@ -14,7 +14,10 @@ chain's parent links), x = the block's place in its chain, y = one row per branc
 shared system prompt is the trunk; each question a branch. With more than ``MAX_NODES`` nodes only
 the skeleton is drawn (roots, branch points, each branch's first node, leaves): the same lines,
 fewer markers. The figure is updated only when the tree's hashes, ref counts or free list changed.
-The title's second line says what the labels mean.
+The title's second line says what the labels mean. The figure is as high as its rows: each gets a
+band of ``ROW_PX`` (its labels above and below its markers), and half a band below the last keeps
+its labels off the x axis's numbers; between ``MIN_HEIGHT`` (one or two rows) and ``MAX_HEIGHT``
+(more rows share it). The y axis names its rows only where it has room for the words.
 
 From KV events (a vLLM's) a node's ref count is unknown (None): it is drawn "stored, state
 unknown" (slate), with no label, and the legend says why; no block id either. Where the source
@@ -48,6 +51,11 @@ TEXT_CHARS = 80  # a block's text in its hover, at most
 MAX_NODES = 400  # above this, only the skeleton's markers
 MAX_LABELS = 120  # above this, no eviction labels next to the cached-free nodes
 ROW_PX = 30  # a row per branch end: room for a label above and below its markers
+MARGIN = dict(l=40, r=20, t=60, b=40)  # t: the title's two lines; b: the x axis and its title
+MIN_HEIGHT = 160  # px: one or two rows
+MAX_HEIGHT = 660  # px: from 19 rows on, the rows share it
+Y_TITLE = "a row per branch end"
+Y_TITLE_ROWS = 3  # the y axis's title (about 110 px of text) needs this many rows beside it
 # A label sits above its node in even columns and below it in odd ones: "#255" is wider than a
 # column when a chain is long, and side by side the labels of a chain ran into each other.
 LABEL_PLACES = ("top center", "bottom center")
@@ -70,6 +78,7 @@ def plural(n: int, word: str) -> str:
 
 class PrefixTreeView(View):
     name, attribute = "prefix_tree", "prefix_tree_view"
+    memo = ("_key", "_version")
 
     def build(self):
         self.tree: PrefixTree | None = None  # as last drawn
@@ -97,8 +106,8 @@ class PrefixTreeView(View):
                 traces,
                 title="Prefix cache",
                 width=WIDE_FIGURE_WIDTH,
-                height=260,
-                margin=dict(l=40, r=20, t=60, b=40),
+                height=MIN_HEIGHT,
+                margin=MARGIN,
                 showlegend=False,
                 xaxis=dict(
                     title=dict(text=f"block in the chain (tokens of {self.setup.block_size})"),
@@ -107,8 +116,9 @@ class PrefixTreeView(View):
                     zeroline=False,
                 ),
                 yaxis=dict(
-                    autorange="reversed",
-                    title=dict(text="a row per branch end", font=dict(size=11)),
+                    autorange=False,  # a band per row (rows_drawn): the first on top
+                    range=[1, -0.5],
+                    title=dict(text="", font=dict(size=11)),
                     showticklabels=False,
                     showgrid=False,
                     zeroline=False,
@@ -165,12 +175,19 @@ class PrefixTreeView(View):
             marks.text = [_label(n) if labels else NO_LABEL for n in nodes]
             marks.textposition = [LABEL_PLACES[pos[h][0] % 2] for h in shown]
             marks.hovertext = [self._hover(tree, n) for n in nodes]
-            rows = 1 + max((y for _, y in pos.values()), default=0)
-            self.fit(not tree.nodes, max(260, min(660, 110 + ROW_PX * rows)))
+            self._fit_rows(tree, 1 + int(max((y for _, y in pos.values()), default=0)))
             self.figure.layout.title.text = self._title(tree, keep, snap is None)
             self.figure.layout.xaxis.title.text = (
                 f"block in the chain (tokens of {self._block_size})"
             )
+
+    def _fit_rows(self, tree: PrefixTree, rows: int) -> None:
+        """As high as the tree's ``rows`` (see the module docstring), a band of the y axis each."""
+        height = MARGIN["t"] + MARGIN["b"] + round(ROW_PX * (rows + 0.5))
+        self.fit(not tree.nodes, max(MIN_HEIGHT, min(MAX_HEIGHT, height)))
+        y = self.figure.layout.yaxis
+        y.range = [rows, -0.5]  # reversed: the first row on top; half a band below the last
+        y.title.text = Y_TITLE if rows >= Y_TITLE_ROWS else ""
 
     def _title(self, tree: PrefixTree, keep: set, from_events: bool) -> str:
         if not tree.nodes and from_events:

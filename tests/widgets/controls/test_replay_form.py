@@ -88,3 +88,47 @@ def test_aborts_are_named_and_the_preemption_axis_counts_whole_steps(tiny_model)
         assert callable(comparison._ipython_display_)  # the table and the figure
     finally:
         bench.close()
+
+
+SPEC_ROWS = ("draft tokens", "accepted tokens", "acceptance rate", "mean acceptance length")
+
+
+def test_the_comparison_has_speculation_rows_only_when_a_run_drafts(teaching_model):
+    """An engine with a speculative_config: the table adds the tokens drafted and accepted, the
+    acceptance rate and the mean acceptance length, from each run's summary (a replay without
+    speculation shows a dash there); with no speculation in either run, no such rows."""
+    spec = {"method": "ngram", "num_speculative_tokens": 3}
+    week = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday Monday Tuesday"
+    bench = Workbench(teaching_model, {**TEACHING_DEFAULTS, "speculative_config": spec})
+    try:
+        for prompt in (week, "one two three four five six"):
+            bench.add_request(prompt, max_tokens=24, ignore_eos=True)
+        while bench.llm.has_unfinished():
+            bench.step(8)
+        same = bench.replay()
+        recorded = same.recorded
+        assert recorded.speculative and recorded.accepted_tokens > 0
+        table = same.table()
+        assert list(table.index[-4:]) == list(SPEC_ROWS)
+        assert table.loc["accepted tokens", "recorded"] == recorded.accepted_tokens
+        assert table.loc["acceptance rate", "replay"] == same.replayed.summary.acceptance_rate
+        length = f"{recorded.mean_acceptance_length:.3f}"
+        assert "mean acceptance length" in same.html() and length in same.html()
+        assert "accepted / draft tokens" in table.loc["acceptance rate", "note"]
+        plain = bench.replay(speculative_config=None)
+        assert plain.table().loc["draft tokens", "replay"] is None
+        assert plain.table().loc["draft tokens", "recorded"] == recorded.draft_tokens
+        assert "—</td>" in plain.html()  # the replay drafted nothing: a dash, not 0
+    finally:
+        bench.close()
+    bench = Workbench(teaching_model, TEACHING_DEFAULTS)
+    try:
+        bench.add_request(week, max_tokens=8)
+        while bench.llm.has_unfinished():
+            bench.step(8)
+        comparison = bench.replay()
+        assert not comparison.recorded.speculative
+        assert not set(SPEC_ROWS) & set(comparison.table().index)
+        assert "acceptance" not in comparison.html()
+    finally:
+        bench.close()

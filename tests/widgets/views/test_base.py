@@ -14,6 +14,7 @@ from nanovllm.engine.observe.snapshot import EngineSnapshot
 from widgets.model.history import Frame, History
 from widgets.model.selection import Selection
 from widgets.views import REGISTRY, DrawContext, View, ViewSetup, view_classes
+from widgets.views.prefix_tree import MIN_HEIGHT
 
 
 def test_the_registry_names_each_view_once():
@@ -92,6 +93,56 @@ def test_a_learners_generate_runs_to_its_end_whatever_fails_in_the_workbench(wb,
     assert "a bug" not in wb.controls.status.value  # drawn again: the errors are gone
 
 
+def test_a_run_from_the_run_button_ends_whatever_a_view_raises(wb, monkeypatch):
+    """Run (the toggle: a task on the kernel's loop) with a view that raises at every frame: the
+    run steps until every request finished, the other views show its last step, the broken one
+    its error with the traceback a click away, and the status line says which view."""
+    ids = pressure(wb, 3, max_tokens=8)
+    wb.gate.interval, wb.gate.max_share = 0.0, float("inf")  # a frame at every step
+
+    def broken(ctx):
+        raise KeyError("odd data")
+
+    monkeypatch.setattr(wb.token_budget_view, "draw", broken)
+
+    async def cell():
+        wb.controls.run_toggle.value = True
+        await until(lambda: not wb.running)
+
+    asyncio.run(cell())
+    wb.flush()
+    assert not wb.llm.has_unfinished() and len(wb.history) >= 8
+    snap = wb.llm.snapshot()
+    assert {s.seq_id for s in snap.sequences if s.finish_reason == "length"} == set(ids)
+    last = wb.history.last_step
+    assert f"Step {last}</b>" in wb.metrics_panel.html  # the others drew the last step
+    assert wb.timeline_view.figure.data[0].x[-1] == str(last)
+    view = wb.token_budget_view
+    assert view.error == "KeyError: 'odd data'" and "Traceback" in view.failure.value
+    assert "the token_budget view failed: KeyError" in wb.controls.status.value
+    assert "stopped" not in wb.controls.status.value  # the run was not cut short
+
+
+def test_a_view_that_failed_half_way_draws_in_full_at_the_next_frame(wb, monkeypatch):
+    """A view that remembers what it drew (to skip equal redraws) and failed half way through a
+    draw must not skip the next one: its figure would stay half drawn (here the prefix tree's
+    markers moved but their hovers are the last step's) while its error line is cleared."""
+    pressure(wb, 2)
+    wb.step(2)
+    view = wb.prefix_tree_view
+
+    def broken(tree, node):
+        raise ValueError("odd data in a hover")
+
+    monkeypatch.setattr(view, "_hover", broken)
+    wb.step(16)  # the tree grew (a block filled): markers set, then the hovers fail
+    assert view.error == "ValueError: odd data in a hover"
+    monkeypatch.undo()
+    wb.redraw()  # the same step, the same cache
+    marks = view.figure.data[2]
+    assert view.error is None and len(marks.hovertext) == len(marks.x) == len(view.tree.nodes)
+
+
 def test_a_frame_that_fails_on_the_gates_timer_is_shown_not_lost(wb, monkeypatch):
     """A frame the gate sends later (its timer, on the kernel's loop) has no caller to raise to:
     its failure goes to the status line, not to asyncio's log."""
@@ -152,7 +203,8 @@ def _snapshot(step: int) -> EngineSnapshot:
 
 
 # An empty chart is its title line (which says why it is empty): the top margin it sits in
-# (40 to 60 px) and a sliver of plot; the smallest chart with data is 200 px high.
+# (40 to 60 px) and a sliver of plot; the smallest chart with data is 200 px high, but the prefix
+# tree, as high as its rows (one or two: MIN_HEIGHT, 160 px).
 EMPTY_MAX_PX = 80
 CHARTS = ("timeline", "timing", "token_budget", "block_table", "prefix_tree")
 
@@ -182,7 +234,8 @@ def test_an_empty_chart_is_a_title_line_and_grows_when_data_arrives(wb):
     wb.step(3)
     wb.pick(ids[0])
     assert not any(compact(n) for n in CHARTS), heights()
-    assert min(heights().values()) >= 200, heights()
+    assert min(h for n, h in heights().items() if n != "prefix_tree") >= 200, heights()
+    assert heights()["prefix_tree"] >= MIN_HEIGHT > EMPTY_MAX_PX
     wb.reset()  # every request aborted, no step kept; the cache keeps its blocks: the tree stays
     assert [n for n in CHARTS if not compact(n)] == ["prefix_tree"], heights()
     wb.rebuild()  # a fresh engine: an empty cache, nothing picked
@@ -203,4 +256,4 @@ def test_an_empty_cache_view_is_a_title_line():
         view.draw(DrawContext())  # no source yet
         assert view.figure.layout.height <= EMPTY_MAX_PX, cls.__name__
         view.draw(DrawContext(cache=cache_of(trunk_and_branches())))
-        assert view.figure.layout.height >= 200, cls.__name__
+        assert view.figure.layout.height >= min(200, MIN_HEIGHT), cls.__name__

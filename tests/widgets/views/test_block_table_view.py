@@ -67,3 +67,23 @@ def test_picked_request_is_drawn_and_outlined(wb):
     text = wb.llm.tokenizer.decode(seq.token_ids[:BS])
     assert repr(text)[:40].replace("'", "&#x27;") in used.hovertext[0]
     assert "→ physical block" in used.hovertext[0] and "&rarr;" not in used.hovertext[0]
+
+
+def test_reset_clears_the_picked_request(wb):
+    """The Reset button aborts every request: the one picked is gone, so nothing stays picked (the
+    dropdown, the note beside it, the title and the grid's outline all say so), and the note names
+    no request that no longer exists."""
+    a = wb.add_request(SYSTEM + QUESTIONS[0], max_tokens=24, ignore_eos=True)
+    wb.step(2)
+    view = wb.block_table_view
+    view.picker.value = a  # as the browser sets it
+    assert wb.selection.picked == a and f"seq {a}" in view.figure.layout.title.text
+    wb.controls.reset_button.click()
+    assert wb.selection.picked is None
+    assert view.picker.label == "(pick a request)" and view.picker.value is None
+    assert view.figure.layout.title.text == "Block table: pick a request"
+    assert "no request picked" in view.summary.value and f"seq {a}" not in view.summary.value
+    assert list(wb.block_view.figure.data[2].x) == []  # no outline on the grid
+    b = wb.add_request(SYSTEM + QUESTIONS[1], max_tokens=4)  # a new request is not picked
+    wb.step(1)
+    assert wb.selection.picked is None and view.entries == () and b != a

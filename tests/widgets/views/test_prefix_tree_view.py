@@ -11,6 +11,8 @@ from widget_helpers import BS, GREEDY, QUESTIONS, SYSTEM, hand_chain
 from nanovllm import SamplingParams
 from nanovllm.engine.observe.prefix_tree import layout, prefix_tree, skeleton
 from nanovllm.engine.observe.snapshot import EngineSnapshot
+from widgets.views import DrawContext, ViewSetup
+from widgets.views.prefix_tree import MAX_HEIGHT, MIN_HEIGHT, ROW_PX, PrefixTreeView
 
 
 def expected_edges(llm, outputs) -> tuple[set[int], set[tuple[int, int]]]:
@@ -185,3 +187,64 @@ def test_a_tree_from_kv_events_is_drawn_stored_state_unknown(tiny_model):
     source.model.apply(trunk_and_branches()[2])  # 6 evicted: the tree and the figure follow
     view.draw(DrawContext(cache=source))
     assert len(view.figure.data[2].x) == 5 and H(6) not in view.tree.nodes
+
+
+def branches_snapshot(branches: int, length: int) -> EngineSnapshot:
+    """A one-block trunk (shared by two requests) with ``branches`` cached-free chains of
+    ``length`` blocks below it: ``branches`` rows (one when there are none)."""
+    hashes, parents, ref = [1], [0], [2]
+    for c in range(branches):
+        prev = 1
+        for k in range(length):
+            hashes.append(1000 + 100 * c + k)
+            parents.append(prev)
+            ref.append(0)
+            prev = hashes[-1]
+    n = len(hashes)
+    return EngineSnapshot(
+        step=0,
+        block_size=BS,
+        block_state=np.ones(n, np.uint8),
+        ref_count=np.array(ref, np.int32),
+        has_hash=np.ones(n, bool),
+        owners={},
+        token_range={},
+        sequences=(),
+        block_hash=np.array(hashes, np.uint64),
+        parent_hash=np.array(parents, np.uint64),
+        has_parent=np.arange(n) > 0,
+        free_order=np.arange(1, n, dtype=np.int32),
+    )
+
+
+def test_the_prefix_tree_is_as_high_as_its_rows():
+    """A tree of one or two rows took a fixed 260 px (a large blank area); now each row (branch
+    end) gets ``ROW_PX`` of plot (and half a row below the last, for its labels) and the margins
+    their own, between a floor (the title's two lines, one row, the x axis) and a ceiling (a
+    large tree's rows are squeezed, not scrolled)."""
+
+    def drawn(branches: int, length: int = 3):
+        view = PrefixTreeView(ViewSetup(num_blocks=8, block_size=BS))
+        ctx = DrawContext(step=0)
+        ctx.prefix_tree = prefix_tree(branches_snapshot(branches, length))
+        view.draw(ctx)
+        layout = view.figure.layout
+        plot = layout.height - layout.margin.t - layout.margin.b
+        return layout, plot
+
+    one, plot = drawn(0)  # a single block
+    assert one.height == MIN_HEIGHT <= 170 and plot >= ROW_PX  # was 260
+    assert one.yaxis.title.text == ""  # no room beside one row for the y axis's words
+    heights = []
+    assert drawn(2)[0].yaxis.title.text == "" and drawn(3)[0].yaxis.title.text  # room from 3 on
+    for rows in (1, 2, 3, 5, 8, 12):
+        layout, plot = drawn(rows)
+        heights.append(layout.height)
+        assert plot >= ROW_PX * rows, (rows, layout.height)  # every row its band: no overlap
+        assert sorted(layout.yaxis.range) == [-0.5, rows] and layout.yaxis.autorange is False
+        assert layout.yaxis.range[0] > layout.yaxis.range[1]  # the first branch on top
+    assert heights == sorted(heights) and heights[2] < 260 < heights[-1], heights  # 3 rows: 205
+    assert heights[-1] == layout.margin.t + layout.margin.b + ROW_PX * 12.5  # fitted
+    assert layout.yaxis.title.text == "a row per branch end"
+    many, plot = drawn(200, 1)  # 200 rows: capped, the rows share the plot
+    assert many.height == MAX_HEIGHT and sorted(many.yaxis.range) == [-0.5, 200]
