@@ -96,7 +96,7 @@ class Stage:
         slider) in the status line with its traceback; the next frame that draws clears either."""
         try:
             failed = self._draw_views()
-        except Exception as e:  # raised here it would end a learner's generate() (llm_engine.py)
+        except Exception as e:  # raised here, generate() would end in ObserverError (llm.py)
             step = self.selection.shown_step(self.history.last_step)
             why = f"the workbench could not draw step {step}: {type(e).__name__}: {e}"
             self.status.say(why, True, traceback.format_exc())

@@ -64,8 +64,8 @@ def test_an_error_in_the_workbenchs_observer_is_shown_not_swallowed(wb, monkeypa
 
 
 def test_a_learners_generate_runs_to_its_end_whatever_fails_in_the_workbench(wb, monkeypatch):
-    """The engine raises an observer's exception out of ``generate()`` (llm_engine.py): the
-    workbench's observer must not raise one. A broken view, a broken History, a broken context:
+    """``generate()`` ends in ObserverError when an observer raised (llm.py): the workbench's
+    observer must not raise one. A broken view, a broken History, a broken context:
     each is shown in the status line, and every ``generate()`` returns all its outputs."""
     wb.gate.interval, wb.gate.max_share = 0.0, float("inf")  # a frame at every step
 
