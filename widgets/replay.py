@@ -51,6 +51,8 @@ SPEC_ROWS = (  # when either run's engine drafts (speculative_config); a dash fo
     ("mean_acceptance_length", "mean acceptance length"),
 )
 SPEC_NOTES = {
+    "decode tokens": "a drafting run also computes its draft tokens (verified, accepted or "
+    "not): more decode tokens for the same output",
     "acceptance rate": "accepted / draft tokens",
     "mean acceptance length": "tokens a drafting decode appends per step",
 }

@@ -115,6 +115,7 @@ def test_the_comparison_has_speculation_rows_only_when_a_run_drafts(teaching_mod
         length = f"{recorded.mean_acceptance_length:.3f}"
         assert "mean acceptance length" in same.html() and length in same.html()
         assert "accepted / draft tokens" in table.loc["acceptance rate", "note"]
+        assert "draft tokens" in table.loc["decode tokens", "note"]  # why a drafting run has more
         plain = bench.replay(speculative_config=None)
         assert plain.table().loc["draft tokens", "replay"] is None
         assert plain.table().loc["draft tokens", "recorded"] == recorded.draft_tokens
@@ -130,5 +131,6 @@ def test_the_comparison_has_speculation_rows_only_when_a_run_drafts(teaching_mod
         assert not comparison.recorded.speculative
         assert not set(SPEC_ROWS) & set(comparison.table().index)
         assert "acceptance" not in comparison.html()
+        assert comparison.table().loc["decode tokens", "note"] == ""
     finally:
         bench.close()
