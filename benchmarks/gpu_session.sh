@@ -96,8 +96,10 @@ teaching)  # the default model: notebooks, then the workbench headless on its de
   ;;
 0.6b)  # a random Qwen3-0.6B: notebooks, then the workbench at the bench's full cache
   random_06b > "$LOG/model.log" 2>&1
+  BLOCKS=()  # the H200's bench cache (4,381 blocks) does not fit an 80 GB card: there, the card's own
+  grep -q H200 "$LOG/gpu.txt" && BLOCKS=(--config num_kvcache_blocks=4381)
   step workbench 200 python3 benchmarks/workbench_overhead.py --model "$MODEL" --attached-only \
-    --workload bench --engine-defaults --reps 2 --threads 0 --config num_kvcache_blocks=4381
+    --workload bench --engine-defaults --reps 2 --threads 0 "${BLOCKS[@]}"
   for nb in notebooks/0[1-8]*.ipynb notebooks/10*.ipynb; do
     NANOVLLM_MODEL=$MODEL step "nb_$(basename "$nb" .ipynb | cut -c1-2)" 90 "${NBVAL[@]}" "$nb"
   done
