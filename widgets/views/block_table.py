@@ -16,6 +16,11 @@ already computed (dark), out of ``block_size``; hover shows the tokens' text, ha
 hash. Squares: the physical blocks, coloured by state (used / shared / cached), hover shows ref
 count and every owner. The grid outlines the same blocks while they are the request's.
 
+With nothing picked, the chart is its title line and, below it, every request's block table at a
+glance (``OVERVIEW_ROWS`` of the newest: its physical block ids in logical order, bold where
+another request shares the block), so the column beside the tall requests list is not left blank;
+once a request is picked, the overview is hidden and its table drawn.
+
 It draws the context's ``picked`` table (model/selection.py): once the request holds no blocks
 (finished, preempted, waiting), its last kept table with a line that says so, else why nothing is
 drawn. Token text comes from the context's text source; a table longer than ``MAX_ROWS`` shows its
@@ -39,6 +44,8 @@ MAX_ROWS = 24  # logical blocks drawn: the first and the last MAX_ROWS // 2 of a
 MAX_OPTIONS = 200  # requests offered in the dropdown (the newest), plus the picked one
 PHYSICAL_X = 1.7  # where the physical blocks' column stands (the bars span 0..1)
 NO_PICK = "(pick a request)"
+OVERVIEW_ROWS = 24  # requests listed at a glance while none is picked (the newest)
+OVERVIEW_BLOCKS = 40  # block ids written per request line (a longer table ends in "…")
 TEXT_CHARS = 120  # a block's text in its hover, at most
 BAR_NAMES = ("capacity", "tokens", "computed")
 BAR_COLORS = (("#f3f4f6", "#9ca3af"), ("#bfdbfe", "#bfdbfe"), ("#2563eb", "#2563eb"))
@@ -98,8 +105,13 @@ class BlockTableView(View):
             ),
             empty=True,
         )
+        self.overview = W.HTML(value="", layout=W.Layout(display="none"))  # nothing picked
         return W.VBox(
-            [W.HBox([self.picker, self.summary], layout=W.Layout(align_items="center")), box]
+            [
+                W.HBox([self.picker, self.summary], layout=W.Layout(align_items="center")),
+                box,
+                self.overview,
+            ]
         )
 
     def _on_pick(self, change) -> None:
@@ -137,6 +149,15 @@ class BlockTableView(View):
         html = f"<span style='font-size:12px'>{escape(_summary(t))}</span>"
         if self.summary.value != html:
             self.summary.value = html
+        self._show_overview(None if t.seq_id is not None else _overview(ctx.snapshot))
+
+    def _show_overview(self, html: str | None) -> None:
+        """The block tables at a glance (None: hidden); sends nothing when unchanged."""
+        display = "none" if html is None else "block"
+        if html is not None and self.overview.value != html:
+            self.overview.value = html
+        if self.overview.layout.display != display:
+            self.overview.layout.display = display
 
     def _draw(self, shown, title: str, total: int, seq_id, text) -> None:
         rows = list(range(len(shown)))
@@ -219,6 +240,40 @@ def _summary(t: PickedTable) -> str:
     if t.as_of is not None:
         return f"then: {line}; now {t.why}"
     return line + (f"; finished: {seq.finish_reason}" if seq.finish_reason else "")
+
+
+def _overview(snap: EngineSnapshot | None) -> str:
+    """Every request's block table on a line (the newest ``OVERVIEW_ROWS``): physical block ids
+    in logical order, bold where the block has more than one owner (a shared prefix)."""
+    seqs = sorted(snap.sequences, key=lambda s: s.seq_id, reverse=True) if snap else []
+    head = (
+        "<div style='color:#374151'>A block table maps a request's logical blocks (its tokens, "
+        f"{snap.block_size if snap else '?'} at a time) to physical blocks of the KV cache. "
+        "Pick a request above to draw its table. At a glance, each request's physical blocks "
+        "(<b>bold</b>: shared with another request):</div>"
+    )
+    if not seqs:
+        return _OVERVIEW_BOX.format(head + "<div style='color:#6b7280'>no requests yet</div>")
+    lines = [_overview_line(s, snap) for s in seqs[:OVERVIEW_ROWS]]
+    if len(seqs) > OVERVIEW_ROWS:
+        lines.append(f"<div style='color:#6b7280'>+ {len(seqs) - OVERVIEW_ROWS} older</div>")
+    return _OVERVIEW_BOX.format(head + "".join(lines))
+
+
+_OVERVIEW_BOX = "<div style='font-size:12px;line-height:18px;margin:4px 0 0 8px'>{}</div>"
+
+
+def _overview_line(s, snap: EngineSnapshot) -> str:
+    ids = s.block_table
+    shown = [f"<b>{j}</b>" if snap.ref_count[j] > 1 else str(j) for j in ids[:OVERVIEW_BLOCKS]]
+    blocks = " ".join(shown) + (" …" if len(ids) > OVERVIEW_BLOCKS else "")
+    n = len(ids)
+    what = f"{n} block{'s' if n != 1 else ''}: " + blocks if ids else "no blocks"
+    return (
+        "<div style='white-space:nowrap;overflow:hidden;text-overflow:ellipsis'>"
+        f"<b>seq {s.seq_id}</b> · {s.status.lower()} · "
+        f"<span style='font-family:monospace'>{what}</span></div>"
+    )
 
 
 def _physical_hover(e: BlockTableEntry) -> str:

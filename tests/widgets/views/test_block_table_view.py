@@ -87,3 +87,30 @@ def test_reset_clears_the_picked_request(wb):
     b = wb.add_request(SYSTEM + QUESTIONS[1], max_tokens=4)  # a new request is not picked
     wb.step(1)
     assert wb.selection.picked is None and view.entries == () and b != a
+
+
+def test_nothing_picked_shows_every_table_at_a_glance(wb):
+    """With no request picked the chart is its title line; below it, each request's physical
+    blocks in logical order (bold: shared), so the column beside the requests list is not blank.
+    Picking a request hides the overview; the table is drawn as before."""
+    view = wb.block_table_view
+    wb.step(1)
+    assert view.overview.layout.display == "block" and "no requests yet" in view.overview.value
+    a = wb.add_request(SYSTEM + QUESTIONS[0], max_tokens=24, ignore_eos=True)
+    wb.step(2)  # a's system-prompt blocks are committed: b finds them in the cache
+    b = wb.add_request(SYSTEM + QUESTIONS[1], max_tokens=24, ignore_eos=True)
+    wb.step(2)
+    html = view.overview.value
+    assert view.overview.layout.display == "block" and view.figure.layout.height <= 80
+    assert html.index(f"seq {b}") < html.index(f"seq {a}")  # newest first, as the requests list
+    for i in (a, b):
+        table = wb.llm.request_sequences(i)[0].block_table
+        line = html.split(f"<b>seq {i}</b>")[1].split("</div>")[0]
+        shared = [j for j in table if wb.llm.block_manager.blocks[j].ref_count > 1]
+        assert shared, line  # the system prompt's full blocks
+        words = [f"<b>{j}</b>" if j in shared else str(j) for j in table]
+        assert f"{len(table)} blocks: " + " ".join(words) in line
+    view.picker.value = a  # as the browser sets it
+    assert view.overview.layout.display == "none" and f"seq {a}" in view.figure.layout.title.text
+    wb.pick(None)  # back to none picked
+    assert view.overview.layout.display == "block" and view.overview.value == html
