@@ -9,9 +9,16 @@ settings, side by side with the recorded run.
     replay(workload, model, **{**wb.config, **changes})      RunSummary.of(records since the
             |  (a fresh engine, closed when it returns)       first arrival)
             v                                                          v
-    Comparison(recorded, replayed): table() | figure() (blocks in use and preemptions per step)
+    Comparison(recorded, replayed): table() | styled() | html() | figure() (blocks in use and
+                                    preemptions per step)
 
     displayed: the table (with a note where the two runs cannot agree) and the figure
+
+``table()`` is data: a DataFrame of the figures as counted (None where a run does not draft,
+floats unrounded), for code to read. What a person reads is formatted, one way for both views:
+``styled()`` (that DataFrame behind a pandas Styler, for ``display`` in a notebook) and ``html()``
+(the form and ``display(comparison)``) show a dash for None, floats to 3 decimals, counts with
+thousands separators, and the notes whole (a plain DataFrame's display cuts them at 50 characters).
 
 The replay logic is nanovllm/replay.py; this module only runs it and draws (the
 form, ``wb.replay_panel``, is controls/replay_form.py). A replay blocks the kernel while it runs
@@ -51,7 +58,7 @@ SPEC_ROWS = (  # when either run's engine drafts (speculative_config); a dash fo
     ("mean_acceptance_length", "mean acceptance length"),
 )
 SPEC_NOTES = {
-    "decode tokens": "drafting also computes the draft tokens",  # pandas cuts notes at 50
+    "decode tokens": "drafting also computes the draft tokens",
     "acceptance rate": "accepted / draft tokens",
     "mean acceptance length": "tokens a drafting decode appends per step",
 }
@@ -93,7 +100,8 @@ class Comparison:
 
     def table(self):
         """The two runs' totals as a pandas DataFrame (a row per figure, a column per run, and
-        a note where a row differs for another reason than the settings)."""
+        a note where a row differs for another reason than the settings): the values as counted
+        (None where a run does not draft), to read from code. To show it, ``styled()``."""
         import pandas as pd
 
         rows = self.rows
@@ -104,12 +112,21 @@ class Comparison:
         data["note"] = [notes.get(label, "") for _, label in rows]
         return pd.DataFrame(data, index=[label for _, label in rows], dtype=object)
 
-    def html(self) -> str:
-        def cell(v):
-            if v is None:  # a run that does not draft: no speculation figure
-                return "—"
-            return f"{v:.3f}" if isinstance(v, float) else f"{v:,}"
+    def styled(self):
+        """``table()`` as a notebook should show it (``display(comparison.styled())``): a pandas
+        Styler over the same DataFrame (``.data``), its cells formatted as in ``html()`` and its
+        notes whole; the DataFrame's values are not changed."""
+        runs = [name for name, _ in RUNS]
+        return (
+            self.table()
+            .style.format(cell, subset=runs)
+            .format(escape="html", subset=["note"])
+            .set_caption(f"replay with {escape(_settings(self.changes))}")
+            .set_properties(subset=runs, **{"text-align": "right"})
+            .set_properties(subset=["note"], **{"text-align": "left", "color": "#555"})
+        )
 
+    def html(self) -> str:
         notes = self.notes()
         head = "".join(f"<th style='color:{c}'>{n}</th>" for n, c in RUNS) + "<th>note</th>"
         rows = "".join(
@@ -168,6 +185,14 @@ class Comparison:
 
         display(HTML(self.html()))
         display(self.figure())
+
+
+def cell(v) -> str:
+    """A figure as the tables show it: a dash for None (a run that does not draft), 3 decimals
+    for a float, thousands separators for a count."""
+    if v is None:
+        return "—"
+    return f"{v:.3f}" if isinstance(v, float) else f"{v:,}"
 
 
 def _settings(changes: dict[str, Any]) -> str:

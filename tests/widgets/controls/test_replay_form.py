@@ -5,6 +5,7 @@ where the two runs differ for reasons other than the settings."""
 from __future__ import annotations
 
 import random
+from html import escape
 
 import pytest
 
@@ -120,6 +121,7 @@ def test_the_comparison_has_speculation_rows_only_when_a_run_drafts(teaching_mod
         assert plain.table().loc["draft tokens", "replay"] is None
         assert plain.table().loc["draft tokens", "recorded"] == recorded.draft_tokens
         assert "—</td>" in plain.html()  # the replay drafted nothing: a dash, not 0
+        shown_as_html_shows(plain)
     finally:
         bench.close()
     bench = Workbench(teaching_model, TEACHING_DEFAULTS)
@@ -134,3 +136,19 @@ def test_the_comparison_has_speculation_rows_only_when_a_run_drafts(teaching_mod
         assert comparison.table().loc["decode tokens", "note"] == ""
     finally:
         bench.close()
+
+
+def shown_as_html_shows(comparison) -> None:
+    """``styled()``, what a notebook displays, reads like ``html()``: a dash for None, 3 decimals,
+    counts with separators, every note whole; the DataFrame behind it keeps the numbers."""
+    table = comparison.table()
+    styled = comparison.styled()
+    page = styled.to_html()
+    for label, row in table.iterrows():
+        for run in ("recorded", "replay"):
+            v = row[run]
+            want = "—" if v is None else f"{v:.3f}" if isinstance(v, float) else f"{v:,}"
+            assert f">{want}</td>" in page, (label, run, v)
+        assert escape(row["note"]) in page  # whole: no "..." at 50 characters
+    assert any(len(n) > 50 for n in table["note"])  # a note pandas would cut
+    assert styled.data.equals(table) and styled.data.loc["draft tokens", "replay"] is None
