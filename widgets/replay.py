@@ -124,6 +124,13 @@ class Comparison:
             .set_caption(f"replay with {escape(_settings(self.changes))}")
             .set_properties(subset=runs, **{"text-align": "right"})
             .set_properties(subset=["note"], **{"text-align": "left", "color": "#555"})
+            .set_table_styles(  # the headings as html()'s: the runs' colours, "note" at the left
+                {
+                    **{name: [{"selector": "th", "props": f"color:{c}"}] for name, c in RUNS},
+                    "note": [{"selector": "th", "props": "text-align:left"}],
+                },
+                overwrite=False,
+            )
         )
 
     def html(self) -> str:
