@@ -177,7 +177,8 @@ class Workbench:
     def replay(self, **changes: Any) -> Comparison:
         """Replay the recorded workload (same requests, same arrival steps) on a second engine with
         ``changes`` to this one's config (e.g. ``num_kvcache_blocks=32``), closed when done; the
-        ``Comparison`` shows both runs side by side (display it; ``.table()``, ``.figure()``)."""
+        ``Comparison`` shows both runs side by side (display it; ``.styled()`` the table to
+        show, ``.table()`` its values to read, ``.figure()``)."""
         self.driver.check_open()
         return compare(self, **changes)
 
