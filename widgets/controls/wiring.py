@@ -7,7 +7,7 @@
     slider -> wb.show_step(k)           Live      -> wb.live()
     integrity -> wb.integrity_overlay = on
     until / request id -> wb.breakpoint = Breakpoint(event, request id) (None: "until: -")
-    a view's Click: "request" -> wb.pick(seq)   (the dropdown, a timeline row)
+    a view's Click: "request" -> wb.pick(seq)   (the dropdown, a timeline row; no seq: none)
                     "blocks"  -> wb.pick_block(b, ...)   (a grid cell)
                     "abort"   -> wb.abort(seq)  (a request row's button)
 
@@ -47,7 +47,7 @@ class Wiring:
         """A view's click (see the module docstring)."""
         b = self.bench
         action = {
-            "request": lambda: b.pick(click.ids[0]),
+            "request": lambda: b.pick(click.ids[0] if click.ids else None),
             "blocks": lambda: b.pick_block(*click.ids),
             "abort": lambda: b.abort(click.ids[0]),
         }[click.kind]

@@ -75,8 +75,8 @@ class ViewSetup:
 
 @dataclass(frozen=True)
 class Click:
-    """What a click in a view asks for: ``kind`` "request" (pick ``ids[0]``), "blocks" (pick an
-    owner of these blocks, a grid cell's) or "abort" (abort ``ids[0]``)."""
+    """What a click in a view asks for: ``kind`` "request" (pick ``ids[0]``; no ids: unpick),
+    "blocks" (pick an owner of these blocks, a grid cell's) or "abort" (abort ``ids[0]``)."""
 
     kind: str
     ids: tuple[int, ...]

@@ -115,8 +115,8 @@ class BlockTableView(View):
         )
 
     def _on_pick(self, change) -> None:
-        if change["new"] is not None:
-            self.emit("request", change["new"])
+        picked = change["new"]  # None: the dropdown's "(pick a request)", i.e. none
+        self.emit("request", *(() if picked is None else (picked,)))
 
     # ---- the dropdown ---------------------------------------------------------------------------
     def _sync_options(self, snap: EngineSnapshot | None, picked: int | None) -> None:

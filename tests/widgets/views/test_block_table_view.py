@@ -89,6 +89,19 @@ def test_reset_clears_the_picked_request(wb):
     assert wb.selection.picked is None and view.entries == () and b != a
 
 
+def test_the_dropdowns_no_pick_entry_unpicks(wb):
+    """Choosing "(pick a request)" in the dropdown unpicks, as ``wb.pick(None)`` does."""
+    a = wb.add_request(SYSTEM + QUESTIONS[0], max_tokens=24, ignore_eos=True)
+    wb.step(2)
+    view = wb.block_table_view
+    view.picker.value = a  # as the browser sets it
+    assert wb.selection.picked == a
+    view.picker.value = None
+    assert wb.selection.picked is None
+    assert view.figure.layout.title.text == "Block table: pick a request"
+    assert list(wb.block_view.figure.data[2].x) == []  # no outline on the grid
+
+
 def test_nothing_picked_shows_every_table_at_a_glance(wb):
     """With no request picked the chart is its title line; below it, each request's physical
     blocks in logical order (bold: shared), so the column beside the requests list is not blank.
