@@ -2,7 +2,7 @@
 
 ``forward`` does both. A caller whose prologue kernel has already written K/V into
 ``kv_caches(kv_cache)`` (models/decoder.py, where ``layers/fusion.py:kv_store_op`` allows) calls
-``attend`` alone.
+``attend`` alone, on the same caches.
 """
 
 from __future__ import annotations
@@ -38,13 +38,16 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         """q: [T, heads, D]; k, v: [T, kv_heads, D];
         kv_cache: [2, layers, blocks, bs, kv_heads, D]."""
-        k_cache, v_cache = self.kv_caches(kv_cache)
-        self.backend.store_kv(k, v, k_cache, v_cache, meta)
-        return self.backend.attend(q, k_cache, v_cache, meta, self.scale)
+        caches = self.kv_caches(kv_cache)
+        self.backend.store_kv(k, v, *caches, meta)
+        return self.attend(q, meta, caches)
 
-    def attend(self, q: torch.Tensor, meta: AttentionMetadata, kv_cache: torch.Tensor):
-        """Attention over the cache alone: this step's K/V must already be in it."""
-        return self.backend.attend(q, *self.kv_caches(kv_cache), meta, self.scale)
+    def attend(
+        self, q: torch.Tensor, meta: AttentionMetadata, caches: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        """Attention over this layer's ``caches`` (``kv_caches``'s) alone: this step's K/V must
+        already be in them."""
+        return self.backend.attend(q, *caches, meta, self.scale)
 
     def kv_caches(self, kv_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """This layer's ``(k_cache, v_cache)``, each ``[blocks, bs, kv_heads, D]``."""

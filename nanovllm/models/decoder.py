@@ -133,7 +133,7 @@ class DecoderAttention(nn.Module):
         else:
             caches = self.attn.kv_caches(kv_cache)
             q = self._prologue_store_kv(*args, *caches, meta.slot_mapping)
-            o = self.attn.attend(q, meta, kv_cache)
+            o = self.attn.attend(q, meta, caches)
         return self.o_proj(o.flatten(1))
 
 
